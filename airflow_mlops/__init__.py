@@ -1,0 +1,61 @@
+"""airflow-mlops: an Apache Airflow provider for the closed MLOps loop.
+
+validate -> train -> register -> gated promotion -> score -> monitor drift -> retrain,
+with an embedded default (local files + SQLite Airflow) and ``s3://`` for production.
+
+Importing this package is cheap: heavy libraries (pandas, sklearn, great_expectations,
+evidently) are imported lazily inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "get_provider_info"]
+
+
+def get_provider_info() -> dict:
+    """Provider metadata read by Airflow's ProvidersManager (``apache_airflow_provider`` entry point)."""
+    return {
+        "package-name": "airflow-mlops",
+        "name": "MLOps",
+        "description": "Validation, training, model registry, gated promotion, batch inference and "
+        "drift-triggered retraining for Apache Airflow.",
+        "versions": [__version__],
+        "integrations": [
+            {"integration-name": "MLOps", "external-doc-url": "https://example.invalid/airflow-mlops",
+             "tags": ["software"]},
+        ],
+        "hooks": [
+            {"integration-name": "MLOps", "python-modules": [
+                "airflow_mlops.hooks.storage", "airflow_mlops.hooks.registry"]},
+        ],
+        "operators": [
+            {"integration-name": "MLOps", "python-modules": [
+                "airflow_mlops.operators.validation", "airflow_mlops.operators.training",
+                "airflow_mlops.operators.registry"]},
+        ],
+        "connection-types": [
+            {"connection-type": "mlops_storage", "hook-class-name": "airflow_mlops.hooks.storage.ArtifactStoreHook",
+             "hook-name": "MLOps artifact store"},
+        ],
+        "config": {
+            "mlops": {
+                "description": "Settings of the airflow-mlops provider.",
+                "options": {
+                    "storage_uri": {
+                        "description": "Root URI of the artifact store (datasets, registry, reports). "
+                        "file:///path for the embedded default, s3://bucket/prefix for production. "
+                        "Empty means file://$AIRFLOW_HOME/mlops.",
+                        "version_added": "0.1.0", "type": "string", "example": "s3://ml-artifacts/mlops",
+                        "default": "",
+                    },
+                    "storage_conn_id": {
+                        "description": "Airflow AWS connection used for s3:// storage.",
+                        "version_added": "0.1.0", "type": "string", "example": "aws_default",
+                        "default": "aws_default",
+                    },
+                },
+            }
+        },
+    }
