@@ -1,0 +1,24 @@
+# The two commands of the README: `make demo` and `make test`. Each creates .venv and installs what it needs.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: install demo test clean standalone
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(VENV)/bin/pip install -q --disable-pip-version-check uv
+	@# --compile-bytecode: every Airflow task is a fresh interpreter; without .pyc files each one recompiles Airflow.
+	$(VENV)/bin/uv pip install -q --python $(PY) --compile-bytecode -e ".[dev]"
+	@touch $@
+
+demo: install
+	$(PY) -m airflow_mlops.demo
+
+test: install
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+clean:
+	rm -rf .demo build dist *.egg-info

@@ -1,0 +1,618 @@
+"""Model registry on top of the artifact store.
+
+Layout under ``<root>/registry/<model>/`` (see docs/registry-layout.md):
+
+``versions/<n>/_claim.json``
+    exclusive-create marker that allocates version ``n`` (never reused).
+``versions/<n>/model.skops``, ``reference.parquet``, ``reports/...``, ...
+    immutable artifacts, each written with exclusive create.
+``versions/<n>/metadata.json``
+    written last with exclusive create: the commit point of a registration. It carries the sha256
+    of every artifact; loads verify it. A version without ``metadata.json`` (a registration killed
+    halfway) is invisible and its number is skipped.
+``state.json``
+    one document holding aliases, approvals, lifecycle states and the append-only audit log,
+    updated only by compare-and-swap (lock + ``os.replace`` locally, ``If-Match`` on S3) so that
+    concurrent writers never lose an update and every applied change has its audit entry.
+``../_lineage/<content_hash>/<model>@<n>``
+    reverse lineage: which versions were trained on a dataset fingerprint.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import hashlib
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops.hooks.storage import (
+    ArtifactExistsError,
+    ArtifactNotFoundError,
+    ArtifactStore,
+    PreconditionFailedError,
+    StorageError,
+    join,
+)
+
+try:
+    from airflow.sdk.bases.hook import BaseHook
+except ImportError:  # pragma: no cover
+    from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.skops"
+METADATA_FILE = "metadata.json"
+REFERENCE_FILE = "reference.parquet"
+CLAIM_FILE = "_claim.json"
+STATE_FILE = "state.json"
+
+LIFECYCLE_STATES = ("active", "deprecated", "retired")
+APPROVAL_STATES = ("not_required", "pending", "approved", "rejected")
+
+#: Module prefixes whose types a stored model may contain without being listed explicitly.
+DEFAULT_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
+
+
+class RegistryError(Exception):
+    """Base class of registry errors."""
+
+
+class ModelNotFoundError(RegistryError, LookupError):
+    pass
+
+
+class VersionNotFoundError(RegistryError, LookupError):
+    pass
+
+
+class AliasNotFoundError(RegistryError, LookupError):
+    pass
+
+
+class IntegrityError(RegistryError):
+    """A stored artifact does not match the sha256 recorded in metadata.json."""
+
+
+class UntrustedModelError(RegistryError):
+    """A model file holds types outside the trusted list."""
+
+
+class ConcurrentUpdateError(RegistryError):
+    """A compare-and-swap update kept losing, or the expected current value did not hold."""
+
+
+class ApprovalError(RegistryError):
+    pass
+
+
+class LifecycleError(RegistryError):
+    pass
+
+
+def utcnow() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+def default_actor() -> str:
+    """Who is acting: ``AIRFLOW_CTX_DAG_OWNER``/``MLOPS_ACTOR`` if set, else the OS user."""
+    for var in ("MLOPS_ACTOR", "AIRFLOW_CTX_DAG_OWNER"):
+        if os.environ.get(var):
+            return os.environ[var]
+    try:
+        return getpass.getuser()
+    except Exception:  # pragma: no cover
+        return "unknown"
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _parse_ts(ts: str | dt.datetime) -> dt.datetime:
+    if isinstance(ts, str):
+        ts = dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=dt.timezone.utc)
+    return ts
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """A registered version: name, number, URI of its directory and its metadata."""
+
+    name: str
+    version: int
+    uri: str
+    metadata: dict = field(repr=False)
+
+
+class ModelRegistry:
+    """The model registry contract of DESIGN.md over an :class:`ArtifactStore`.
+
+    :param store: artifact store (its root holds ``registry/``).
+    :param prefix: key prefix of the registry inside the store.
+    """
+
+    def __init__(self, store: ArtifactStore | None = None, prefix: str = "registry") -> None:
+        self.store = store or ArtifactStore()
+        self.prefix = prefix.strip("/")
+
+    # ---- keys ----------------------------------------------------------------------
+    def _model_key(self, name: str, *parts: str) -> str:
+        _check_name(name)
+        return join(self.prefix, name, *parts)
+
+    def _version_key(self, name: str, version: int, *parts: str) -> str:
+        return self._model_key(name, "versions", str(int(version)), *parts)
+
+    def version_uri(self, name: str, version: int, relpath: str = "") -> str:
+        return self.store.uri(self._version_key(name, version, relpath))
+
+    # ---- listing -------------------------------------------------------------------
+    def list_models(self) -> list[str]:
+        return [d for d in self.store.list_dirs(self.prefix) if not d.startswith("_")]
+
+    def _claimed_versions(self, name: str) -> list[int]:
+        return sorted(int(d) for d in self.store.list_dirs(self._model_key(name, "versions")) if d.isdigit())
+
+    def list_versions(self, name: str) -> list[int]:
+        """Committed versions (those with metadata.json), ascending. Unknown model -> error."""
+        keys = self.store.list(self._model_key(name, "versions"))
+        out = sorted({int(k.split("/")[-2]) for k in keys
+                      if k.endswith("/" + METADATA_FILE) and k.split("/")[-2].isdigit()})
+        if not out and not self.store.exists(self._model_key(name, STATE_FILE)):
+            raise ModelNotFoundError(
+                f"model {name!r} is not registered; registered models: {self.list_models() or 'none'}"
+            )
+        return out
+
+    def exists(self, name: str) -> bool:
+        try:
+            return bool(self.list_versions(name))
+        except ModelNotFoundError:
+            return False
+
+    # ---- registration --------------------------------------------------------------
+    def register(
+        self,
+        name: str,
+        model: Any,
+        *,
+        metadata: dict | None = None,
+        artifacts: dict[str, bytes] | None = None,
+        reference: pd.DataFrame | None = None,
+        actor: str | None = None,
+        reason: str = "",
+        require_approval: bool = False,
+        lineage_hashes: Iterable[str] = (),
+        before_commit: Callable[[ModelVersion], None] | None = None,
+    ) -> ModelVersion:
+        """Register ``model`` as the next version of ``name``.
+
+        The version number is allocated by exclusive create, artifacts are written (each exclusive),
+        then ``metadata.json`` commits the version. ``before_commit`` (e.g. a smoke test) runs on the
+        written, not yet visible version; if it raises, the version never becomes visible.
+        """
+        actor = actor or default_actor()
+        files: dict[str, bytes] = {MODEL_FILE: dump_skops_bytes(model)}
+        if reference is not None:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            sink = pa.BufferOutputStream()
+            pq.write_table(pa.Table.from_pandas(reference, preserve_index=False), sink, compression="zstd")
+            files[REFERENCE_FILE] = sink.getvalue().to_pybytes()
+        for rel, data in (artifacts or {}).items():
+            rel = rel.strip("/")
+            if rel in (METADATA_FILE, CLAIM_FILE) or rel in files:
+                raise RegistryError(f"artifact name {rel!r} is reserved")
+            files[rel] = data
+
+        version = self._allocate_version(name, actor)
+        for rel, data in files.items():
+            self.store.create_bytes(self._version_key(name, version, rel), data)
+
+        meta = dict(metadata or {})
+        meta.update({
+            "name": name,
+            "version": version,
+            "created_at": utcnow(),
+            "registered_by": actor,
+            "artifacts": {rel: {"sha256": sha256(data), "bytes": len(data)} for rel, data in sorted(files.items())},
+            "approval": {"required": bool(require_approval),
+                         "status": "pending" if require_approval else "not_required"},
+        })
+        mv = ModelVersion(name, version, self.version_uri(name, version), meta)
+        if before_commit is not None:
+            before_commit(mv)
+        self.store.create_bytes(self._version_key(name, version, METADATA_FILE), ArtifactStore.dumps(meta))
+        for h in lineage_hashes:
+            if h:
+                try:
+                    self.store.create_bytes(join(self.prefix, "_lineage", h, f"{name}@{version}"), b"")
+                except ArtifactExistsError:
+                    pass
+        self._update_state(name, lambda st: _audit(st, actor, "register", version=version, reason=reason,
+                                                   details={"approval": meta["approval"]["status"]}))
+        log.info("registered %s version %d at %s", name, version, mv.uri)
+        return mv
+
+    def _allocate_version(self, name: str, actor: str) -> int:
+        candidate = (max(self._claimed_versions(name), default=0)) + 1
+        for _ in range(1000):
+            try:
+                self.store.create_json(self._version_key(name, candidate, CLAIM_FILE),
+                                       {"claimed_at": utcnow(), "by": actor, "pid": os.getpid()})
+                return candidate
+            except ArtifactExistsError:
+                candidate += 1
+        raise ConcurrentUpdateError(f"could not allocate a version number for {name!r}")
+
+    # ---- metadata & artifacts ------------------------------------------------------
+    def get_metadata(self, name: str, version: int) -> dict:
+        try:
+            return self.store.read_json(self._version_key(name, version, METADATA_FILE))
+        except ArtifactNotFoundError:
+            versions = self.list_versions(name)
+            raise VersionNotFoundError(
+                f"model {name!r} has no version {version}; versions: {versions or 'none'}"
+            ) from None
+
+    def get_version(self, name: str, version: int | None = None, alias: str | None = None,
+                    as_of: str | dt.datetime | None = None) -> ModelVersion:
+        v = self.resolve(name, version=version, alias=alias, as_of=as_of)
+        return ModelVersion(name, v, self.version_uri(name, v), self.get_metadata(name, v))
+
+    def read_artifact(self, name: str, version: int, relpath: str, verify: bool = True) -> bytes:
+        """Bytes of a version's artifact, verified against metadata.json's sha256."""
+        meta = self.get_metadata(name, version)
+        key = self._version_key(name, version, relpath)
+        data = self.store.read_bytes(key)
+        if verify:
+            recorded = meta.get("artifacts", {}).get(relpath.strip("/"))
+            if recorded is None:
+                raise IntegrityError(
+                    f"{self.store.uri(key)} is not listed in metadata.json of {name} v{version}; "
+                    f"listed: {sorted(meta.get('artifacts', {}))}"
+                )
+            actual = sha256(data)
+            if actual != recorded["sha256"]:
+                raise IntegrityError(
+                    f"hash mismatch for {self.store.uri(key)}: metadata.json records sha256 "
+                    f"{recorded['sha256']}, the file has {actual}. The artifact was modified after "
+                    f"registration; do not use it. Re-register the model or roll back to another version."
+                )
+        return data
+
+    def add_report(self, name: str, version: int, relpath: str, data: bytes) -> str:
+        """Attach a report produced after registration under ``reports/`` (never overwrites)."""
+        self.get_metadata(name, version)
+        rel = join("reports", relpath)
+        try:
+            return self.store.create_bytes(self._version_key(name, version, rel), data)
+        except ArtifactExistsError:
+            raise RegistryError(f"{self.version_uri(name, version, rel)} exists; versions are immutable") from None
+
+    def list_reports(self, name: str, version: int) -> list[str]:
+        base = self._version_key(name, version, "reports")
+        return [k[len(base) + 1:] for k in self.store.list(base)]
+
+    def load_model(self, name: str, version: int | None = None, alias: str | None = None,
+                   as_of: str | dt.datetime | None = None, trusted_types: Iterable[str] = (),
+                   allow_retired: bool = False) -> tuple[Any, dict]:
+        """Load a model: resolve version/alias, verify the sha256, load with skops (trusted types only).
+
+        Returns ``(model, metadata)``. A retired version refuses to load unless ``allow_retired``.
+        """
+        v = self.resolve(name, version=version, alias=alias, as_of=as_of)
+        meta = self.get_metadata(name, v)
+        state = self.lifecycle(name, v)
+        if state["state"] == "retired" and not allow_retired:
+            raise LifecycleError(
+                f"{name} v{v} is retired ({state.get('by')}: {state.get('reason') or 'no reason given'}); "
+                "it cannot be used for scoring"
+            )
+        if state["state"] == "deprecated":
+            log.warning("%s v%d is deprecated: %s", name, v, state.get("reason") or "")
+        data = self.read_artifact(name, v, MODEL_FILE)
+        return load_skops_bytes(data, trusted_types=trusted_types, source=self.version_uri(name, v, MODEL_FILE)), meta
+
+    def load_reference(self, name: str, version: int) -> pd.DataFrame:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        return pq.read_table(pa.BufferReader(self.read_artifact(name, version, REFERENCE_FILE))).to_pandas()
+
+    # ---- state document (aliases, approvals, lifecycle, audit) --------------------
+    def _read_state(self, name: str) -> tuple[dict, str | None]:
+        try:
+            data, etag = self.store.read_versioned(self._model_key(name, STATE_FILE))
+            return json.loads(data), etag
+        except ArtifactNotFoundError:
+            return {"aliases": {}, "approvals": {}, "lifecycle": {}, "audit": []}, None
+
+    def state(self, name: str) -> dict:
+        return self._read_state(name)[0]
+
+    def _update_state(self, name: str, mutate: Callable[[dict], Any], attempts: int = 200) -> Any:
+        """Read-modify-write ``state.json`` with compare-and-swap, retrying with jittered backoff."""
+        key = self._model_key(name, STATE_FILE)
+        delay = 0.005
+        for _ in range(attempts):
+            st, etag = self._read_state(name)
+            result = mutate(st)
+            try:
+                self.store.write_bytes_if_match(key, ArtifactStore.dumps(st), etag)
+                return result
+            except PreconditionFailedError:
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 0.5)
+        raise ConcurrentUpdateError(f"{self.store.uri(key)}: gave up after {attempts} concurrent-update retries")
+
+    def audit_log(self, name: str) -> list[dict]:
+        """Every change (registration, alias, approval, lifecycle), oldest first."""
+        self.list_versions(name)
+        return list(self.state(name)["audit"])
+
+    # ---- aliases -------------------------------------------------------------------
+    def get_aliases(self, name: str) -> dict[str, int]:
+        return dict(self.state(name)["aliases"])
+
+    def resolve(self, name: str, version: int | str | None = None, alias: str | None = None,
+                as_of: str | dt.datetime | None = None) -> int:
+        """Version number for an explicit version, an alias, or an alias as of a timestamp."""
+        versions = self.list_versions(name)
+        if version is not None:
+            try:
+                v = int(version)
+            except (TypeError, ValueError):
+                raise VersionNotFoundError(f"version {version!r} of {name!r} is not an integer") from None
+            if v not in versions:
+                raise VersionNotFoundError(f"model {name!r} has no version {v}; versions: {versions or 'none'}")
+            return v
+        alias = alias or "champion"
+        if as_of is not None:
+            v = self.alias_as_of(name, alias, as_of)
+            if v is None:
+                raise AliasNotFoundError(
+                    f"alias {alias!r} of {name!r} pointed to no version at {_parse_ts(as_of).isoformat()}; "
+                    f"current aliases: {self.get_aliases(name) or 'none'}"
+                )
+            return v
+        aliases = self.get_aliases(name)
+        if alias not in aliases:
+            raise AliasNotFoundError(
+                f"model {name!r} has no alias {alias!r}; aliases: {aliases or 'none'}; versions: {versions}"
+            )
+        return int(aliases[alias])
+
+    def set_alias(self, name: str, alias: str, version: int, *, actor: str | None = None, reason: str = "",
+                  expected: int | None | object = ..., details: dict | None = None) -> dict:
+        """Point ``alias`` at ``version`` (compare-and-swap on the state document).
+
+        ``expected``: if given, the change applies only if the alias currently points there
+        (``None`` = alias absent); otherwise :class:`ConcurrentUpdateError`. Returns the audit event.
+        """
+        _check_name(alias, what="alias")
+        versions = self.list_versions(name)
+        if int(version) not in versions:
+            raise VersionNotFoundError(f"model {name!r} has no version {version}; versions: {versions}")
+        actor = actor or default_actor()
+
+        def mutate(st: dict) -> dict:
+            current = st["aliases"].get(alias)
+            if expected is not ... and current != expected:
+                raise ConcurrentUpdateError(
+                    f"alias {alias!r} of {name!r} points to {current}, not the expected {expected}"
+                )
+            st["aliases"][alias] = int(version)
+            return _audit(st, actor, "set_alias", alias=alias, version=int(version), from_=current,
+                          to=int(version), reason=reason, details=details)
+
+        return self._update_state(name, mutate)
+
+    def delete_alias(self, name: str, alias: str, *, actor: str | None = None, reason: str = "") -> dict:
+        actor = actor or default_actor()
+
+        def mutate(st: dict) -> dict:
+            if alias not in st["aliases"]:
+                raise AliasNotFoundError(f"model {name!r} has no alias {alias!r}; aliases: {st['aliases'] or 'none'}")
+            current = st["aliases"].pop(alias)
+            return _audit(st, actor, "delete_alias", alias=alias, from_=current, to=None, reason=reason)
+
+        self.list_versions(name)
+        return self._update_state(name, mutate)
+
+    def alias_as_of(self, name: str, alias: str, as_of: str | dt.datetime) -> int | None:
+        """Version the alias pointed to at ``as_of`` (from the audit log), or None."""
+        ts = _parse_ts(as_of)
+        current = None
+        for ev in self.state(name)["audit"]:
+            if ev.get("alias") != alias or ev["action"] not in ("set_alias", "delete_alias", "rollback"):
+                continue
+            if _parse_ts(ev["at"]) > ts:
+                break
+            current = ev.get("to")
+        return current
+
+    def alias_history(self, name: str, alias: str) -> list[dict]:
+        return [ev for ev in self.audit_log(name) if ev.get("alias") == alias]
+
+    def rollback(self, name: str, alias: str = "champion", to_version: int | None = None, *,
+                 actor: str | None = None, reason: str = "") -> dict:
+        """Re-point ``alias`` to ``to_version`` or, by default, to the version it held before."""
+        actor = actor or default_actor()
+        versions = self.list_versions(name)
+        if to_version is not None and int(to_version) not in versions:
+            raise VersionNotFoundError(f"model {name!r} has no version {to_version}; versions: {versions}")
+
+        def mutate(st: dict) -> dict:
+            current = st["aliases"].get(alias)
+            target = to_version
+            if target is None:
+                history = [ev.get("to") for ev in st["audit"] if ev.get("alias") == alias and ev.get("to") is not None]
+                previous = [v for v in history if v != current]
+                if not previous:
+                    raise RegistryError(f"alias {alias!r} of {name!r} has no earlier version to roll back to")
+                target = previous[-1]
+            st["aliases"][alias] = int(target)
+            return _audit(st, actor, "rollback", alias=alias, version=int(target), from_=current, to=int(target),
+                          reason=reason or "rollback")
+
+        return self._update_state(name, mutate)
+
+    # ---- approvals -----------------------------------------------------------------
+    def approval(self, name: str, version: int) -> dict:
+        meta = self.get_metadata(name, version)
+        st = self.state(name)
+        return st["approvals"].get(str(version)) or dict(meta.get("approval", {"status": "not_required"}))
+
+    def approve(self, name: str, version: int, *, approver: str | None = None, reason: str = "",
+                allow_self_approval: bool = False, status: str = "approved") -> dict:
+        """Record an approval (or ``status="rejected"``). The approver may not be the identity that
+        registered the model unless ``allow_self_approval``."""
+        if status not in ("approved", "rejected"):
+            raise ApprovalError(f"status must be 'approved' or 'rejected', not {status!r}")
+        meta = self.get_metadata(name, version)
+        approver = approver or default_actor()
+        trainer = meta.get("registered_by")
+        if status == "approved" and approver == trainer and not allow_self_approval:
+            raise ApprovalError(
+                f"{approver!r} registered {name} v{version} and may not approve it; ask another reviewer "
+                "or set allow_self_approval=True"
+            )
+
+        def mutate(st: dict) -> dict:
+            prev = (st["approvals"].get(str(version)) or meta.get("approval", {})).get("status")
+            st["approvals"][str(version)] = {"status": status, "by": approver, "at": utcnow(), "reason": reason,
+                                             "required": meta.get("approval", {}).get("required", False)}
+            return _audit(st, approver, status if status == "rejected" else "approve", version=int(version),
+                          from_=prev, to=status, reason=reason)
+
+        return self._update_state(name, mutate)
+
+    # ---- lifecycle -----------------------------------------------------------------
+    def lifecycle(self, name: str, version: int) -> dict:
+        return self.state(name)["lifecycle"].get(str(version)) or {"state": "active"}
+
+    def set_lifecycle(self, name: str, version: int, state: str, *, actor: str | None = None,
+                      reason: str = "") -> dict:
+        if state not in LIFECYCLE_STATES:
+            raise LifecycleError(f"lifecycle state must be one of {LIFECYCLE_STATES}, not {state!r}")
+        self.get_metadata(name, version)
+        actor = actor or default_actor()
+
+        def mutate(st: dict) -> dict:
+            prev = (st["lifecycle"].get(str(version)) or {"state": "active"})["state"]
+            st["lifecycle"][str(version)] = {"state": state, "by": actor, "at": utcnow(), "reason": reason}
+            return _audit(st, actor, "lifecycle", version=int(version), from_=prev, to=state, reason=reason)
+
+        return self._update_state(name, mutate)
+
+    # ---- lineage -------------------------------------------------------------------
+    def models_using(self, content_hash: str) -> list[tuple[str, int]]:
+        """Every (model, version) trained on data with this fingerprint content hash."""
+        out = []
+        for k in self.store.list(join(self.prefix, "_lineage", content_hash)):
+            model, _, v = k.rsplit("/", 1)[-1].partition("@")
+            out.append((model, int(v)))
+        return sorted(out)
+
+
+def _audit(st: dict, actor: str, action: str, *, alias: str | None = None, version: int | None = None,
+           from_: Any = None, to: Any = None, reason: str = "", details: dict | None = None) -> dict:
+    ev = {"seq": len(st["audit"]) + 1, "at": utcnow(), "actor": actor, "action": action,
+          "alias": alias, "version": version, "from": from_, "to": to, "reason": reason}
+    if details:
+        ev["details"] = details
+    st["audit"].append(ev)
+    return ev
+
+
+def _check_name(name: str, what: str = "model name") -> None:
+    import re
+
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", name):
+        raise RegistryError(f"invalid {what} {name!r}: use letters, digits, '_', '-', '.'")
+
+
+def _quiet():
+    """skops resolves numpy ufuncs by scanning every loaded module; with Airflow loaded that trips
+    thousands of Airflow deprecation shims. Silence those warnings (they are not ours to fix)."""
+    import warnings
+
+    ctx = warnings.catch_warnings()
+    ctx.__enter__()
+    warnings.simplefilter("ignore")
+    return ctx
+
+
+def dump_skops_bytes(model: Any) -> bytes:
+    ctx = _quiet()
+    try:
+        import skops.io as sio
+
+        return sio.dumps(model)
+    finally:
+        ctx.__exit__(None, None, None)
+
+
+def load_skops_bytes(data: bytes, trusted_types: Iterable[str] = (), source: str = "<bytes>") -> Any:
+    """Load a skops payload, trusting only sklearn/numpy/scipy types, the pipeline helpers of
+    ``airflow_mlops.ml`` and ``trusted_types``. Never unpickles."""
+    ctx = _quiet()
+    try:
+        import skops.io as sio
+
+        from airflow_mlops.ml.training import PIPELINE_CUSTOM_TYPES
+
+        extra = set(trusted_types) | set(PIPELINE_CUSTOM_TYPES)
+        try:
+            untrusted = sio.get_untrusted_types(data=data)
+        except Exception as e:
+            raise IntegrityError(f"{source} is not a readable skops file: {e}") from None
+        refused = [t for t in untrusted if t not in extra and not t.startswith(DEFAULT_TRUSTED_PREFIXES)]
+        if refused:
+            raise UntrustedModelError(
+                f"{source} contains types outside the trusted list: {sorted(refused)}. If you wrote and trust "
+                "this code, pass trusted_types=[...] naming them; never load files of unknown origin."
+            )
+        return sio.loads(data, trusted=list(untrusted))
+    finally:
+        ctx.__exit__(None, None, None)
+
+
+class ModelRegistryHook(BaseHook):
+    """Airflow hook returning a :class:`ModelRegistry` on the configured artifact store.
+
+    :param storage_uri: store root override (default ``[mlops] storage_uri``).
+    :param aws_conn_id: Airflow AWS connection for ``s3://`` roots.
+    """
+
+    hook_name = "MLOps model registry"
+
+    def __init__(self, storage_uri: str | None = None, aws_conn_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.storage_uri = storage_uri
+        self.aws_conn_id = aws_conn_id
+
+    def get_conn(self) -> ModelRegistry:
+        return ModelRegistry(ArtifactStore(self.storage_uri, conn_id=self.aws_conn_id))
+
+
+__all__ = [
+    "AliasNotFoundError", "ApprovalError", "ConcurrentUpdateError", "IntegrityError", "LifecycleError",
+    "ModelNotFoundError", "ModelRegistry", "ModelRegistryHook", "ModelVersion", "RegistryError",
+    "StorageError", "UntrustedModelError", "VersionNotFoundError", "load_skops_bytes",
+]
