@@ -35,6 +35,12 @@ def get_provider_info() -> dict:
                 "airflow_mlops.operators.validation", "airflow_mlops.operators.training",
                 "airflow_mlops.operators.registry"]},
         ],
+        "sensors": [
+            {"integration-name": "MLOps", "python-modules": ["airflow_mlops.sensors.data"]},
+        ],
+        "triggers": [
+            {"integration-name": "MLOps", "python-modules": ["airflow_mlops.triggers.storage"]},
+        ],
         "connection-types": [
             {"connection-type": "mlops_storage", "hook-class-name": "airflow_mlops.hooks.storage.ArtifactStoreHook",
              "hook-name": "MLOps artifact store"},

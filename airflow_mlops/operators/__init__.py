@@ -1,0 +1,8 @@
+"""Operators of airflow-mlops. Importing this package is cheap: heavy libraries load in execute()."""
+
+from airflow_mlops.operators.registry import ApproveModelOperator, PromoteModelOperator, RollbackModelOperator
+from airflow_mlops.operators.training import TrainModelOperator
+from airflow_mlops.operators.validation import DataValidationOperator
+
+__all__ = ["ApproveModelOperator", "DataValidationOperator", "PromoteModelOperator", "RollbackModelOperator",
+           "TrainModelOperator"]

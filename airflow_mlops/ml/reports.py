@@ -1,0 +1,80 @@
+"""Self-contained HTML reports (no external assets, every value escaped, no row values)."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}h1{font-size:1.4em}
+h2{font-size:1.1em;margin-top:1.5em}table{border-collapse:collapse;margin:.5em 0}
+td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;font-size:.9em}th{background:#f3f3f3}
+.ok{color:#080}.bad{color:#b00;font-weight:bold}code{background:#f5f5f5;padding:0 .2em}"""
+
+
+def esc(value: Any) -> str:
+    if isinstance(value, float):
+        value = f"{value:.6g}"
+    elif isinstance(value, (dict, list)):
+        value = json.dumps(value, default=str)
+    return html.escape("" if value is None else str(value))
+
+
+def table(rows: Iterable[Mapping[str, Any]] | Iterable[Sequence[Any]], header: Sequence[str] | None = None) -> str:
+    rows = list(rows)
+    if rows and isinstance(rows[0], Mapping):
+        header = header or list(rows[0].keys())
+        rows = [[r.get(h) for h in header] for r in rows]  # type: ignore[union-attr]
+    head = "".join(f"<th>{esc(h)}</th>" for h in header or [])
+    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table>{'<tr>' + head + '</tr>' if head else ''}{body}</table>"
+
+
+def kv_table(data: Mapping[str, Any]) -> str:
+    return table([[k, v] for k, v in data.items()], ["", "value"])
+
+
+def page(title: str, sections: Iterable[tuple[str, str]]) -> str:
+    body = "".join(f"<h2>{esc(h)}</h2>{content}" for h, content in sections)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>"
+            f"<style>{_CSS}</style></head><body><h1>{esc(title)}</h1>{body}</body></html>")
+
+
+def evaluation_html(meta: Mapping[str, Any]) -> str:
+    """Evaluation report of a trained version: metrics beside the baseline, CV, importance, data."""
+    m = meta.get("metrics", {})
+    holdout, baseline, cv = m.get("holdout", {}), m.get("baseline", {}), m.get("cv", {})
+    names = list(dict.fromkeys([*holdout, *baseline]))
+    rows = [[n, holdout.get(n), baseline.get(n), (cv.get(n) or {}).get("mean"), (cv.get(n) or {}).get("std")]
+            for n in names]
+    sections = [
+        ("Model", kv_table({"name": meta.get("name"), "version": meta.get("version"), "task": meta.get("task"),
+                            "estimator": meta.get("estimator"), "primary metric": meta.get("primary_metric"),
+                            "owner": meta.get("owner"), "trained by run": meta.get("run_id")})),
+        ("Metrics (holdout vs naive baseline, CV on the training split)",
+         table(rows, ["metric", "holdout", "baseline", "cv mean", "cv std"])),
+    ]
+    if m.get("per_class"):
+        sections.append(("Per-class metrics", table(
+            [{"class": c, **v} for c, v in m["per_class"].items()])))
+    if meta.get("feature_importance"):
+        sections.append(("Permutation importance (holdout)", table(meta["feature_importance"][:30])))
+    td = meta.get("training_data", {})
+    fp = td.get("fingerprint", {})
+    sections.append(("Training data", kv_table({"uri": td.get("uri"), "partitions": td.get("partitions"),
+                                                "rows": fp.get("rows"), "content hash": fp.get("content_hash")})))
+    sections.append(("Parameters", kv_table({"params": meta.get("params"), "best_params": meta.get("best_params"),
+                                             "cv": meta.get("cv_scheme"), "split": meta.get("split")})))
+    return page(f"Evaluation: {meta.get('name')} v{meta.get('version')}", sections)
+
+
+def decision_html(name: str, version: int, decision: Mapping[str, Any]) -> str:
+    checks = [{"constraint": c["constraint"], "metric": c["metric"], "value": c["value"], "limit": c["limit"],
+               "result": "ok" if c["passed"] else "BROKEN"} for c in decision.get("checks", [])]
+    return page(f"Promotion decision: {name} v{version}", [
+        ("Verdict", f"<p class='{'ok' if decision.get('promote') else 'bad'}'>{esc(decision.get('summary'))}</p>"),
+        ("Checks", table(checks) if checks else "<p>none</p>"),
+        ("Candidate metrics (holdout)", kv_table(decision.get("candidate") or {})),
+        ("Champion metrics (same holdout)", kv_table(decision.get("champion") or {})),
+    ])

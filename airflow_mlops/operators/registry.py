@@ -1,0 +1,105 @@
+"""Registry operators: champion/challenger promotion, approval, rollback."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops.operators.base import MLOpsBaseOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+def _version_from(context: Context, version: Any, task_id: str | None) -> int:
+    if version not in (None, ""):
+        return int(version)
+    if not task_id:
+        raise ValueError("give version= or candidate_task_id=")
+    pulled = context["ti"].xcom_pull(task_ids=task_id)
+    if not pulled or "version" not in pulled:
+        raise ValueError(f"task {task_id!r} pushed no {{'version': ...}} XCom")
+    return int(pulled["version"])
+
+
+class PromoteModelOperator(MLOpsBaseOperator):
+    """Champion/challenger gate for a candidate version.
+
+    The current champion is re-scored on the candidate's holdout so both are compared on the same
+    rows; the candidate becomes ``champion`` when it beats it on the config's primary metric by at
+    least ``promotion.min_improvement`` and meets every ``metrics.floors``/``ceilings``; otherwise it
+    becomes ``challenger``. With ``promotion.require_approval`` a passing candidate stays challenger
+    until approved. The decision (each check with value and limit) goes to the audit log and to the
+    version's ``reports/promotion.json``/``.html``.
+
+    :param version: candidate version (templated); default: the ``version`` in the XCom of
+        ``candidate_task_id``.
+    :param candidate_task_id: task whose XCom names the candidate (default ``train``).
+
+    Example::
+
+        PromoteModelOperator(task_id="promote", config_path="dags/configs/churn.yaml")
+    """
+
+    template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields, "version")
+    ui_color = "#e8dcff"
+
+    def __init__(self, *, version: int | str | None = None, candidate_task_id: str | None = "train",
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.version = version
+        self.candidate_task_id = candidate_task_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.pipeline import promote_candidate
+
+        version = _version_from(context, self.version, self.candidate_task_id)
+        return promote_candidate(self.config, self.store, version, run_info=self.run_info(context))
+
+
+class ApproveModelOperator(MLOpsBaseOperator):
+    """Record an approval (or rejection) of a version; the approver may not be the identity that
+    registered it unless the config allows self-approval. With ``promote=True`` an approved version
+    that passed the gate is then made champion.
+
+    :param version: the version to approve (templated).
+    :param approver: who approves (templated).
+    """
+
+    template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields, "version", "approver", "reason")
+
+    def __init__(self, *, version: int | str, approver: str, reason: str = "", reject: bool = False,
+                 promote: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.version, self.approver, self.reason, self.reject, self.promote = version, approver, reason, reject, promote
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.pipeline import promote_candidate
+
+        name, v = self.config.name, int(self.version)
+        ev = self.registry.approve(name, v, approver=self.approver, reason=self.reason,
+                                   allow_self_approval=self.config.promotion.allow_self_approval,
+                                   status="rejected" if self.reject else "approved")
+        out = {"model": name, "version": v, "approval": ev["to"], "by": self.approver}
+        if self.promote and not self.reject:
+            out["promotion"] = promote_candidate(self.config, self.store, v, actor=self.approver,
+                                                 run_info=self.run_info(context))
+        return out
+
+
+class RollbackModelOperator(MLOpsBaseOperator):
+    """Re-point an alias (default ``champion``) to an earlier version: ``to_version`` or, by default,
+    the version it held before. Recorded in the audit log with the reason.
+    """
+
+    template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields, "to_version", "reason")
+
+    def __init__(self, *, alias: str = "champion", to_version: int | str | None = None, reason: str = "",
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.alias, self.to_version, self.reason = alias, to_version, reason
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        tv = int(self.to_version) if self.to_version not in (None, "") else None
+        ev = self.registry.rollback(self.config.name, self.alias, tv, actor=self.owner, reason=self.reason)
+        return {"model": self.config.name, "alias": self.alias, "from": ev["from"], "to": ev["to"]}

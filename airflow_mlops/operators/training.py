@@ -1,0 +1,46 @@
+"""TrainModelOperator: train from the model config and register the result as a new version."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops.operators.base import MLOpsBaseOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class TrainModelOperator(MLOpsBaseOperator):
+    """Train the model described by a config on the partitions ending at the logical date, and
+    register it in the model registry.
+
+    The sklearn Pipeline (ColumnTransformer for numeric and categorical columns + the configured
+    estimator) is fit on a seeded split with K-fold CV, optional randomized / successive-halving
+    search, held-out metrics, a naive (Dummy) baseline and permutation importance. The new version
+    carries ``model.skops``, ``reference.parquet`` (drift baseline), ``holdout.parquet``, an evaluation
+    report and ``metadata.json`` with the data fingerprint, params, CV scheme, seed, library versions
+    and the dag/run/task ids. It does not move any alias: see :class:`PromoteModelOperator`.
+
+    Example::
+
+        TrainModelOperator(task_id="train", config_path="dags/configs/churn.yaml")
+
+    XCom: ``{"model", "version", "uri", "primary_metric", "holdout", "baseline", "rows", "fingerprint",
+    "evaluation_report"}``.
+    """
+
+    template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields,)
+    ui_color = "#d9f2d9"
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.hooks.datasets import DataError
+        from airflow_mlops.ml.config import ConfigError
+        from airflow_mlops.operators.base import fail
+        from airflow_mlops.pipeline import train_and_register
+
+        try:
+            return train_and_register(self.config, self.store, self.logical_ds(context), self.run_info(context))
+        except (DataError, ConfigError) as e:
+            fail(f"training data problem: {e}")
+            raise

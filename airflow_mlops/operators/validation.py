@@ -1,0 +1,49 @@
+"""DataValidationOperator: a Great Expectations 1.x gate on one input partition."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops.operators.base import MLOpsBaseOperator, fail
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class DataValidationOperator(MLOpsBaseOperator):
+    """Validate the model's input partition for the logical date with Great Expectations 1.x.
+
+    The suite comes from the model config's ``validation.suite``: a JSON/YAML suite file, or
+    ``infer`` (derived from the champion's training reference: columns, dtypes, ranges, null rates,
+    categories; before the first champion, a structural check of the required columns).
+    The result JSON and an HTML report go to ``<root>/validation/<model>/ds=<ds>/``. When the suite
+    fails, the failing rows (or the whole batch for batch-level failures such as a missing column)
+    are written to ``<root>/quarantine/<dataset>/ds=<ds>/`` and the task fails **without retries**,
+    so nothing downstream runs.
+
+    :param with_target: the partition must carry the target column (training data: True;
+        scoring input: False).
+
+    Example::
+
+        DataValidationOperator(task_id="validate", config_path="dags/configs/churn.yaml")
+
+    XCom: ``{"success", "rows", "evaluated", "failed", "result_uri", "report_uri", "suite"}``.
+    """
+
+    template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields,)
+    ui_color = "#fff3c4"
+
+    def __init__(self, *, with_target: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.with_target = with_target
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.pipeline import GateFailed, validate_partition
+
+        try:
+            return validate_partition(self.config, self.store, self.logical_ds(context), with_target=self.with_target)
+        except GateFailed as e:
+            fail(str(e))
+            raise  # unreachable

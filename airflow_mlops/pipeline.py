@@ -1,0 +1,262 @@
+"""The steps of the loop as plain functions over (config, store): what the operators call.
+
+Each step is testable without a scheduler; operators only add Airflow context, XCom and logging.
+Logs carry counts, metrics and URIs, never row values.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops.hooks.datasets import DataError, Dataset, partition_name
+from airflow_mlops.hooks.registry import (
+    AliasNotFoundError,
+    ModelNotFoundError,
+    ModelRegistry,
+    RegistryError,
+)
+from airflow_mlops.hooks.storage import ArtifactStore, join
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from airflow_mlops.ml.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+HOLDOUT_FILE = "holdout.parquet"
+SUITE_FILE = "validation_suite.json"
+
+
+class GateFailed(Exception):
+    """A quality gate failed (validation, promotion constraints): not retryable."""
+
+
+# ------------------------------------------------------------------------------------------
+# validation
+# ------------------------------------------------------------------------------------------
+def champion_or_none(registry: ModelRegistry, name: str, alias: str = "champion") -> int | None:
+    try:
+        return registry.resolve(name, alias=alias)
+    except (ModelNotFoundError, AliasNotFoundError):
+        return None
+
+
+def suite_for(config: ModelConfig, registry: ModelRegistry, *, with_target: bool) -> dict | None:
+    """The validation suite of a model's input: from the config's file, or inferred from the
+    champion's stored suite/reference; before any champion exists, a structural suite (columns
+    present, at least one row)."""
+    from airflow_mlops.ml import validation as v
+
+    spec = config.validation.suite
+    if spec is None:
+        return None
+    if spec != "infer":
+        return v.load_suite_spec(config.validation_suite_path())
+    required = [*config.keys, *(config.features or [])] + ([config.target] if with_target else [])
+    champion = champion_or_none(registry, config.name)
+    if champion is None:
+        return {"name": f"{config.name}_bootstrap", "expectations": [
+            {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1}},
+            {"type": "expect_table_columns_to_match_set",
+             "kwargs": {"column_set": sorted(set(required)), "exact_match": False}},
+        ], "meta": {"inferred_from": "config (no champion yet)"}}
+    meta = registry.get_metadata(config.name, champion)
+    reference = registry.load_reference(config.name, champion)
+    features = list(meta.get("features") or [])
+    suite = v.infer_suite(reference[features], columns=features,
+                          categorical=list(meta.get("categorical_features") or []),
+                          mostly=config.validation.mostly, name=f"{config.name}_v{champion}_inferred")
+    suite.setdefault("meta", {})["inferred_from"] = f"{config.name} v{champion} reference"
+    if with_target:
+        suite["expectations"].append({"type": "expect_column_to_exist", "kwargs": {"column": config.target}})
+    for k in config.keys:
+        suite["expectations"].append({"type": "expect_column_to_exist", "kwargs": {"column": k}})
+    return suite
+
+
+def validate_partition(config: ModelConfig, store: ArtifactStore, ds: str, *, with_target: bool = True,
+                       dataset: Dataset | None = None) -> dict[str, Any]:
+    """Validate one input partition. Writes ``validation/<model>/ds=<ds>/result.json`` and
+    ``report.html``; on failure writes the failing rows (or the whole batch) under
+    ``quarantine/<dataset>/ds=<ds>/`` and raises :class:`GateFailed`. Returns a small summary."""
+    from airflow_mlops.ml import validation as v
+
+    registry = ModelRegistry(store)
+    dataset = dataset or Dataset.from_config(config, store)
+    try:
+        df = dataset.read(ds)
+    except DataError as e:
+        raise GateFailed(str(e)) from None
+    suite = suite_for(config, registry, with_target=with_target)
+    out_prefix = join("validation", config.name, partition_name(ds))
+    if suite is None:
+        return {"success": True, "skipped": True, "rows": int(len(df))}
+    outcome = v.validate_dataframe(df, suite, name=f"{config.name}:{ds}")
+    result = dict(outcome.result_json)
+    result.update({"dataset_uri": dataset.uri(ds), "rows": int(len(df))})
+    result_uri = store.write_json(join(out_prefix, "result.json"), result)
+    report_uri = store.write_bytes(join(out_prefix, "report.html"), outcome.to_html().encode())
+    summary = {"success": bool(outcome.success), "rows": int(len(df)), "evaluated": outcome.evaluated,
+               "failed": len(outcome.failed), "result_uri": result_uri, "report_uri": report_uri,
+               "suite": suite.get("name")}
+    log.info("validated %s: %d rows, %d/%d expectations passed", dataset.uri(ds), len(df),
+             outcome.successful, outcome.evaluated)
+    if outcome.success:
+        return summary
+    _, quarantined = outcome.split(df)
+    qds = Dataset(store, join("quarantine", config.data.dataset))
+    qds.write(ds, quarantined.reset_index(drop=True), reason="batch" if outcome.batch_level_failure else "rows",
+              failed_expectations=[f["expectation_type"] for f in outcome.failed], report_uri=report_uri)
+    scope = "the whole batch" if outcome.batch_level_failure else f"{len(quarantined)} failing row(s)"
+    raise GateFailed(
+        f"validation of {dataset.uri(ds)} failed; {scope} quarantined at {qds.uri(ds)}.\n"
+        f"{v.summarize_failures(outcome)}\nreport: {report_uri}"
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# training + registration
+# ------------------------------------------------------------------------------------------
+def _parquet_bytes(df: pd.DataFrame) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
+
+
+def train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_info: dict[str, Any] | None = None,
+                       *, actor: str | None = None) -> dict[str, Any]:
+    """Train on the window of partitions ending at ``ds`` and register a new version.
+
+    The version carries the model, the drift reference, the holdout (with the training-time
+    predictions, for the promotion gate and reproducibility checks), the evaluation report and the
+    full metadata of the registry contract. Returns a small summary for XCom.
+    """
+    from airflow_mlops.ml import reports
+    from airflow_mlops.ml.fingerprint import fingerprint_table
+    from airflow_mlops.ml.training import library_versions, train_model
+
+    registry = ModelRegistry(store)
+    dataset = Dataset.from_config(config, store)
+    df, dates = dataset.read_window(ds, config.data.training_window_days)
+    fingerprint = fingerprint_table(df, keys=list(config.keys))
+    log.info("training %s on %d rows from %d partition(s) of %s", config.name, len(df), len(dates), dataset.uri())
+    result = train_model(config, df)
+    holdout = result.holdout.reset_index(drop=True).copy()
+    holdout["_training_prediction"] = result.holdout_predictions
+    meta: dict[str, Any] = {
+        "owner": config.owner, "description": config.description,
+        "intended_use": config.intended_use, "limitations": config.limitations,
+        **(run_info or {}),
+        "training_data": {"uri": dataset.uri(), "partitions": dates, "window_end": ds,
+                          "fingerprint": fingerprint},
+        **result.summary(),
+        "libraries": library_versions(),
+        "config": config.to_dict(),
+    }
+    meta.pop("source", None)
+    artifacts = {HOLDOUT_FILE: _parquet_bytes(holdout)}
+    meta_for_report = {**meta, "name": config.name, "version": "(new)"}
+    artifacts["reports/evaluation.html"] = reports.evaluation_html(meta_for_report).encode()
+    mv = registry.register(
+        config.name, result.pipeline, metadata=meta, artifacts=artifacts, reference=result.reference,
+        actor=actor or config.owner, reason=f"trained by {meta.get('dag_id', 'a script')} for {ds}",
+        require_approval=config.promotion.require_approval, lineage_hashes=[fingerprint["content_hash"]],
+    )
+    primary = result.primary_metric
+    summary = {"model": config.name, "version": mv.version, "uri": mv.uri, "primary_metric": primary,
+               "holdout": {primary: result.metrics["holdout"].get(primary)},
+               "baseline": {primary: result.metrics["baseline"].get(primary)},
+               "rows": int(len(df)), "fingerprint": fingerprint["content_hash"],
+               "evaluation_report": registry.version_uri(config.name, mv.version, "reports/evaluation.html")}
+    log.info("registered %s v%d: holdout %s=%s (baseline %s)", config.name, mv.version, primary,
+             summary["holdout"][primary], summary["baseline"][primary])
+    return summary
+
+
+# ------------------------------------------------------------------------------------------
+# promotion
+# ------------------------------------------------------------------------------------------
+def evaluate_on_holdout(registry: ModelRegistry, name: str, version: int, holdout: pd.DataFrame) -> dict[str, float]:
+    """Metrics of ``version`` on a given holdout (features + target)."""
+    from airflow_mlops.ml.metrics import compute_metrics
+    from airflow_mlops.ml.training import predict_frame
+
+    model, meta = registry.load_model(name, version=version, allow_retired=True)
+    features, target, task = meta["features"], meta["target"], meta["task"]
+    missing = [c for c in [*features, target] if c not in holdout.columns]
+    if missing:
+        raise DataError(f"holdout lacks columns {missing} needed by {name} v{version}")
+    classes = meta.get("classes")
+    pred = predict_frame(model, holdout, features, task, classes)
+    proba = pred[[f"proba_{c}" for c in classes]].to_numpy() if classes else None
+    return compute_metrics(task, holdout[target].to_numpy(), pred["prediction"].to_numpy(), proba, classes)
+
+
+def promote_candidate(config: ModelConfig, store: ArtifactStore, version: int, *, actor: str | None = None,
+                      run_info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run the champion/challenger gate for ``version`` and move the aliases accordingly.
+
+    The champion is re-scored on the candidate's holdout so both are compared on the same rows.
+    Promoted: ``champion`` -> version (the previous champion keeps alias ``previous_champion``).
+    Rejected (or awaiting approval): ``challenger`` -> version. The decision, with its reasons and
+    metrics, is stored as ``reports/promotion.json``/``.html`` of the version and in the audit log.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from airflow_mlops.ml import reports
+    from airflow_mlops.ml.promotion import decide
+
+    registry = ModelRegistry(store)
+    name = config.name
+    actor = actor or config.owner
+    meta = registry.get_metadata(name, version)
+    primary = meta.get("primary_metric") or config.metrics.primary
+    candidate = dict(meta["metrics"]["holdout"])
+    champion_v = champion_or_none(registry, name)
+    champion_metrics = None
+    if champion_v is not None and champion_v != version:
+        holdout = pq.read_table(pa.BufferReader(registry.read_artifact(name, version, HOLDOUT_FILE))).to_pandas()
+        try:
+            champion_metrics = evaluate_on_holdout(registry, name, champion_v, holdout)
+        except DataError as e:
+            log.warning("champion v%s cannot score the candidate's holdout (%s); using its recorded metrics",
+                        champion_v, e)
+            champion_metrics = registry.get_metadata(name, champion_v)["metrics"]["holdout"]
+    elif champion_v == version:
+        return {"model": name, "version": version, "promote": True, "summary": "already champion",
+                "alias": "champion"}
+    decision = decide(primary, candidate, champion_metrics, champion_version=champion_v,
+                      min_improvement=config.promotion.min_improvement,
+                      floors=dict(config.metrics.floors), ceilings=dict(config.metrics.ceilings))
+    d = decision.to_dict()
+    d.update({"model": name, "version": version, "decided_by": actor, **(run_info or {})})
+    approval = registry.approval(name, version)
+    if decision.promote and approval.get("required") and approval.get("status") != "approved":
+        d["promote"] = False
+        d["awaiting_approval"] = True
+        d["summary"] = f"passes the gate but awaits approval ({approval.get('status')}): " + decision.summary()
+    details = {"primary_metric": primary, "candidate": {primary: candidate.get(primary)},
+               "champion": {primary: (champion_metrics or {}).get(primary)}, "champion_version": champion_v,
+               "broken": [c.describe() for c in decision.broken]}
+    if d["promote"]:
+        if champion_v is not None:
+            registry.set_alias(name, "previous_champion", champion_v, actor=actor,
+                               reason=f"replaced by v{version}", details=details)
+        registry.set_alias(name, "champion", version, actor=actor, reason=d["summary"], details=details)
+        d["alias"] = "champion"
+    else:
+        registry.set_alias(name, "challenger", version, actor=actor, reason=d["summary"], details=details)
+        d["alias"] = "challenger"
+    try:
+        registry.add_report(name, version, "promotion.json", ArtifactStore.dumps(d))
+        registry.add_report(name, version, "promotion.html", reports.decision_html(name, version, d).encode())
+    except RegistryError:  # a retried task: the first decision report stays, the audit log has both
+        log.info("promotion report of %s v%d exists; kept the first one", name, version)
+    log.info("%s v%d -> %s: %s", name, version, d["alias"], d["summary"])
+    return {k: d[k] for k in ("model", "version", "promote", "alias", "summary", "champion_version")}

@@ -1,0 +1,49 @@
+"""Async triggers polling the artifact store (run in the triggerer; storage calls go to a thread)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+
+class DataPartitionTrigger(BaseTrigger):
+    """Fires when the partition ``<dataset>/ds=<ds>/`` holds at least one data file.
+
+    :param storage_uri: root URI of the dataset's store.
+    :param prefix: the dataset's key prefix in that store.
+    :param ds: the partition date (YYYY-MM-DD).
+    :param fmt: ``parquet`` or ``csv``.
+    :param aws_conn_id: Airflow AWS connection for ``s3://``.
+    :param poke_interval: seconds between checks.
+    """
+
+    def __init__(self, storage_uri: str, prefix: str, ds: str, fmt: str = "parquet",
+                 aws_conn_id: str | None = None, poke_interval: float = 60.0) -> None:
+        super().__init__()
+        self.storage_uri, self.prefix, self.ds, self.fmt = storage_uri, prefix, ds, fmt
+        self.aws_conn_id, self.poke_interval = aws_conn_id, poke_interval
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return ("airflow_mlops.triggers.storage.DataPartitionTrigger", {
+            "storage_uri": self.storage_uri, "prefix": self.prefix, "ds": self.ds, "fmt": self.fmt,
+            "aws_conn_id": self.aws_conn_id, "poke_interval": self.poke_interval})
+
+    def _exists(self) -> bool:
+        from airflow_mlops.hooks.datasets import Dataset
+        from airflow_mlops.hooks.storage import ArtifactStore
+
+        return Dataset(ArtifactStore(self.storage_uri, conn_id=self.aws_conn_id), self.prefix, self.fmt).exists(self.ds)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        while True:
+            try:
+                if await asyncio.to_thread(self._exists):
+                    yield TriggerEvent({"status": "success", "ds": self.ds})
+                    return
+            except Exception as e:  # report, let the sensor fail with the message
+                yield TriggerEvent({"status": "error", "message": str(e)})
+                return
+            await asyncio.sleep(self.poke_interval)
