@@ -1,0 +1,789 @@
+"""Batch scoring: stream one input partition through a registered model into the prediction log.
+
+The steps are plain functions over ``(config, store)``, like :mod:`airflow_mlops.pipeline`;
+:class:`~airflow_mlops.operators.inference.BatchInferenceOperator` is a thin wrapper.
+
+* :func:`score_partition` picks the model (pinned version, alias, or the alias *as of* the end of
+  the logical day, from the registry's audit log), checks the input schema against the model's
+  feature schema **before writing anything**, then streams Arrow record batches file by file
+  (``ParquetFile.iter_batches`` / ``pyarrow.csv.open_csv``), predicts each batch and writes it with
+  one ``ParquetWriter`` per output file into ``store.partition_writer(...)``: the partition is
+  committed atomically (a re-run replaces exactly that partition; a failure or a crash leaves the
+  previous one untouched). Memory is bounded by the batch size (and the input row-group size),
+  not by the partition size; ``s3://`` inputs are downloaded one file at a time to a temp file.
+* :func:`partition_input_files` + :func:`score_partition` ``(files=[...])`` + :func:`merge_parts`:
+  fan-out over the input files with dynamic task mapping, then one atomic commit of the partition.
+
+The output has the prediction-log schema of ``docs/prediction-log.md`` (same columns for every
+model): keys, ``prediction``, ``proba_<class>``, ``shadow_prediction``, ``shadow_model_version``,
+``model_name``, ``model_version``, ``scored_by``, ``logical_date``, ``scored_at``, ``run_id``.
+
+No Airflow imports; pyarrow, pandas and scikit-learn are imported inside functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops.hooks.datasets import DataError, Dataset, partition_name
+from airflow_mlops.hooks.registry import AliasNotFoundError, ModelRegistry, RegistryError, _parse_ts
+from airflow_mlops.hooks.storage import ArtifactStore, join
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from airflow_mlops.ml.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "LOG_COLUMNS",
+    "ModelSelectionError",
+    "SchemaMismatchError",
+    "check_input_schema",
+    "end_of_day",
+    "merge_parts",
+    "partition_input_files",
+    "prediction_log_schema",
+    "predictions_dataset",
+    "select_model",
+    "score_partition",
+]
+
+DEFAULT_BATCH_SIZE = 65536
+#: Columns every prediction-log partition has after the keys, ``prediction`` and ``proba_<class>``.
+LOG_COLUMNS = ("shadow_prediction", "shadow_model_version", "model_name", "model_version", "scored_by",
+               "logical_date", "scored_at", "run_id")
+PARTS_DIR = "_parts"
+
+
+class SchemaMismatchError(DataError):
+    """The input partition does not have the columns/dtypes the model was trained on.
+
+    ``differences`` lists every problem as ``{"column", "expected", "found", "file"}``.
+    """
+
+    def __init__(self, message: str, differences: Sequence[dict[str, str]] = ()) -> None:
+        super().__init__(message)
+        self.differences = list(differences)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keep .differences across pickling
+        return (self.__class__, (str(self), self.differences))
+
+
+class ModelSelectionError(AliasNotFoundError):
+    """No model can be chosen for the logical date (the alias did not exist then)."""
+
+
+# ------------------------------------------------------------------------------------------
+# model selection
+# ------------------------------------------------------------------------------------------
+def end_of_day(ds: str | dt.date) -> dt.datetime:
+    """The last microsecond (UTC) of the logical day ``ds``."""
+    day = dt.date.fromisoformat(str(ds)[:10])
+    return dt.datetime.combine(day, dt.time.max, tzinfo=dt.timezone.utc)
+
+
+def _format_history(events: list[dict]) -> str:
+    if not events:
+        return "no changes recorded"
+    return "; ".join(f"{ev.get('at')} {ev.get('action')} {ev.get('from')} -> {ev.get('to')}"
+                     f" by {ev.get('actor')}" for ev in events)
+
+
+def select_model(registry: ModelRegistry, name: str, ds: str, *, alias: str = "champion",
+                 version: int | str | None = None, as_of: str | dt.datetime | None = None,
+                 as_of_logical_date: bool = False) -> dict[str, Any]:
+    """Which version scores ``ds``: ``{"version", "scored_by", "selection", "alias", "as_of"}``.
+
+    * ``version`` given: that version, ``scored_by="pinned"``, ``selection="version"``;
+    * ``as_of`` (timestamp) or ``as_of_logical_date`` (= the end of the logical day ``ds``): the
+      version ``alias`` pointed to at that moment, from the audit log (``selection="alias_as_of"``).
+      If the alias did not exist then, :class:`ModelSelectionError` names the moment and lists the
+      alias history: a backfill never silently uses today's model;
+    * otherwise the version ``alias`` points to now (``selection="alias"``).
+    """
+    if version not in (None, ""):
+        v = registry.resolve(name, version=version)
+        return {"version": v, "scored_by": "pinned", "selection": "version", "alias": None, "as_of": None}
+    alias = alias or "champion"
+    if as_of is None and as_of_logical_date:
+        as_of = end_of_day(ds)
+    if as_of is not None:
+        ts = _parse_ts(as_of)
+        registry.list_versions(name)  # unknown model -> ModelNotFoundError
+        v = registry.alias_as_of(name, alias, ts)
+        if v is None:
+            history = registry.alias_history(name, alias)
+            raise ModelSelectionError(
+                f"alias {alias!r} of model {name!r} pointed to no version at {ts.isoformat()} "
+                f"(end of logical date {str(ds)[:10]}) - alias history: {_format_history(history)}. "
+                f"Scoring this date with today's model would not be reproducible; pin a version with "
+                f"version=<n> to score it anyway."
+            )
+        return {"version": int(v), "scored_by": alias, "selection": "alias_as_of", "alias": alias,
+                "as_of": ts.isoformat()}
+    v = registry.resolve(name, alias=alias)
+    return {"version": v, "scored_by": alias, "selection": "alias", "alias": alias, "as_of": None}
+
+
+# ------------------------------------------------------------------------------------------
+# schemas
+# ------------------------------------------------------------------------------------------
+_DICT_RE = re.compile(r"^dictionary<values=([^,]+),")
+
+
+def _kind(type_str: str) -> str:
+    """numeric / string / bool / null / other:<type> for an Arrow (or pandas) dtype string."""
+    from airflow_mlops.ml.config import is_numeric_dtype
+
+    t = type_str.strip()
+    m = _DICT_RE.match(t)
+    if m:
+        t = m.group(1)
+    if t in ("null", "na"):
+        return "null"
+    if t in ("bool", "boolean"):
+        return "bool"
+    if is_numeric_dtype(t):
+        return "numeric"
+    if t in ("string", "large_string", "utf8", "large_utf8", "str", "object", "category") or t.startswith("string"):
+        return "string"
+    return f"other:{t}"
+
+
+def check_input_schema(found: pa.Schema | dict[str, str], meta: dict, *, keys: Sequence[str] = (),
+                       source: str = "") -> list[dict[str, str]]:
+    """Differences between an input schema and a model's feature schema.
+
+    Missing key/feature columns, and features whose dtype kind (numeric / string / bool) differs
+    from the training dtype (``metadata["feature_dtypes"]``); an all-null column fits any kind.
+    Returns ``[{"column", "expected", "found", "file"}, ...]`` (empty when compatible).
+    """
+    if not isinstance(found, dict):
+        found = {f.name: str(f.type) for f in found}
+    dtypes = meta.get("feature_dtypes") or {}
+    diffs: list[dict[str, str]] = []
+    for k in list(dict.fromkeys([*(meta.get("keys") or []), *keys])):
+        if k not in found:
+            diffs.append({"column": k, "expected": "key column", "found": "missing", "file": source})
+    for f in meta.get("features") or []:
+        expected = dtypes.get(f, "any")
+        if f not in found:
+            diffs.append({"column": f, "expected": expected, "found": "missing", "file": source})
+            continue
+        if expected == "any":
+            continue
+        want, have = _kind(expected), _kind(found[f])
+        if have != "null" and want != have:
+            diffs.append({"column": f, "expected": f"{expected} ({want})", "found": f"{found[f]} ({have})",
+                          "file": source})
+    return diffs
+
+
+def _mismatch_error(diffs: list[dict[str, str]], model: str, version: int, input_uri: str) -> SchemaMismatchError:
+    lines = [f"  - {d['column']}: expected {d['expected']}, found {d['found']}"
+             + (f" in {d['file']}" if d.get("file") else "") for d in diffs]
+    return SchemaMismatchError(
+        f"input {input_uri} does not match the feature schema of {model} v{version} "
+        f"({len(diffs)} difference(s)); nothing was written:\n" + "\n".join(lines), diffs)
+
+
+def _normal_key_type(t: pa.DataType) -> pa.DataType:
+    """Stable key types in the prediction log: integers -> int64, strings -> string."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_integer(t) and t != pa.uint64():
+        return pa.int64()
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return pa.string()
+    return t
+
+
+def _prediction_type(meta: dict) -> pa.DataType:
+    import pyarrow as pa
+
+    if meta.get("task") == "regression" or not meta.get("classes"):
+        return pa.float64()
+    classes = list(meta["classes"])
+    if all(isinstance(c, bool) for c in classes):
+        return pa.bool_()
+    if all(isinstance(c, int) and not isinstance(c, bool) for c in classes):
+        return pa.int64()
+    if all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in classes):
+        return pa.float64()
+    return pa.string()
+
+
+def _proba_columns(meta: dict) -> list[str]:
+    from airflow_mlops.ml.training import _label
+
+    if meta.get("task") == "regression" or not meta.get("classes"):
+        return []
+    return [f"proba_{_label(c)}" for c in meta["classes"]]
+
+
+def prediction_log_schema(meta: dict, key_types: dict[str, pa.DataType], *, has_proba: bool = True) -> pa.Schema:
+    """The Arrow schema of a prediction-log partition for a model (see docs/prediction-log.md)."""
+    import pyarrow as pa
+
+    pred = _prediction_type(meta)
+    fields = [pa.field(k, _normal_key_type(t)) for k, t in key_types.items()]
+    fields.append(pa.field("prediction", pred))
+    if has_proba:
+        fields += [pa.field(c, pa.float64()) for c in _proba_columns(meta)]
+    fields += [
+        pa.field("shadow_prediction", pred),
+        pa.field("shadow_model_version", pa.int64()),
+        pa.field("model_name", pa.string(), nullable=False),
+        pa.field("model_version", pa.int64(), nullable=False),
+        pa.field("scored_by", pa.string(), nullable=False),
+        pa.field("logical_date", pa.string(), nullable=False),
+        pa.field("scored_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+    ]
+    return pa.schema(fields)
+
+
+# ------------------------------------------------------------------------------------------
+# input files
+# ------------------------------------------------------------------------------------------
+def predictions_dataset(config: ModelConfig, store: ArtifactStore, output_prefix: str | None = None) -> Dataset:
+    """The prediction log of a model: ``<root>/predictions/<model>/ds=YYYY-MM-DD/``."""
+    return Dataset(store, output_prefix or join("predictions", config.name))
+
+
+def partition_input_files(config: ModelConfig, store: ArtifactStore, ds: str,
+                          input_dataset: Dataset | None = None) -> list[str]:
+    """Keys (inside the input dataset's store) of the data files of the input partition ``ds``,
+    for fan-out with dynamic task mapping. A missing/empty partition raises :class:`DataError`."""
+    dataset = input_dataset or Dataset.from_config(config, store)
+    files = dataset.files(ds)
+    if not files:
+        raise DataError(
+            f"partition {dataset.uri(ds)} has no {dataset.fmt} files; expected data for {str(ds)[:10]} "
+            f"(present partitions: {dataset.partitions()[-5:] or 'none'})"
+        )
+    return files
+
+
+@contextlib.contextmanager
+def _local_file(store: ArtifactStore, key: str, tmpdir: str) -> Iterator[str]:
+    """A local path holding ``key``: the file itself on file://, else a temp copy streamed to disk
+    (memory stays bounded; disk use is one input file at a time)."""
+    if store.is_local:
+        yield store.local_path(key)
+        return
+    fd, path = tempfile.mkstemp(prefix="in-", suffix=os.path.splitext(key)[1], dir=tmpdir)
+    os.close(fd)
+    try:
+        _download(store, key, path)
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def _download(store: ArtifactStore, key: str, path: str) -> None:
+    b = store._b
+    client = getattr(b, "client", None)
+    if client is not None and hasattr(client, "download_file"):
+        b._call("download", key, client.download_file, b.bucket, b.key(key), path)  # streams to disk
+    else:  # pragma: no cover - other backends
+        with open(path, "wb") as f:
+            f.write(store.read_bytes(key))
+
+
+def _file_schema(path: str, fmt: str, uri: str) -> pa.Schema:
+    """Arrow schema of one input file from its metadata (parquet footer / CSV header + first block)."""
+    import pyarrow as pa
+
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return pq.read_schema(path)
+        import pyarrow.csv as pcsv
+
+        reader = pcsv.open_csv(path)
+        try:
+            return reader.schema
+        finally:
+            reader.close()
+    except (pa.ArrowInvalid, OSError) as e:
+        raise DataError(f"{uri} is not a readable {fmt} file ({str(e).splitlines()[0]}); "
+                        "re-deliver the file or remove it from the partition") from None
+
+
+def _iter_batches(path: str, fmt: str, columns: list[str], batch_size: int, uri: str,
+                  csv_types: dict[str, pa.DataType] | None = None) -> Iterator[pa.RecordBatch]:
+    import pyarrow as pa
+
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            pf = pq.ParquetFile(path)
+            try:
+                yield from pf.iter_batches(batch_size=batch_size, columns=columns, use_threads=True)
+            finally:
+                pf.close()
+        else:
+            import pyarrow.csv as pcsv
+
+            block = int(min(max(batch_size * 16 * max(len(columns), 1), 1 << 20), 256 << 20))
+            reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=block),
+                                   convert_options=pcsv.ConvertOptions(include_columns=columns,
+                                                                       column_types=csv_types or {}))
+            try:
+                for batch in reader:
+                    for start in range(0, batch.num_rows, batch_size):
+                        yield batch.slice(start, batch_size)
+            finally:
+                reader.close()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as e:
+        raise DataError(f"{uri} cannot be read as {fmt} ({str(e).splitlines()[0]}); "
+                        "re-deliver the file or remove it from the partition") from None
+
+
+# ------------------------------------------------------------------------------------------
+# prediction
+# ------------------------------------------------------------------------------------------
+class _TransformOnce:
+    """A fitted sklearn ``Pipeline`` seen by :func:`predict_frame` as a model whose ``predict`` and
+    ``predict_proba`` on the same frame share one preprocessing pass (``Pipeline.predict`` would run
+    the ColumnTransformer twice). Results are identical: the final estimator sees the same matrix."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self._pre = pipeline[:-1]
+        self._est = pipeline[-1]
+        self.classes_ = getattr(self._est, "classes_", None)
+        self._last: tuple[Any, Any] | None = None
+        if hasattr(self._est, "predict_proba"):
+            self.predict_proba = self._predict_proba
+
+    def _xt(self, X: Any) -> Any:
+        if self._last is None or self._last[0] is not X:
+            self._last = (X, self._pre.transform(X))
+        return self._last[1]
+
+    def predict(self, X: Any) -> Any:
+        return self._est.predict(self._xt(X))
+
+    def _predict_proba(self, X: Any) -> Any:
+        return self._est.predict_proba(self._xt(X))
+
+    def reset(self) -> None:
+        self._last = None
+
+
+def _fast(model: Any) -> Any:
+    try:
+        from sklearn.pipeline import Pipeline
+    except ImportError:  # pragma: no cover
+        return model
+    if isinstance(model, Pipeline) and len(model.steps) > 1:
+        return _TransformOnce(model)
+    return model
+
+
+@dataclass
+class _Scorer:
+    """A loaded model plus what is needed to turn record batches into prediction-log columns."""
+
+    name: str
+    version: int
+    meta: dict
+    model: Any
+    features: list[str] = field(default_factory=list)
+    task: str = "binary"
+    classes: list | None = None
+
+    @classmethod
+    def load(cls, registry: ModelRegistry, name: str, version: int) -> _Scorer:
+        model, meta = registry.load_model(name, version=version)
+        return cls(name, version, meta, _fast(model), list(meta.get("features") or []), meta.get("task", "binary"),
+                   meta.get("classes"))
+
+    def predict(self, batch: pa.RecordBatch) -> tuple[Any, Any]:
+        """``(predictions, DataFrame of proba_<class> columns or None)`` for one record batch."""
+        from airflow_mlops.ml.training import predict_frame
+
+        frame = batch.select(self.features).to_pandas(split_blocks=True, self_destruct=False)
+        out = predict_frame(self.model, frame, self.features, self.task, self.classes)
+        if isinstance(self.model, _TransformOnce):
+            self.model.reset()
+        return out["prediction"].to_numpy(), out
+
+
+class _Constants:
+    """Per-run constant columns, built once and sliced per batch."""
+
+    def __init__(self, schema: pa.Schema, values: dict[str, Any]) -> None:
+        self.schema = schema
+        self.values = values
+        self.arrays: dict[str, pa.Array] = {}
+        self.length = 0
+
+    def get(self, n: int) -> dict[str, pa.Array]:
+        import pyarrow as pa
+
+        if n > self.length:
+            self.length = n
+            self.arrays = {}
+            for name, value in self.values.items():
+                t = self.schema.field(name).type
+                self.arrays[name] = (pa.nulls(n, type=t) if value is None
+                                     else pa.repeat(pa.scalar(value, type=t), n))
+        return {name: arr.slice(0, n) for name, arr in self.arrays.items()}
+
+
+def _to_arrow(values: Any, t: pa.DataType) -> pa.Array:
+    import pyarrow as pa
+
+    arr = pa.array(values)
+    return arr if arr.type == t else arr.cast(t)
+
+
+# ------------------------------------------------------------------------------------------
+# scoring
+# ------------------------------------------------------------------------------------------
+def _part_id(files: Sequence[str]) -> str:
+    stem = os.path.splitext(files[0].rsplit("/", 1)[-1])[0]
+    stem = re.sub(r"[^A-Za-z0-9_.=-]", "_", stem)[:80] or "part"
+    digest = hashlib.sha1("\n".join(files).encode()).hexdigest()[:10]
+    return f"{stem}-{digest}" if len(files) == 1 else f"{stem}+{len(files) - 1}-{digest}"
+
+
+def score_partition(
+    config: ModelConfig,
+    store: ArtifactStore,
+    ds: str,
+    *,
+    alias: str = "champion",
+    version: int | str | None = None,
+    as_of_logical_date: bool = False,
+    as_of: str | dt.datetime | None = None,
+    input_dataset: Dataset | None = None,
+    output_prefix: str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    shadow_alias: str | None = None,
+    run_id: str = "",
+    files: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Score the input partition ``ds`` with a registered model into the prediction log.
+
+    :param config: the model config (name, input dataset, keys).
+    :param store: artifact store holding the registry and the prediction log.
+    :param ds: logical date ``YYYY-MM-DD``.
+    :param alias: alias to score with (default ``champion``); ``scored_by`` records it.
+    :param version: pin a version (``scored_by="pinned"``); wins over ``alias``.
+    :param as_of_logical_date: use the version ``alias`` pointed to at the end of ``ds`` (backfills);
+        :class:`ModelSelectionError` if the alias did not exist then.
+    :param as_of: explicit timestamp for the alias lookup (wins over ``as_of_logical_date``).
+    :param input_dataset: input override (default :meth:`Dataset.from_config`).
+    :param output_prefix: prediction dataset prefix (default ``predictions/<model>``); the
+        partition is ``<output_prefix>/ds=<ds>``.
+    :param batch_size: rows per record batch (memory is proportional to it).
+    :param shadow_alias: also score with this alias into ``shadow_prediction`` /
+        ``shadow_model_version`` (recorded only). If the alias does not exist or the shadow model
+        cannot score this input, the shadow columns are null and the summary says why.
+    :param run_id: written to ``run_id`` (default ``manual__<scored_at>``).
+    :param files: score only these input files (keys from :func:`partition_input_files`) into a
+        part ``<output_prefix>/_parts/ds=<ds>/<part-id>/``, for :func:`merge_parts`.
+    :returns: JSON-safe summary ``{"model", "version", "scored_by", "selection", "as_of", "rows",
+        "files", "output_files", "output_uri", "output_key", "input_uri", "seconds",
+        "shadow_version", "shadow_error", "scored_at", "run_id", "part"}``.
+    :raises SchemaMismatchError: the input lacks a key/feature column or has an incompatible dtype
+        (every difference listed); nothing is written.
+    :raises DataError: missing, empty or unreadable input.
+    :raises RegistryError: unknown model/version/alias, retired version, integrity failure.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    started = time.perf_counter()
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    ds = str(ds)[:10]
+    partition_name(ds)  # validates the date
+    registry = ModelRegistry(store)
+    name = config.name
+    dataset = input_dataset or Dataset.from_config(config, store)
+    in_store = dataset.store
+    input_uri = dataset.uri(ds)
+
+    chosen = select_model(registry, name, ds, alias=alias, version=version, as_of=as_of,
+                          as_of_logical_date=as_of_logical_date)
+    scorer = _Scorer.load(registry, name, chosen["version"])
+    keys = list(scorer.meta.get("keys") or config.keys)
+
+    all_files = partition_input_files(config, store, ds, dataset)
+    if files is not None:
+        files = [files] if isinstance(files, str) else list(files)
+        unknown = [f for f in files if f not in all_files]
+        if unknown or not files:
+            raise DataError(f"file(s) {unknown or files} are not data files of partition {input_uri}; "
+                            f"its files: {all_files}")
+    part = files is not None
+    if not part:
+        files = all_files
+
+    # -- shadow model ------------------------------------------------------------------------
+    shadow: _Scorer | None = None
+    shadow_version: int | None = None
+    shadow_error: str | None = None
+    if shadow_alias:
+        try:
+            sel = select_model(registry, name, ds, alias=shadow_alias, as_of=chosen["as_of"])
+            shadow_version = sel["version"]
+            shadow = _Scorer.load(registry, name, shadow_version)
+            if (shadow.task == "regression") != (scorer.task == "regression"):
+                raise RegistryError(f"shadow v{shadow_version} is a {shadow.task} model, "
+                                    f"v{scorer.version} a {scorer.task} model")
+        except RegistryError as e:
+            shadow, shadow_error = None, f"{type(e).__name__}: {e}"
+            log.warning("shadow alias %r of %s not used: %s; shadow columns are null", shadow_alias, name, e)
+
+    # -- schema check of every file BEFORE writing anything ----------------------------------
+    tmpdir = tempfile.mkdtemp(prefix="mlops-score-")
+    try:
+        schemas: dict[str, pa.Schema] = {}
+        diffs: list[dict[str, str]] = []
+        if in_store.is_local:  # footers are cheap to read: check all files up front
+            for f in files:
+                schemas[f] = _file_schema(in_store.local_path(f), dataset.fmt, in_store.uri(f))
+                diffs += check_input_schema(schemas[f], scorer.meta, keys=keys, source=in_store.uri(f))
+        else:  # remote: check the first file now, the others as they are downloaded (before commit)
+            with _local_file(in_store, files[0], tmpdir) as p:
+                schemas[files[0]] = _file_schema(p, dataset.fmt, in_store.uri(files[0]))
+            diffs += check_input_schema(schemas[files[0]], scorer.meta, keys=keys, source=in_store.uri(files[0]))
+        if diffs:
+            raise _mismatch_error(diffs, name, scorer.version, input_uri)
+        if shadow is not None:
+            sdiffs = check_input_schema(schemas[files[0]], shadow.meta, keys=keys)
+            if sdiffs:
+                shadow_error = "shadow model does not fit the input: " + ", ".join(
+                    f"{d['column']} (expected {d['expected']}, found {d['found']})" for d in sdiffs)
+                log.warning("shadow %s v%s not used: %s", name, shadow_version, shadow_error)
+                shadow = None
+        first = schemas[files[0]]
+        key_types = {k: first.field(k).type for k in keys}
+        needed = list(dict.fromkeys([*keys, *scorer.features, *(shadow.features if shadow else [])]))
+        has_proba = hasattr(scorer.model, "predict_proba") and scorer.task != "regression"
+        schema = prediction_log_schema(scorer.meta, key_types, has_proba=has_proba)
+        proba_cols = _proba_columns(scorer.meta) if has_proba else []
+        pred_type = schema.field("prediction").type
+        dtypes = {**((shadow.meta.get("feature_dtypes") or {}) if shadow else {}),
+                  **(scorer.meta.get("feature_dtypes") or {})}
+
+        scored_at = dt.datetime.now(dt.timezone.utc)
+        run_id = run_id or f"manual__{scored_at.isoformat()}"
+        consts = _Constants(schema, {
+            "model_name": name, "model_version": scorer.version, "scored_by": chosen["scored_by"],
+            "logical_date": ds, "scored_at": scored_at, "run_id": run_id,
+            **({"shadow_prediction": None, "shadow_model_version": None} if shadow is None
+               else {"shadow_model_version": shadow_version}),
+        })
+
+        output = predictions_dataset(config, store, output_prefix)
+        out_key = (join(output.prefix, PARTS_DIR, partition_name(ds), _part_id(files)) if part
+                   else output.key(ds))
+        manifest = {"model": name, "version": scorer.version, "scored_by": chosen["scored_by"],
+                    "selection": chosen["selection"], "as_of": chosen["as_of"], "ds": ds, "run_id": run_id,
+                    "scored_at": scored_at.isoformat(), "input_uri": input_uri, "input_files": list(files),
+                    "shadow_version": shadow_version if shadow is not None else None, "part": part,
+                    "schema": {f.name: str(f.type) for f in schema}}
+        rows = 0
+        with store.partition_writer(out_key, **manifest) as w:
+            for f in files:
+                uri = in_store.uri(f)
+                with _local_file(in_store, f, tmpdir) as path:
+                    if f not in schemas:
+                        schemas[f] = _file_schema(path, dataset.fmt, uri)
+                        d = check_input_schema(schemas[f], scorer.meta, keys=keys, source=uri)
+                        if d:
+                            raise _mismatch_error(d, name, scorer.version, input_uri)
+                    csv_types = _csv_types(schemas[f], needed, dtypes) if dataset.fmt == "csv" else None
+                    writer = pq.ParquetWriter(w.new_file(), schema, compression="zstd")
+                    try:
+                        for batch in _iter_batches(path, dataset.fmt, needed, batch_size, uri, csv_types):
+                            n = batch.num_rows
+                            if n == 0:
+                                continue
+                            pred, out = scorer.predict(batch)
+                            cols: dict[str, pa.Array] = {}
+                            for k in keys:
+                                col = batch.column(k)
+                                cols[k] = col if col.type == schema.field(k).type else col.cast(schema.field(k).type)
+                            cols["prediction"] = _to_arrow(pred, pred_type)
+                            for c in proba_cols:
+                                cols[c] = pa.array(out[c].to_numpy(), type=pa.float64())
+                            cols.update(consts.get(n))
+                            if shadow is not None:
+                                spred, _ = shadow.predict(batch)
+                                cols["shadow_prediction"] = _to_arrow(spred, pred_type)
+                            writer.write_batch(pa.record_batch([cols[f.name] for f in schema], schema=schema))
+                            rows += n
+                    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
+                        raise DataError(f"{uri}: cannot convert a batch to the prediction log schema "
+                                        f"({str(e).splitlines()[0]})") from None
+                    finally:
+                        writer.close()
+            if rows == 0 and not part:
+                raise DataError(f"partition {input_uri} is empty (0 rows in {len(files)} file(s)); nothing written")
+            w.add_rows(rows)
+            n_out = len(w.files)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+    seconds = time.perf_counter() - started
+    summary = {
+        "model": name, "version": scorer.version, "scored_by": chosen["scored_by"],
+        "selection": chosen["selection"], "as_of": chosen["as_of"], "rows": rows, "files": len(files),
+        "output_files": n_out, "output_uri": store.uri(out_key), "output_key": out_key,
+        "input_uri": input_uri, "seconds": round(seconds, 3),
+        "shadow_alias": shadow_alias, "shadow_version": shadow_version if shadow is not None else None,
+        "shadow_error": shadow_error, "scored_at": scored_at.isoformat(), "run_id": run_id, "ds": ds,
+        "part": part,
+    }
+    log.info("scored %s with %s v%d (%s): %d row(s) from %d file(s) in %.1f s -> %s", input_uri, name,
+             scorer.version, chosen["scored_by"], rows, len(files), seconds, summary["output_uri"])
+    return summary
+
+
+def _csv_types(found: pa.Schema, needed: list[str], dtypes: dict[str, str]) -> dict[str, pa.DataType]:
+    """Explicit CSV column types so that a later block cannot change a column's inferred type:
+    numeric features -> float64, string features -> string, bool -> bool; keys as inferred."""
+    import pyarrow as pa
+
+    out: dict[str, pa.DataType] = {}
+    for c in needed:
+        kind = _kind(dtypes[c]) if c in dtypes else None
+        if kind == "numeric":
+            out[c] = pa.float64()
+        elif kind == "string":
+            out[c] = pa.string()
+        elif kind == "bool":
+            out[c] = pa.bool_()
+        elif c in found.names and not pa.types.is_null(found.field(c).type):
+            t = found.field(c).type
+            out[c] = pa.string() if pa.types.is_string(t) else (pa.int64() if pa.types.is_integer(t) else t)
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# fan-out merge
+# ------------------------------------------------------------------------------------------
+def _part_key(part: str | dict) -> str:
+    if isinstance(part, dict):
+        if "output_key" not in part:
+            raise DataError(f"part summary {part!r} has no output_key")
+        return part["output_key"]
+    return str(part)
+
+
+def _copy_local(store: ArtifactStore, key: str, dest: str) -> None:
+    if store.is_local:
+        src = store.local_path(key)
+        try:
+            os.link(src, dest)  # same filesystem: no copy, and deleting the part keeps the data
+        except OSError:
+            shutil.copyfile(src, dest)
+    else:
+        _download(store, key, dest)
+
+
+def merge_parts(config: ModelConfig, store: ArtifactStore, ds: str, parts: Sequence[str | dict], *,
+                output_prefix: str | None = None, input_dataset: Dataset | None = None,
+                require_complete: bool = True, cleanup: bool = True) -> dict[str, Any]:
+    """Commit the prediction partition ``ds`` atomically from parts written by
+    ``score_partition(files=...)``.
+
+    ``parts`` are the part summaries (XComs of the mapped tasks) or their ``output_key``. Every part
+    must be committed, scored by the same model version, and (``require_complete``) the parts
+    together must cover exactly the files of the input partition, each once. The files are
+    hard-linked (file://) or copied into one new partition commit; then the parts are removed.
+    """
+    import pyarrow.parquet as pq
+
+    started = time.perf_counter()
+    ds = str(ds)[:10]
+    keys = [_part_key(p) for p in parts]
+    if not keys:
+        raise DataError(f"no parts to merge for {config.name} {ds}")
+    manifests = []
+    for k in keys:
+        m = store.read_manifest(k)
+        if m is None:
+            raise DataError(f"part {store.uri(k)} is not committed (no _SUCCESS); re-run its scoring task")
+        if m.get("ds") != ds:
+            raise DataError(f"part {store.uri(k)} is for {m.get('ds')}, not {ds}")
+        manifests.append(m)
+    models = {(m.get("model"), m.get("version"), m.get("scored_by"), m.get("shadow_version")) for m in manifests}
+    if len(models) > 1:
+        raise DataError(
+            f"parts of {config.name} {ds} were scored by different models {sorted(models, key=str)}; the alias "
+            "moved during the fan-out. Resolve the version once (version=...) and re-run the parts")
+    schemas = {_json_key(m.get("schema")) for m in manifests}
+    if len(schemas) > 1:
+        raise DataError(f"parts of {config.name} {ds} have different output schemas; re-run the scoring")
+    covered: list[str] = [f for m in manifests for f in m.get("input_files", [])]
+    dupes = sorted({f for f in covered if covered.count(f) > 1})
+    if dupes:
+        raise DataError(f"input file(s) scored by more than one part: {dupes}")
+    if require_complete:
+        expected = set(partition_input_files(config, store, ds, input_dataset))
+        missing, extra = sorted(expected - set(covered)), sorted(set(covered) - expected)
+        if missing or extra:
+            raise DataError(f"parts do not cover the input partition of {ds}: missing {missing or 'none'}, "
+                            f"not in the partition {extra or 'none'}")
+    rows = sum(int(m.get("rows", 0)) for m in manifests)
+    if rows == 0:
+        raise DataError(f"input partition of {config.name} {ds} is empty (0 rows in all parts)")
+    first = manifests[0]
+    output = predictions_dataset(config, store, output_prefix)
+    extra_manifest = {k: first.get(k) for k in ("model", "version", "scored_by", "selection", "as_of", "ds",
+                                                "run_id", "scored_at", "input_uri", "shadow_version", "schema")}
+    extra_manifest.update({"input_files": covered, "part": False, "merged_from": keys})
+    with store.partition_writer(output.key(ds), **extra_manifest) as w:
+        for k, m in zip(keys, manifests):
+            for fname in m.get("files", []):
+                dest = w.new_file()
+                _copy_local(store, join(k, fname), dest)
+                pq.read_metadata(dest)  # a truncated copy fails here, before the commit
+        w.add_rows(rows)
+        n_out = len(w.files)
+    if cleanup:
+        for k in keys:
+            store.delete_prefix(k)
+        parts_dir = join(output.prefix, PARTS_DIR, partition_name(ds))
+        if not store.list(parts_dir):
+            store.delete_prefix(parts_dir)
+    summary = {"model": first.get("model"), "version": first.get("version"), "scored_by": first.get("scored_by"),
+               "selection": first.get("selection"), "rows": rows, "files": len(covered), "parts": len(keys),
+               "output_files": n_out, "output_uri": output.uri(ds), "output_key": output.key(ds),
+               "input_uri": first.get("input_uri"), "shadow_version": first.get("shadow_version"),
+               "seconds": round(time.perf_counter() - started, 3), "ds": ds}
+    log.info("merged %d part(s) of %s %s: %d row(s) -> %s", len(keys), config.name, ds, rows, summary["output_uri"])
+    return summary
+
+
+def _json_key(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True, default=str)
