@@ -22,3 +22,11 @@ test: install
 
 clean:
 	rm -rf .demo build dist *.egg-info
+
+# Airflow UI + API server, scheduler, dag-processor and triggerer on the demo's home (or $AIRFLOW_HOME).
+PORT ?= 8080
+standalone: install
+	AIRFLOW_HOME=$${AIRFLOW_HOME:-$(CURDIR)/.demo/airflow} \
+	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags AIRFLOW__CORE__LOAD_EXAMPLES=False \
+	AIRFLOW__API__PORT=$(PORT) AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True \
+	$(VENV)/bin/airflow standalone

@@ -771,9 +771,10 @@ def merge_parts(config: ModelConfig, store: ArtifactStore, ds: str, parts: Seque
     if cleanup:
         for k in keys:
             store.delete_prefix(k)
-        parts_dir = join(output.prefix, PARTS_DIR, partition_name(ds))
-        if not store.list(parts_dir):
-            store.delete_prefix(parts_dir)
+        if store.is_local:  # drop the directories left empty (rmdir refuses non-empty ones)
+            for leftover in (join(output.prefix, PARTS_DIR, partition_name(ds)), join(output.prefix, PARTS_DIR)):
+                with contextlib.suppress(OSError):
+                    os.rmdir(store.local_path(leftover))
     summary = {"model": first.get("model"), "version": first.get("version"), "scored_by": first.get("scored_by"),
                "selection": first.get("selection"), "rows": rows, "files": len(covered), "parts": len(keys),
                "output_files": n_out, "output_uri": output.uri(ds), "output_key": output.key(ds),
