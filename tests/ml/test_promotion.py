@@ -1,0 +1,37 @@
+"""The champion/challenger decision: direction-aware comparison, margins, floors and ceilings."""
+
+from airflow_mlops.ml.promotion import decide
+
+
+def test_no_champion_promotes_when_constraints_hold():
+    d = decide("roc_auc", {"roc_auc": 0.8}, floors={"roc_auc": 0.7})
+    assert d.promote and "no champion yet" in d.summary()
+
+
+def test_floor_broken_blocks_even_without_champion():
+    d = decide("roc_auc", {"roc_auc": 0.55}, floors={"roc_auc": 0.6})
+    assert not d.promote
+    assert [c.describe() for c in d.broken] == ["floor roc_auc 0.55 >= 0.6: BROKEN"]
+    assert "below the floor 0.6" in d.summary()
+
+
+def test_must_beat_champion_by_margin():
+    assert decide("roc_auc", {"roc_auc": 0.81}, {"roc_auc": 0.80}, champion_version=1).promote
+    d = decide("roc_auc", {"roc_auc": 0.805}, {"roc_auc": 0.80}, champion_version=1, min_improvement=0.01)
+    assert not d.promote and "by the margin 0.01" in d.summary()
+    tie = decide("roc_auc", {"roc_auc": 0.8}, {"roc_auc": 0.8}, champion_version=1)
+    assert not tie.promote  # equal is not better
+
+
+def test_lower_is_better_metrics():
+    assert decide("rmse", {"rmse": 1.0}, {"rmse": 1.2}, champion_version=3).promote
+    d = decide("rmse", {"rmse": 1.3}, {"rmse": 1.2}, champion_version=3)
+    assert not d.promote and "lower is better" in d.summary()
+
+
+def test_ceiling_broken_even_when_better():
+    d = decide("roc_auc", {"roc_auc": 0.9, "log_loss": 0.9}, {"roc_auc": 0.8}, champion_version=1,
+               ceilings={"log_loss": 0.5})
+    assert not d.promote
+    assert "log_loss = 0.9 is above the ceiling 0.5" in d.summary()
+    assert d.to_dict()["checks"][0]["constraint"] == "ceiling"
