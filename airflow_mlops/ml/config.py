@@ -178,6 +178,12 @@ class DataConfig:
     conn_id: str | None = None
     training_window_days: int = 30
     ground_truth_dataset: str | None = None
+    scoring_dataset: str | None = None
+
+    @property
+    def scoring(self) -> str:
+        """The dataset scored daily: ``scoring_dataset``, else the training ``dataset``."""
+        return self.scoring_dataset or self.dataset
 
     def dataset_uri(self, storage_root: str) -> str:
         """The dataset's root URI: ``uri`` when set, else ``<storage_root>/data/<dataset>``."""
@@ -290,6 +296,8 @@ class SchedulesConfig:
     nightly_retraining: str | None = "0 2 * * *"
     scoring: str | None = "@daily"
     monitoring: str | None = "@daily"
+    start_date: str = "2024-01-01"
+    max_active_runs: int = 4
 
 
 @dataclass(frozen=True)
@@ -453,14 +461,15 @@ _TOP_FIELDS = (
     "promotion", "validation", "schedules", "drift",
 )
 _SECTION_FIELDS: dict[str, tuple[str, ...]] = {
-    "data": ("dataset", "uri", "format", "conn_id", "training_window_days", "ground_truth_dataset"),
+    "data": ("dataset", "uri", "format", "conn_id", "training_window_days", "ground_truth_dataset",
+             "scoring_dataset"),
     "estimator": ("class", "params"),
     "search": ("method", "n_iter", "space"),
     "training": ("test_size", "cv_folds", "seed", "reference_sample_size"),
     "metrics": ("primary", "floors", "ceilings"),
     "promotion": ("min_improvement", "require_approval", "allow_self_approval"),
     "validation": ("suite", "mostly"),
-    "schedules": ("training", "nightly_retraining", "scoring", "monitoring"),
+    "schedules": ("training", "nightly_retraining", "scoring", "monitoring", "start_date", "max_active_runs"),
     "drift": ("threshold", "sample_size", "stattest_threshold"),
 }
 _MISSING = object()
@@ -641,6 +650,8 @@ class _Parser:
                                               "data.training_window_days", low=1),
             ground_truth_dataset=self.string(sec.get("ground_truth_dataset"), "data.ground_truth_dataset",
                                              nullable=True, pattern=DATASET_RE),
+            scoring_dataset=self.string(sec.get("scoring_dataset"), "data.scoring_dataset",
+                                        nullable=True, pattern=DATASET_RE),
         )
 
     def check_columns(self, keys: tuple[str, ...], target: str, features: tuple[str, ...] | None,
@@ -845,6 +856,20 @@ class _Parser:
         values = {}
         for name in _SECTION_FIELDS["schedules"]:
             path = f"schedules.{name}"
+            if name == "max_active_runs":
+                values[name] = self.integer(sec.get(name, defaults.max_active_runs), path, low=1)
+                continue
+            if name == "start_date":
+                value = sec.get(name, defaults.start_date)
+                value = value.isoformat() if hasattr(value, "isoformat") else self.string(value, path)
+                try:
+                    import datetime as _dt
+
+                    _dt.date.fromisoformat(value)
+                except ValueError:
+                    raise self.error(path, f"must be a date YYYY-MM-DD, got {value!r}") from None
+                values[name] = value
+                continue
             value = self.string(sec.get(name, getattr(defaults, name)), path, nullable=True)
             if value is not None:
                 self.check_schedule(value, path)

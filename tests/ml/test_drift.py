@@ -1,0 +1,179 @@
+"""Drift detection (airflow_mlops.ml.drift) on the synthetic churn data, with the real evidently.
+
+evidently is slow (about 4.5 s to import, ~0.5-1 s per report), so results are computed once per
+module in fixtures and shared by the assertions.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from airflow_mlops.ml.drift import compute_drift, sample_rows, slice_drift
+from airflow_mlops.ml.example_data import churn_day, date_range
+
+NUMERIC = ["tenure_months", "monthly_charges", "support_calls", "usage_gb"]
+CATEGORICAL = ["contract", "region"]
+#: what churn_day(drift=1) shifts
+SHIFTED = {"monthly_charges", "support_calls", "usage_gb", "contract"}
+SENTINEL = "zz-sentinel-9f3e1c"
+
+
+def with_predictions(df: pd.DataFrame) -> pd.DataFrame:
+    """A fixed rule standing in for a model: predictions follow the features."""
+    df = df.copy()
+    score = 0.03 * (df["monthly_charges"] - 70) + 0.6 * df["support_calls"] - 0.05 * df["tenure_months"]
+    df["prediction"] = (score > 0.0).astype("int64")
+    df["proba_1"] = 1 / (1 + np.exp(-score))
+    df["proba_0"] = 1 - df["proba_1"]
+    return df
+
+
+def drift(reference: pd.DataFrame, current: pd.DataFrame, **kw) -> dict:
+    kw.setdefault("html", False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return compute_drift(reference, current, numeric=NUMERIC, categorical=CATEGORICAL, **kw).summary
+
+
+@pytest.fixture(scope="module")
+def reference() -> pd.DataFrame:
+    """Like ModelRegistry.load_reference: a 5000-row sample of 10 training days."""
+    train = pd.concat([churn_day(d) for d in date_range("2024-01-01", 10)], ignore_index=True)
+    ref = with_predictions(sample_rows(train, 5000, seed=42)).reset_index(drop=True)
+    ref.loc[ref.index[:3], "region"] = SENTINEL  # a row value that must never reach the summary
+    return ref
+
+
+@pytest.fixture(scope="module")
+def no_drift(reference):
+    return compute_drift(reference, with_predictions(churn_day("2024-03-01")), numeric=NUMERIC,
+                         categorical=CATEGORICAL, html=True)
+
+
+@pytest.fixture(scope="module")
+def strong_drift(reference):
+    current = with_predictions(churn_day("2024-03-01", drift=1.0))
+    current.loc[current.index[:5], "region"] = SENTINEL
+    return compute_drift(reference, current, numeric=NUMERIC, categorical=CATEGORICAL, html=False)
+
+
+def test_no_drift(no_drift):
+    s = no_drift.summary
+    assert s["dataset_drift"] is False
+    assert s["n_features"] == 6 and s["n_drifted"] == 0 and s["share_drifted"] == 0.0
+    assert [c["column"] for c in s["columns"]] == NUMERIC + CATEGORICAL
+    assert s["prediction_drift"]["drifted"] is False
+    assert s["rows"] == {"reference": 5000, "current": 2000, "reference_sampled": 5000, "current_sampled": 2000}
+    assert s["sampled"] is False
+    # evidently's defaults for > 1000 reference rows: distances with threshold 0.1
+    kinds = {c["column"]: (c["kind"], c["stattest"], c["threshold"]) for c in s["columns"]}
+    assert kinds["monthly_charges"] == ("numeric", "Wasserstein distance (normed)", 0.1)
+    assert kinds["contract"] == ("categorical", "Jensen-Shannon distance", 0.1)
+    assert s["prediction_drift"]["kind"] == "categorical"
+    assert s["evidently_version"].startswith("0.7")
+
+
+def test_html_is_evidently_report_and_summary_does_not_depend_on_it(reference, no_drift):
+    assert no_drift.html and no_drift.html.lstrip().lower().startswith("<html") or "<html" in no_drift.html[:500]
+    assert "monthly_charges" in no_drift.html
+    without = drift(reference, with_predictions(churn_day("2024-03-01")))
+    assert json.dumps(without, sort_keys=True) == json.dumps(no_drift.summary, sort_keys=True)
+
+
+def test_strong_drift_flags_dataset_and_shifted_columns(strong_drift):
+    s = strong_drift.summary
+    assert s["dataset_drift"] is True
+    assert set(strong_drift.drifted_columns) == SHIFTED
+    assert s["n_drifted"] == 4 and s["share_drifted"] == pytest.approx(4 / 6)
+    for c in s["columns"]:
+        assert c["drifted"] == (c["score"] >= c["threshold"])  # distances: drift at or above
+    # the prediction column is reported apart, not counted in the share
+    assert s["prediction_drift"]["drifted"] is True
+    assert "prediction" not in [c["column"] for c in s["columns"]]
+
+
+def test_prediction_drift_alone(reference):
+    """Same features, predictions from a different model: only prediction drift."""
+    current = with_predictions(churn_day("2024-03-02"))
+    current["prediction"] = 1 - current["prediction"]
+    s = drift(reference, current)
+    assert s["prediction_drift"]["drifted"] is True
+    assert s["prediction_drift"]["score"] > s["prediction_drift"]["threshold"]
+    assert s["n_drifted"] == 0 and s["dataset_drift"] is False
+
+
+def test_sampling_is_deterministic(reference):
+    current = with_predictions(churn_day("2024-03-03", rows=3000, drift=0.3))
+    a = drift(reference, current, sample_size=1500, seed=7)
+    b = drift(reference, current, sample_size=1500, seed=7)
+    assert a == b
+    assert a["sampled"] is True and a["sample_size"] == 1500 and a["seed"] == 7
+    assert a["rows"] == {"reference": 5000, "current": 3000, "reference_sampled": 1500, "current_sampled": 1500}
+    # the sample itself: fixed rows, original order
+    s1, s2 = sample_rows(current, 1500, 7), sample_rows(current, 1500, 7)
+    assert s1.index.equals(s2.index) and s1.index.is_monotonic_increasing
+    assert not s1.index.equals(sample_rows(current, 1500, 8).index)
+    assert sample_rows(current, None, 7) is current and sample_rows(current, 5000, 7) is current
+
+
+def test_summary_is_json_safe_and_has_no_row_values(no_drift, strong_drift):
+    for result in (no_drift, strong_drift):
+        text = json.dumps(result.summary, allow_nan=False)
+        assert SENTINEL not in text
+        # no category values either, only column/test names and numbers
+        for value in ("north", "monthly\"", "two_year", "annual"):
+            assert value not in text
+        assert json.loads(text) == result.summary
+
+
+def test_threshold_is_inclusive(reference, strong_drift):
+    s = strong_drift.summary
+    at = drift(reference, with_predictions(churn_day("2024-03-01", drift=1.0)), threshold=s["share_drifted"])
+    assert at["dataset_drift"] is True  # share == threshold -> drift (>=)
+    above = drift(reference, with_predictions(churn_day("2024-03-01", drift=1.0)), threshold=0.7)
+    assert above["dataset_drift"] is False and above["threshold"] == 0.7
+
+
+def test_errors(reference):
+    current = churn_day("2024-03-01")
+    with pytest.raises(ValueError, match="missing column.*prediction"):
+        compute_drift(reference, current, numeric=NUMERIC, categorical=CATEGORICAL)  # no prediction in current
+    with pytest.raises(ValueError, match="both numeric and categorical: region"):
+        compute_drift(reference, current, numeric=["region"], categorical=["region"], prediction_column=None)
+    with pytest.raises(ValueError, match="threshold"):
+        compute_drift(reference, current, numeric=NUMERIC, categorical=[], prediction_column=None, threshold=0)
+
+
+def test_false_alarms_30_days_slow(reference):
+    """30 days from the training distribution: at most one dataset drift alarm at the defaults."""
+    alarms = []
+    for day in date_range("2024-04-01", 30):
+        s = drift(reference, with_predictions(churn_day(day, rows=1000)))
+        if s["dataset_drift"]:
+            alarms.append(day)
+    assert len(alarms) <= 1, alarms
+
+
+def test_slice_drift_flags_only_the_drifted_slice(reference):
+    base = churn_day("2024-03-05", rows=3000)
+    shifted = churn_day("2024-03-06", rows=3000, drift=1.0)
+    current = pd.concat([base[base["region"] != "east"], shifted[shifted["region"] == "east"]], ignore_index=True)
+    current = with_predictions(current)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = slice_drift(reference, current, "region", min_rows=200, numeric=NUMERIC,
+                          categorical=CATEGORICAL, prediction_column="prediction")
+    assert set(out) == {"north", "south", "east", "west", SENTINEL}
+    assert out[SENTINEL]["skipped"] is True and out[SENTINEL]["rows"]["current"] == 0
+    assert out["east"]["skipped"] is False and out["east"]["dataset_drift"] is True
+    for region in ("north", "south", "west"):
+        assert out[region]["skipped"] is False
+        assert out[region]["dataset_drift"] is False, (region, out[region])
+    # the slice column is constant inside a slice and is not tested
+    assert "region" not in [c["column"] for c in out["east"]["columns"]]
+    json.dumps(out, allow_nan=False)
