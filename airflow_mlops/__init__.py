@@ -33,13 +33,22 @@ def get_provider_info() -> dict:
         "operators": [
             {"integration-name": "MLOps", "python-modules": [
                 "airflow_mlops.operators.validation", "airflow_mlops.operators.training",
-                "airflow_mlops.operators.registry"]},
+                "airflow_mlops.operators.registry", "airflow_mlops.operators.inference",
+                "airflow_mlops.operators.monitoring"]},
         ],
         "sensors": [
-            {"integration-name": "MLOps", "python-modules": ["airflow_mlops.sensors.data"]},
+            {"integration-name": "MLOps", "python-modules": [
+                "airflow_mlops.sensors.data", "airflow_mlops.sensors.drift"]},
         ],
         "triggers": [
             {"integration-name": "MLOps", "python-modules": ["airflow_mlops.triggers.storage"]},
+        ],
+        "asset-uris": [{"schemes": ["mlops"], "handler": None}],
+        "plugins": [{"name": "mlops", "plugin-class": "airflow_mlops.plugins.MLOpsPlugin"}],
+        "extra-links": [
+            "airflow_mlops.links.ValidationReportLink", "airflow_mlops.links.EvaluationReportLink",
+            "airflow_mlops.links.PromotionReportLink", "airflow_mlops.links.DriftReportLink",
+            "airflow_mlops.links.ModelRegistryLink", "airflow_mlops.links.MLOpsReportLink",
         ],
         "connection-types": [
             {"connection-type": "mlops_storage", "hook-class-name": "airflow_mlops.hooks.storage.ArtifactStoreHook",

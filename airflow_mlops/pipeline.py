@@ -244,14 +244,17 @@ def promote_candidate(config: ModelConfig, store: ArtifactStore, version: int, *
     details = {"primary_metric": primary, "candidate": {primary: candidate.get(primary)},
                "champion": {primary: (champion_metrics or {}).get(primary)}, "champion_version": champion_v,
                "broken": [c.describe() for c in decision.broken]}
+    effective = (run_info or {}).get("logical_date")  # backfills see the model production had that day
     if d["promote"]:
         if champion_v is not None:
             registry.set_alias(name, "previous_champion", champion_v, actor=actor,
-                               reason=f"replaced by v{version}", details=details)
-        registry.set_alias(name, "champion", version, actor=actor, reason=d["summary"], details=details)
+                               reason=f"replaced by v{version}", details=details, effective_at=effective)
+        registry.set_alias(name, "champion", version, actor=actor, reason=d["summary"], details=details,
+                           effective_at=effective)
         d["alias"] = "champion"
     else:
-        registry.set_alias(name, "challenger", version, actor=actor, reason=d["summary"], details=details)
+        registry.set_alias(name, "challenger", version, actor=actor, reason=d["summary"], details=details,
+                           effective_at=effective)
         d["alias"] = "challenger"
     try:
         registry.add_report(name, version, "promotion.json", ArtifactStore.dumps(d))

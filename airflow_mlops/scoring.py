@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import logging
 import os
@@ -37,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.hooks.datasets import DataError, Dataset, partition_name
-from airflow_mlops.hooks.registry import AliasNotFoundError, ModelRegistry, RegistryError, _parse_ts
+from airflow_mlops.hooks.registry import AliasNotFoundError, ModelRegistry, RegistryError
 from airflow_mlops.hooks.storage import ArtifactStore, join
 
 if TYPE_CHECKING:
@@ -60,9 +61,10 @@ __all__ = [
     "predictions_dataset",
     "select_model",
     "score_partition",
+    "scoring_input",
 ]
 
-DEFAULT_BATCH_SIZE = 65536
+DEFAULT_BATCH_SIZE = 131072
 #: Columns every prediction-log partition has after the keys, ``prediction`` and ``proba_<class>``.
 LOG_COLUMNS = ("shadow_prediction", "shadow_model_version", "model_name", "model_version", "scored_by",
                "logical_date", "scored_at", "run_id")
@@ -96,6 +98,12 @@ def end_of_day(ds: str | dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time.max, tzinfo=dt.timezone.utc)
 
 
+def _as_utc(ts: str | dt.datetime) -> dt.datetime:
+    if isinstance(ts, str):
+        ts = dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=dt.timezone.utc)
+
+
 def _format_history(events: list[dict]) -> str:
     if not events:
         return "no changes recorded"
@@ -122,7 +130,7 @@ def select_model(registry: ModelRegistry, name: str, ds: str, *, alias: str = "c
     if as_of is None and as_of_logical_date:
         as_of = end_of_day(ds)
     if as_of is not None:
-        ts = _parse_ts(as_of)
+        ts = _as_utc(as_of)
         registry.list_versions(name)  # unknown model -> ModelNotFoundError
         v = registry.alias_as_of(name, alias, ts)
         if v is None:
@@ -267,11 +275,20 @@ def predictions_dataset(config: ModelConfig, store: ArtifactStore, output_prefix
     return Dataset(store, output_prefix or join("predictions", config.name))
 
 
+def scoring_input(config: ModelConfig, store: ArtifactStore) -> Dataset:
+    """The dataset scored daily: ``data.scoring_dataset`` when set (``<root>/data/<name>``), else
+    the model's input dataset (:meth:`Dataset.from_config`: ``data.uri`` or ``data.dataset``)."""
+    name = getattr(config.data, "scoring_dataset", None)
+    if name:
+        return Dataset.for_name(store, name, config.data.format)
+    return Dataset.from_config(config, store)
+
+
 def partition_input_files(config: ModelConfig, store: ArtifactStore, ds: str,
                           input_dataset: Dataset | None = None) -> list[str]:
     """Keys (inside the input dataset's store) of the data files of the input partition ``ds``,
     for fan-out with dynamic task mapping. A missing/empty partition raises :class:`DataError`."""
-    dataset = input_dataset or Dataset.from_config(config, store)
+    dataset = input_dataset or scoring_input(config, store)
     files = dataset.files(ds)
     if not files:
         raise DataError(
@@ -337,7 +354,7 @@ def _iter_batches(path: str, fmt: str, columns: list[str], batch_size: int, uri:
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            pf = pq.ParquetFile(path)
+            pf = pq.ParquetFile(path, pre_buffer=False)  # decode column chunk by column chunk: less memory
             try:
                 yield from pf.iter_batches(batch_size=batch_size, columns=columns, use_threads=True)
             finally:
@@ -358,6 +375,94 @@ def _iter_batches(path: str, fmt: str, columns: list[str], batch_size: int, uri:
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as e:
         raise DataError(f"{uri} cannot be read as {fmt} ({str(e).splitlines()[0]}); "
                         "re-deliver the file or remove it from the partition") from None
+
+
+# ------------------------------------------------------------------------------------------
+# overlap IO with compute (bounded: a couple of batches in flight)
+# ------------------------------------------------------------------------------------------
+class _Failure:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+_DONE = object()
+
+
+def _prefetch(make_iter: Any, depth: int = 2) -> Iterator[Any]:
+    """Run the iterator returned by ``make_iter()`` in a background thread, at most ``depth``
+    items ahead (Arrow decoding releases the GIL, so reading overlaps with prediction).
+    Exceptions are re-raised in the consumer; closing the consumer stops the producer."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        it = None
+        try:
+            it = make_iter()
+            for item in it:
+                if not put(item):
+                    return
+            put(_DONE)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            put(_Failure(e))
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
+
+    thread = threading.Thread(target=run, name="mlops-score-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failure):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+class _BackgroundWriter:
+    """A ``ParquetWriter`` whose ``write_batch`` runs in a helper thread, one batch at a time
+    (Parquet encoding and compression release the GIL), so writing overlaps with prediction."""
+
+    def __init__(self, path: str, schema: pa.Schema, options: dict[str, Any]) -> None:
+        import pyarrow.parquet as pq
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._writer = pq.ParquetWriter(path, schema, **options)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlops-score-writer")
+        self._pending: Any = None
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self._pending is not None:
+            self._pending.result()
+        self._pending = self._pool.submit(self._writer.write_batch, batch)
+
+    def close(self) -> None:
+        try:
+            if self._pending is not None:
+                self._pending.result()
+        finally:
+            self._pending = None
+            self._pool.shutdown(wait=True)
+            self._writer.close()
 
 
 # ------------------------------------------------------------------------------------------
@@ -423,11 +528,26 @@ class _Scorer:
         """``(predictions, DataFrame of proba_<class> columns or None)`` for one record batch."""
         from airflow_mlops.ml.training import predict_frame
 
-        frame = batch.select(self.features).to_pandas(split_blocks=True, self_destruct=False)
+        frame = batch.select(self.features).to_pandas()  # one consolidated block: cheap to_numpy()
         out = predict_frame(self.model, frame, self.features, self.task, self.classes)
         if isinstance(self.model, _TransformOnce):
             self.model.reset()
         return out["prediction"].to_numpy(), out
+
+
+#: Run constants written as one-entry dictionary arrays: the Parquet writer stores them dictionary-
+#: encoded without hashing every value. Files are written without the Arrow schema so that readers
+#: see plain ``string`` columns (timestamps keep their UTC zone via the Parquet logical type).
+_DICT_CONSTANTS = ("model_name", "scored_by", "logical_date", "run_id")
+
+
+def _physical_schema(schema: pa.Schema) -> pa.Schema:
+    import pyarrow as pa
+
+    for name in _DICT_CONSTANTS:
+        i = schema.get_field_index(name)
+        schema = schema.set(i, schema.field(i).with_type(pa.dictionary(pa.int32(), pa.string())))
+    return schema
 
 
 class _Constants:
@@ -447,8 +567,13 @@ class _Constants:
             self.arrays = {}
             for name, value in self.values.items():
                 t = self.schema.field(name).type
-                self.arrays[name] = (pa.nulls(n, type=t) if value is None
-                                     else pa.repeat(pa.scalar(value, type=t), n))
+                if value is None:
+                    self.arrays[name] = pa.nulls(n, type=t)
+                elif pa.types.is_dictionary(t):
+                    self.arrays[name] = pa.DictionaryArray.from_arrays(
+                        pa.repeat(pa.scalar(0, type=t.index_type), n), pa.array([value], type=t.value_type))
+                else:
+                    self.arrays[name] = pa.repeat(pa.scalar(value, type=t), n)
         return {name: arr.slice(0, n) for name, arr in self.arrays.items()}
 
 
@@ -495,7 +620,8 @@ def score_partition(
     :param as_of_logical_date: use the version ``alias`` pointed to at the end of ``ds`` (backfills);
         :class:`ModelSelectionError` if the alias did not exist then.
     :param as_of: explicit timestamp for the alias lookup (wins over ``as_of_logical_date``).
-    :param input_dataset: input override (default :meth:`Dataset.from_config`).
+    :param input_dataset: input override (default :func:`scoring_input`: ``data.scoring_dataset``,
+        else the model's dataset).
     :param output_prefix: prediction dataset prefix (default ``predictions/<model>``); the
         partition is ``<output_prefix>/ds=<ds>``.
     :param batch_size: rows per record batch (memory is proportional to it).
@@ -514,7 +640,6 @@ def score_partition(
     :raises RegistryError: unknown model/version/alias, retired version, integrity failure.
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     started = time.perf_counter()
     if batch_size < 1:
@@ -523,7 +648,7 @@ def score_partition(
     partition_name(ds)  # validates the date
     registry = ModelRegistry(store)
     name = config.name
-    dataset = input_dataset or Dataset.from_config(config, store)
+    dataset = input_dataset or scoring_input(config, store)
     in_store = dataset.store
     input_uri = dataset.uri(ds)
 
@@ -579,6 +704,10 @@ def score_partition(
             if sdiffs:
                 shadow_error = "shadow model does not fit the input: " + ", ".join(
                     f"{d['column']} (expected {d['expected']}, found {d['found']})" for d in sdiffs)
+            elif _prediction_type(shadow.meta) != _prediction_type(scorer.meta):
+                shadow_error = (f"shadow predictions are {_prediction_type(shadow.meta)}, the model's are "
+                                f"{_prediction_type(scorer.meta)}")
+            if shadow_error:
                 log.warning("shadow %s v%s not used: %s", name, shadow_version, shadow_error)
                 shadow = None
         first = schemas[files[0]]
@@ -588,12 +717,14 @@ def score_partition(
         schema = prediction_log_schema(scorer.meta, key_types, has_proba=has_proba)
         proba_cols = _proba_columns(scorer.meta) if has_proba else []
         pred_type = schema.field("prediction").type
+        write_options = _write_options(schema, keys)
+        physical = _physical_schema(schema)
         dtypes = {**((shadow.meta.get("feature_dtypes") or {}) if shadow else {}),
                   **(scorer.meta.get("feature_dtypes") or {})}
 
         scored_at = dt.datetime.now(dt.timezone.utc)
         run_id = run_id or f"manual__{scored_at.isoformat()}"
-        consts = _Constants(schema, {
+        consts = _Constants(physical, {
             "model_name": name, "model_version": scorer.version, "scored_by": chosen["scored_by"],
             "logical_date": ds, "scored_at": scored_at, "run_id": run_id,
             **({"shadow_prediction": None, "shadow_model_version": None} if shadow is None
@@ -619,9 +750,11 @@ def score_partition(
                         if d:
                             raise _mismatch_error(d, name, scorer.version, input_uri)
                     csv_types = _csv_types(schemas[f], needed, dtypes) if dataset.fmt == "csv" else None
-                    writer = pq.ParquetWriter(w.new_file(), schema, compression="zstd")
+                    writer = _BackgroundWriter(w.new_file(), physical, write_options)
+                    batches = _prefetch(functools.partial(_iter_batches, path, dataset.fmt, needed, batch_size,
+                                                          uri, csv_types))
                     try:
-                        for batch in _iter_batches(path, dataset.fmt, needed, batch_size, uri, csv_types):
+                        for batch in batches:
                             n = batch.num_rows
                             if n == 0:
                                 continue
@@ -637,13 +770,16 @@ def score_partition(
                             if shadow is not None:
                                 spred, _ = shadow.predict(batch)
                                 cols["shadow_prediction"] = _to_arrow(spred, pred_type)
-                            writer.write_batch(pa.record_batch([cols[f.name] for f in schema], schema=schema))
+                            writer.write(pa.record_batch([cols[fld.name] for fld in physical], schema=physical))
                             rows += n
+                        writer.close()
                     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
                         raise DataError(f"{uri}: cannot convert a batch to the prediction log schema "
                                         f"({str(e).splitlines()[0]})") from None
                     finally:
-                        writer.close()
+                        batches.close()
+                        with contextlib.suppress(Exception):
+                            writer.close()
             if rows == 0 and not part:
                 raise DataError(f"partition {input_uri} is empty (0 rows in {len(files)} file(s)); nothing written")
             w.add_rows(rows)
@@ -664,6 +800,25 @@ def score_partition(
     log.info("scored %s with %s v%d (%s): %d row(s) from %d file(s) in %.1f s -> %s", input_uri, name,
              scorer.version, chosen["scored_by"], rows, len(files), seconds, summary["output_uri"])
     return summary
+
+
+def _write_options(schema: pa.Schema, keys: Sequence[str]) -> dict[str, Any]:
+    """Parquet encodings for the prediction log: dictionary for low-cardinality columns (labels,
+    run constants), delta for integer keys and constant integers/timestamps, plain for
+    probabilities and other keys (dictionary-encoding unique values only wastes time)."""
+    import pyarrow as pa
+
+    dictionary, encoding = [], {}
+    for f in schema:
+        t = f.type
+        delta_ok = pa.types.is_integer(t) or pa.types.is_timestamp(t)
+        if f.name in ("model_name", "scored_by", "logical_date", "run_id") or (
+                f.name in ("prediction", "shadow_prediction") and not pa.types.is_floating(t)):
+            dictionary.append(f.name)
+        elif delta_ok and (f.name in keys or f.name in ("model_version", "shadow_model_version", "scored_at")):
+            encoding[f.name] = "DELTA_BINARY_PACKED"
+    return {"compression": "zstd", "use_dictionary": dictionary, "column_encoding": encoding or None,
+            "store_schema": False}
 
 
 def _csv_types(found: pa.Schema, needed: list[str], dtypes: dict[str, str]) -> dict[str, pa.DataType]:

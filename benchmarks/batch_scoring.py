@@ -20,7 +20,7 @@ One run does everything:
 Usage::
 
     python benchmarks/batch_scoring.py --rows 1000000
-    python benchmarks/batch_scoring.py --rows 5000000 --files 8 --batch-size 65536
+    python benchmarks/batch_scoring.py --rows 5000000 --files 8 --batch-size 131072 --repeat 3
 """
 
 from __future__ import annotations
@@ -96,6 +96,12 @@ def setup(workdir: str, rows: int, n_features: int, n_files: int, chunk: int = 2
     from airflow_mlops.ml.config import parse_model_config
     from airflow_mlops.ml.training import train_model
 
+    for old in ("store", "plain_out", "config.json"):
+        path = os.path.join(workdir, old)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.isfile(path):
+            os.unlink(path)
     store = ArtifactStore("file://" + os.path.join(workdir, "store"))
     rng = np.random.default_rng(0)
     weights = rng.normal(size=n_features) * 0.5
@@ -159,6 +165,7 @@ def run_child(mode: str, workdir: str, batch_size: int) -> dict:
     config = parse_model_config(spec["config"])
     store = ArtifactStore(spec["root"])
     rss_before = peak_rss_mib()
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     if mode == "plain":
         model, meta = ModelRegistry(store).load_model(NAME, alias="champion")
@@ -179,15 +186,31 @@ def run_child(mode: str, workdir: str, batch_size: int) -> dict:
             rows += out.num_rows
         result = {"rows": rows}
     else:
-        result = scoring.score_partition(config, store, DS, batch_size=batch_size, run_id="bench")
+        result = scoring.score_partition(config, store, DS, batch_size=batch_size or scoring.DEFAULT_BATCH_SIZE,
+                                         run_id="bench")
     seconds = time.perf_counter() - t0
-    return {"mode": mode, "seconds": seconds, "rows": result["rows"], "peak_rss_mib": peak_rss_mib(),
-            "rss_after_imports_mib": rss_before}
+    return {"mode": mode, "seconds": seconds, "cpu_seconds": time.process_time() - cpu0, "rows": result["rows"],
+            "peak_rss_mib": peak_rss_mib(), "rss_after_imports_mib": rss_before}
+
+
+def compare_outputs(workdir: str) -> bool:
+    """The operator's first output file holds the same keys, predictions and probabilities as the
+    plain script's (output files follow the input files, in order)."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    plain_dir = os.path.join(workdir, "plain_out")
+    op_dir = os.path.join(workdir, "store", "predictions", NAME, f"ds={DS}")
+    plain = pq.read_table(os.path.join(plain_dir, sorted(os.listdir(plain_dir))[0]))
+    op = pq.read_table(os.path.join(op_dir, sorted(f for f in os.listdir(op_dir) if f.endswith(".parquet"))[0]))
+    return all(np.array_equal(plain.column(c).to_numpy(), op.column(c).to_numpy())
+               for c in ("id", "prediction", "proba_0", "proba_1"))
 
 
 def spawn(mode: str, workdir: str, batch_size: int) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--mode", mode, "--workdir", workdir,
-           "--batch-size", str(batch_size)]
+    cmd = [sys.executable, os.path.abspath(__file__), "--mode", mode, "--workdir", workdir]
+    if batch_size:
+        cmd += ["--batch-size", str(batch_size)]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     wall = time.perf_counter() - t0
@@ -205,10 +228,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", type=int, default=5_000_000)
     ap.add_argument("--features", type=int, default=20)
     ap.add_argument("--files", type=int, default=8)
-    ap.add_argument("--batch-size", type=int, default=65536)
+    ap.add_argument("--batch-size", type=int, default=None, help="default: score_partition's default")
     ap.add_argument("--repeat", type=int, default=2, help="runs per mode, alternating; best is kept")
     ap.add_argument("--mode", choices=["all", "plain", "operator"], default="all")
     ap.add_argument("--workdir", default=None, help="keep data here (default: a temp dir, removed after)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse the data and model already in --workdir (skip generation and training)")
     ap.add_argument("--max-ratio", type=float, default=None, help="exit 1 if operator/plain is above this")
     ap.add_argument("--max-rss-mib", type=float, default=None, help="exit 1 if operator peak RSS is above this")
     args = ap.parse_args(argv)
@@ -220,29 +245,40 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run_child(args.mode, args.workdir, args.batch_size)), flush=True)
         return 0
 
+    if args.batch_size is None:
+        from airflow_mlops.scoring import DEFAULT_BATCH_SIZE
+
+        args.batch_size = DEFAULT_BATCH_SIZE
     workdir = args.workdir or tempfile.mkdtemp(prefix="mlops-bench-")
     os.makedirs(workdir, exist_ok=True)
     try:
-        setup(workdir, args.rows, args.features, args.files)
+        if not (args.reuse and os.path.exists(os.path.join(workdir, "config.json"))):
+            setup(workdir, args.rows, args.features, args.files)
         results: dict[str, list[dict]] = {"plain": [], "operator": []}
         for i in range(args.repeat):
             for mode in ("plain", "operator"):
                 r = spawn(mode, workdir, args.batch_size)
                 results[mode].append(r)
-                print(f"  run {i + 1} {mode:8s}: {r['seconds']:7.2f} s  peak RSS {r['peak_rss_mib']:7.0f} MiB  "
-                      f"({r['rows']:,} rows)", flush=True)
+                print(f"  run {i + 1} {mode:8s}: {r['seconds']:7.2f} s (cpu {r['cpu_seconds']:6.2f} s)  "
+                      f"peak RSS {r['peak_rss_mib']:6.0f} MiB  ({r['rows']:,} rows)", flush=True)
         best = {m: min(rs, key=lambda r: r["seconds"]) for m, rs in results.items()}
-        if best["plain"]["rows"] != best["operator"]["rows"]:
-            raise SystemExit(f"row counts differ: {best['plain']['rows']} vs {best['operator']['rows']}")
+        rows = best["plain"]["rows"]
+        if best["operator"]["rows"] != rows:
+            raise SystemExit(f"row counts differ: {rows} vs {best['operator']['rows']}")
+        same = compare_outputs(workdir)
         ratio = best["operator"]["seconds"] / best["plain"]["seconds"]
         op_rss = max(r["peak_rss_mib"] for r in results["operator"])
         plain_rss = max(r["peak_rss_mib"] for r in results["plain"])
-        print(f"rows: {args.rows:,}  features: {args.features}  files: {args.files}  batch size: {args.batch_size}")
-        print(f"plain script:   {best['plain']['seconds']:.2f} s  peak RSS {plain_rss:.0f} MiB")
-        print(f"score_partition: {best['operator']['seconds']:.2f} s  peak RSS {op_rss:.0f} MiB")
+        base_rss = min(r["rss_after_imports_mib"] for rs in results.values() for r in rs)
+        print(f"rows: {rows:,}  features: {args.features}  files: {args.files}  batch size: {args.batch_size}  "
+              f"(best of {args.repeat} alternating runs per mode)")
+        print(f"plain script:    {best['plain']['seconds']:6.2f} s  peak RSS {plain_rss:6.0f} MiB  "
+              f"{rows / best['plain']['seconds']:>12,.0f} rows/s")
+        print(f"score_partition: {best['operator']['seconds']:6.2f} s  peak RSS {op_rss:6.0f} MiB  "
+              f"{rows / best['operator']['seconds']:>12,.0f} rows/s")
+        print(f"(RSS after imports, before scoring: {base_rss:.0f} MiB in both)")
+        print(f"identical predictions and probabilities (first file): {same}")
         print(f"ratio: {ratio:.2f}")
-        print(f"rows/s: plain {args.rows / best['plain']['seconds']:,.0f}, "
-              f"operator {args.rows / best['operator']['seconds']:,.0f}")
         ok = True
         if args.max_ratio is not None and ratio > args.max_ratio:
             print(f"FAIL: ratio {ratio:.2f} > {args.max_ratio}")

@@ -398,11 +398,15 @@ class ModelRegistry:
         return int(aliases[alias])
 
     def set_alias(self, name: str, alias: str, version: int, *, actor: str | None = None, reason: str = "",
-                  expected: int | None | object = ..., details: dict | None = None) -> dict:
+                  expected: int | None | object = ..., details: dict | None = None,
+                  effective_at: str | dt.datetime | None = None) -> dict:
         """Point ``alias`` at ``version`` (compare-and-swap on the state document).
 
         ``expected``: if given, the change applies only if the alias currently points there
-        (``None`` = alias absent); otherwise :class:`ConcurrentUpdateError`. Returns the audit event.
+        (``None`` = alias absent); otherwise :class:`ConcurrentUpdateError`.
+        ``effective_at``: the moment the change counts from for :meth:`alias_as_of` (e.g. the logical
+        date of the Airflow run that promoted the model, so a backfill scores each day with the model
+        production had that day); default: now. Returns the audit event.
         """
         _check_name(alias, what="alias")
         versions = self.list_versions(name)
@@ -418,7 +422,7 @@ class ModelRegistry:
                 )
             st["aliases"][alias] = int(version)
             return _audit(st, actor, "set_alias", alias=alias, version=int(version), from_=current,
-                          to=int(version), reason=reason, details=details)
+                          to=int(version), reason=reason, details=details, effective_at=effective_at)
 
         return self._update_state(name, mutate)
 
@@ -435,16 +439,14 @@ class ModelRegistry:
         return self._update_state(name, mutate)
 
     def alias_as_of(self, name: str, alias: str, as_of: str | dt.datetime) -> int | None:
-        """Version the alias pointed to at ``as_of`` (from the audit log), or None."""
+        """Version the alias pointed to at ``as_of``, or None: replays the audit log by each change's
+        ``effective_at`` (its wall-clock ``at`` unless the change named a logical date)."""
         ts = _parse_ts(as_of)
-        current = None
-        for ev in self.state(name)["audit"]:
-            if ev.get("alias") != alias or ev["action"] not in ("set_alias", "delete_alias", "rollback"):
-                continue
-            if _parse_ts(ev["at"]) > ts:
-                break
-            current = ev.get("to")
-        return current
+        applicable = [(_parse_ts(ev.get("effective_at") or ev["at"]), ev["seq"], ev.get("to"))
+                      for ev in self.state(name)["audit"]
+                      if ev.get("alias") == alias and ev["action"] in ("set_alias", "delete_alias", "rollback")]
+        applicable = [a for a in applicable if a[0] <= ts]
+        return max(applicable)[2] if applicable else None
 
     def alias_history(self, name: str, alias: str) -> list[dict]:
         return [ev for ev in self.audit_log(name) if ev.get("alias") == alias]
@@ -531,9 +533,12 @@ class ModelRegistry:
 
 
 def _audit(st: dict, actor: str, action: str, *, alias: str | None = None, version: int | None = None,
-           from_: Any = None, to: Any = None, reason: str = "", details: dict | None = None) -> dict:
+           from_: Any = None, to: Any = None, reason: str = "", details: dict | None = None,
+           effective_at: str | dt.datetime | None = None) -> dict:
     ev = {"seq": len(st["audit"]) + 1, "at": utcnow(), "actor": actor, "action": action,
           "alias": alias, "version": version, "from": from_, "to": to, "reason": reason}
+    if effective_at is not None:
+        ev["effective_at"] = _parse_ts(effective_at).isoformat(timespec="microseconds")
     if details:
         ev["details"] = details
     st["audit"].append(ev)

@@ -44,6 +44,7 @@ category names).
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
@@ -51,7 +52,13 @@ from typing import TYPE_CHECKING, Any, Sequence
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import pandas as pd
 
-__all__ = ["DriftResult", "compute_drift", "slice_drift", "sample_rows", "MAX_CATEGORICAL_PREDICTION_VALUES"]
+log = logging.getLogger(__name__)
+
+__all__ = ["DriftResult", "compute_drift", "slice_drift", "sample_rows", "MAX_CATEGORICAL_PREDICTION_VALUES",
+           "SMALL_REFERENCE_ROWS"]
+
+#: evidently switches from distance tests to p-value tests at or below this many reference rows.
+SMALL_REFERENCE_ROWS = 1000
 
 #: An integer ``prediction`` column with at most this many distinct values (both sides together)
 #: is treated as a class label (categorical); more, or a float column, as numeric (regression).
@@ -181,6 +188,9 @@ def compute_drift(
 
     numeric = _unique(numeric)
     categorical = _unique(categorical)
+    both = sorted(set(numeric) & set(categorical))
+    if both:
+        raise ValueError(f"column(s) listed as both numeric and categorical: {', '.join(both)}")
     pred = prediction_column
     if pred and pred not in reference.columns and pred not in current.columns:
         pred = None
@@ -216,6 +226,9 @@ def compute_drift(
             where = "both" if ref_empty and cur_empty else ("reference" if ref_empty else "current")
             untestable[col] = {"drifted": ref_empty != cur_empty, "note": f"all values missing in {where}"}
     tested = [c for c in columns if c not in untestable]
+    if len(ref) <= SMALL_REFERENCE_ROWS:
+        log.info("reference has %d rows (<= %d): evidently uses p-value tests (K-S, chi-square, Z) instead of "
+                 "distances; expect more per-column false alarms (see docs/drift.md)", len(ref), SMALL_REFERENCE_ROWS)
 
     results: dict[str, dict[str, Any]] = {}
     html_str: str | None = None

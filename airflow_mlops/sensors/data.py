@@ -24,8 +24,8 @@ def _default_deferrable() -> bool:
 class DataPartitionSensor(BaseSensorOperator):
     """Wait until ``<dataset>/ds=<logical date>/`` holds data files.
 
-    Give either ``config_path`` (the model's input dataset) or ``dataset`` (a name under
-    ``<root>/data/``). With ``deferrable=True`` (default: ``[operators] default_deferrable``) the wait
+    Give ``config_path`` (the model's input dataset), ``dataset`` (a name under ``<root>/data/``) or
+    ``prefix`` (any partitioned prefix of the store, e.g. ``predictions/churn``). With ``deferrable=True`` (default: ``[operators] default_deferrable``) the wait
     runs in the triggerer and holds no worker slot. When ``timeout`` passes the task fails with a
     message naming the partition and the deadline, so a missing day raises an alert instead of a
     silent skip.
@@ -36,16 +36,16 @@ class DataPartitionSensor(BaseSensorOperator):
                             poke_interval=300, timeout=6 * 3600, deferrable=True)
     """
 
-    template_fields: Sequence[str] = ("config_path", "dataset", "ds", "storage_uri")
+    template_fields: Sequence[str] = ("config_path", "dataset", "prefix", "ds", "storage_uri")
     ui_color = "#f0f0f0"
 
-    def __init__(self, *, config_path: str | None = None, dataset: str | None = None, ds: str | None = None,
-                 fmt: str = "parquet", storage_uri: str | None = None, aws_conn_id: str | None = None,
-                 deferrable: bool | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, config_path: str | None = None, dataset: str | None = None, prefix: str | None = None,
+                 ds: str | None = None, fmt: str = "parquet", storage_uri: str | None = None,
+                 aws_conn_id: str | None = None, deferrable: bool | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if not config_path and not dataset:
-            raise ValueError("DataPartitionSensor needs config_path= or dataset=")
-        self.config_path, self.dataset, self.ds, self.fmt = config_path, dataset, ds, fmt
+        if not (config_path or dataset or prefix):
+            raise ValueError("DataPartitionSensor needs config_path=, dataset= or prefix=")
+        self.config_path, self.dataset, self.prefix, self.ds, self.fmt = config_path, dataset, prefix, ds, fmt
         self.storage_uri, self.aws_conn_id = storage_uri, aws_conn_id
         self.deferrable = _default_deferrable() if deferrable is None else deferrable
 
@@ -54,6 +54,8 @@ class DataPartitionSensor(BaseSensorOperator):
         from airflow_mlops.hooks.storage import ArtifactStore
 
         store = ArtifactStore(self.storage_uri, conn_id=self.aws_conn_id)
+        if self.prefix:
+            return Dataset(store, self.prefix, self.fmt)
         if self.config_path:
             from airflow_mlops.ml.config import load_model_config
 

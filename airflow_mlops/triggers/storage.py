@@ -47,3 +47,41 @@ class DataPartitionTrigger(BaseTrigger):
                 yield TriggerEvent({"status": "error", "message": str(e)})
                 return
             await asyncio.sleep(self.poke_interval)
+
+
+class StorageKeyTrigger(BaseTrigger):
+    """Fires when ``key`` exists in the store rooted at ``storage_uri``; the event carries its JSON
+    content when ``read_json`` (e.g. a drift verdict).
+    """
+
+    def __init__(self, storage_uri: str, key: str, aws_conn_id: str | None = None, poke_interval: float = 60.0,
+                 read_json: bool = True) -> None:
+        super().__init__()
+        self.storage_uri, self.key, self.aws_conn_id = storage_uri, key, aws_conn_id
+        self.poke_interval, self.read_json = poke_interval, read_json
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return ("airflow_mlops.triggers.storage.StorageKeyTrigger", {
+            "storage_uri": self.storage_uri, "key": self.key, "aws_conn_id": self.aws_conn_id,
+            "poke_interval": self.poke_interval, "read_json": self.read_json})
+
+    def _check(self) -> tuple[bool, Any]:
+        from airflow_mlops.hooks.storage import ArtifactNotFoundError, ArtifactStore
+
+        store = ArtifactStore(self.storage_uri, conn_id=self.aws_conn_id)
+        try:
+            return True, store.read_json(self.key) if self.read_json else store.exists(self.key) or None
+        except ArtifactNotFoundError:
+            return False, None
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        while True:
+            try:
+                found, content = await asyncio.to_thread(self._check)
+                if found:
+                    yield TriggerEvent({"status": "success", "key": self.key, "content": content})
+                    return
+            except Exception as e:
+                yield TriggerEvent({"status": "error", "message": str(e)})
+                return
+            await asyncio.sleep(self.poke_interval)

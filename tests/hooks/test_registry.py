@@ -231,3 +231,18 @@ def test_ten_processes_racing_on_an_alias(store_root):
     for prev, cur in zip(events, events[1:]):
         assert cur["from"] == prev["to"]
     assert [e["seq"] for e in reg.audit_log("race")] == list(range(1, len(reg.audit_log("race")) + 1))
+
+
+def test_alias_as_of_follows_effective_dates(registry):
+    for i in range(2):
+        registry.register("m", _model(i)[0])
+    # promotions made by runs for logical dates 2024-01-01 and 2024-01-04 (recorded today)
+    registry.set_alias("m", "champion", 1, effective_at="2024-01-01T00:00:00Z")
+    registry.set_alias("m", "champion", 2, effective_at="2024-01-04T00:00:00Z")
+    assert registry.alias_as_of("m", "champion", "2023-12-31T23:59:59Z") is None
+    assert registry.alias_as_of("m", "champion", "2024-01-03T23:59:59Z") == 1
+    assert registry.alias_as_of("m", "champion", "2024-01-04T23:59:59Z") == 2
+    # a backfilled run for an earlier date recorded later still lands at its own date
+    registry.set_alias("m", "champion", 1, effective_at="2024-01-02T00:00:00Z")
+    assert registry.alias_as_of("m", "champion", "2024-01-03T00:00:00Z") == 1
+    assert registry.alias_as_of("m", "champion", "2024-01-05T00:00:00Z") == 2

@@ -1,0 +1,165 @@
+"""BatchInferenceOperator: score one input partition into the prediction log (streaming, atomic)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops.operators.base import MLOpsBaseOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class BatchInferenceOperator(MLOpsBaseOperator):
+    """Score the logical date's input partition with a registered model and write the predictions
+    to ``<root>/predictions/<model>/ds=<ds>/`` in the prediction-log schema
+    (``docs/prediction-log.md``): keys, ``prediction``, ``proba_<class>``, ``shadow_prediction``,
+    ``shadow_model_version``, ``model_name``, ``model_version``, ``scored_by``, ``logical_date``,
+    ``scored_at``, ``run_id``.
+
+    Input files are streamed in Arrow record batches (memory bounded by ``batch_size``, not by the
+    partition size) and written with one Parquet writer per input file; the partition is committed
+    atomically, so a re-run (or a retry) replaces exactly that partition and a failure leaves the
+    previous one intact. The input schema is checked against the model's feature schema before
+    anything is written.
+
+    Which model scores:
+
+    * ``version`` (templated): pin a version (``scored_by="pinned"``);
+    * else the version ``alias`` points to (``scored_by=<alias>``, default ``champion``);
+    * ``as_of_logical_date=True``: the version the alias pointed to at the end of the logical day,
+      from the registry's audit log; a backfill (``catchup=True``) thus scores each past date with
+      the model that was champion then. If the alias did not exist then, the task fails naming the
+      date and the alias history (pin a version to score such dates).
+
+    Bad input (missing partition, missing/incompatible columns, unreadable file) and registry
+    problems (unknown model, version or alias, retired version, integrity failure) fail the task
+    without retries; storage errors are raised as they are and retried.
+
+    :param alias: alias to score with. (templated)
+    :param version: pinned version, wins over ``alias``. (templated)
+    :param as_of_logical_date: resolve ``alias`` as of the end of the logical date.
+    :param batch_size: rows per record batch (default
+        :data:`airflow_mlops.scoring.DEFAULT_BATCH_SIZE`).
+    :param shadow_alias: also score with this alias into ``shadow_prediction`` /
+        ``shadow_model_version`` (recorded only, never used downstream; null when the alias does not
+        exist or the shadow model cannot score the input). (templated)
+    :param input_dataset: score ``<root>/data/<input_dataset>`` instead of the config's dataset.
+        (templated)
+    :param input_format: ``parquet``/``csv`` of ``input_dataset`` (default: the config's format).
+    :param output_prefix: prediction dataset prefix (default ``predictions/<model>``). (templated)
+    :param files: score only these input files (fan-out with dynamic task mapping, see
+        :func:`airflow_mlops.scoring.partition_input_files`); the result is a part that
+        :class:`MergePredictionPartsOperator` commits. (templated)
+
+    Example (the daily scoring DAG; ``catchup=True`` makes backfills reproducible)::
+
+        from airflow_mlops.operators.inference import BatchInferenceOperator
+
+        score = BatchInferenceOperator(
+            task_id="score",
+            config_path="dags/configs/churn.yaml",
+            as_of_logical_date=True,        # the champion of that day
+            shadow_alias="challenger",      # optional shadow column
+        )
+
+    XCom: ``{"model", "version", "scored_by", "selection", "as_of", "rows", "files", "output_files",
+    "output_uri", "output_key", "input_uri", "seconds", "shadow_version", "shadow_error", "scored_at",
+    "run_id", "ds", "part"}``.
+    """
+
+    template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields, "alias", "version", "shadow_alias",
+                                      "input_dataset", "output_prefix", "files")
+    ui_color = "#ffe8cc"
+
+    def __init__(self, *, alias: str = "champion", version: int | str | None = None,
+                 as_of_logical_date: bool = False, batch_size: int | None = None,
+                 shadow_alias: str | None = None, input_dataset: str | None = None,
+                 input_format: str | None = None, output_prefix: str | None = None,
+                 files: str | list[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.alias = alias
+        self.version = version
+        self.as_of_logical_date = as_of_logical_date
+        self.batch_size = batch_size
+        self.shadow_alias = shadow_alias
+        self.input_dataset = input_dataset
+        self.input_format = input_format
+        self.output_prefix = output_prefix
+        self.files = files
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.hooks.datasets import DataError, Dataset
+        from airflow_mlops.hooks.registry import RegistryError
+        from airflow_mlops.operators.base import fail
+        from airflow_mlops.scoring import DEFAULT_BATCH_SIZE, score_partition
+
+        dataset = None
+        if self.input_dataset:
+            dataset = Dataset.for_name(self.store, self.input_dataset, self.input_format or self.config.data.format)
+        files = self.files
+        if isinstance(files, str):
+            files = [files]
+        version = self.version if self.version not in (None, "", "None") else None
+        try:
+            return score_partition(
+                self.config, self.store, self.logical_ds(context),
+                alias=self.alias or "champion", version=version, as_of_logical_date=self.as_of_logical_date,
+                input_dataset=dataset, output_prefix=self.output_prefix or None,
+                batch_size=int(self.batch_size or DEFAULT_BATCH_SIZE), shadow_alias=self.shadow_alias or None,
+                run_id=str(context.get("run_id") or ""), files=files,
+            )
+        except (DataError, RegistryError) as e:  # SchemaMismatchError is a DataError
+            fail(f"batch scoring of {self.config.name} failed: {e}")
+            raise
+
+
+class MergePredictionPartsOperator(MLOpsBaseOperator):
+    """Commit the prediction partition of the logical date from the parts written by mapped
+    :class:`BatchInferenceOperator` tasks (``files=``), atomically; see
+    :func:`airflow_mlops.scoring.merge_parts`. Fails (no retry) when parts were scored by different
+    model versions, overlap, or do not cover the input partition.
+
+    :param parts_task_id: the mapped scoring task whose XComs are the part summaries.
+    :param output_prefix: prediction dataset prefix (default ``predictions/<model>``). (templated)
+
+    Example::
+
+        files = list_files()   # @task returning scoring.partition_input_files(config, store, ds)
+        parts = BatchInferenceOperator.partial(task_id="score", config_path=CFG, version="{{ ... }}")\\
+            .expand(files=files)
+        parts >> MergePredictionPartsOperator(task_id="merge", config_path=CFG, parts_task_id="score")
+
+    XCom: ``{"model", "version", "scored_by", "rows", "files", "parts", "output_uri", ...}``.
+    """
+
+    template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields, "output_prefix")
+    ui_color = "#ffe8cc"
+
+    def __init__(self, *, parts_task_id: str = "score", output_prefix: str | None = None,
+                 input_dataset: str | None = None, input_format: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.parts_task_id = parts_task_id
+        self.output_prefix = output_prefix
+        self.input_dataset = input_dataset
+        self.input_format = input_format
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.hooks.datasets import DataError, Dataset
+        from airflow_mlops.operators.base import fail
+        from airflow_mlops.scoring import merge_parts
+
+        pulled = context["ti"].xcom_pull(task_ids=self.parts_task_id)
+        if isinstance(pulled, dict):
+            pulled = [pulled]
+        parts = [p for p in (pulled or []) if p]
+        dataset = None
+        if self.input_dataset:
+            dataset = Dataset.for_name(self.store, self.input_dataset, self.input_format or self.config.data.format)
+        try:
+            return merge_parts(self.config, self.store, self.logical_ds(context), parts,
+                               output_prefix=self.output_prefix or None, input_dataset=dataset)
+        except DataError as e:
+            fail(f"merging the prediction parts of {self.config.name} failed: {e}")
+            raise

@@ -1,0 +1,90 @@
+"""DriftSensor: wait for the drift verdict of a model on a date (deferrable)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+
+from airflow_mlops.sensors.data import _default_deferrable
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class DriftSensor(BaseSensorOperator):
+    """Wait until ``DriftDetectionOperator`` has written its verdict for ``model`` on the logical date.
+
+    :param model: model name.
+    :param require_drift: when True, succeed only if the verdict says drift (else the sensor fails
+        fast with the verdict's share and threshold — a downstream "retrain only on drift" branch);
+        when False (default) succeed on any verdict.
+    :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``).
+
+    XCom: the drift summary's small form (share, threshold, drifted columns, report URI).
+
+    Example::
+
+        DriftSensor(task_id="wait_for_drift_verdict", model="churn", deferrable=True, timeout=3600)
+    """
+
+    template_fields: Sequence[str] = ("model", "ds", "storage_uri")
+
+    def __init__(self, *, model: str, ds: str | None = None, require_drift: bool = False,
+                 storage_uri: str | None = None, aws_conn_id: str | None = None, deferrable: bool | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model, self.ds, self.require_drift = model, ds, require_drift
+        self.storage_uri, self.aws_conn_id = storage_uri, aws_conn_id
+        self.deferrable = _default_deferrable() if deferrable is None else deferrable
+
+    def _ds(self, context: Context) -> str:
+        from airflow_mlops.operators.base import context_ds
+
+        return str(self.ds or context_ds(context))[:10]
+
+    def _verdict(self, summary: dict) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from airflow_mlops.monitoring import xcom_summary
+
+        out = xcom_summary(summary)
+        if self.require_drift and not summary.get("dataset_drift"):
+            raise AirflowFailException(
+                f"{self.model} on {summary.get('ds')}: no drift (share {summary.get('share_drifted')} < "
+                f"threshold {summary.get('threshold')})")
+        return out
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        from airflow_mlops.hooks.storage import ArtifactStore
+        from airflow_mlops.monitoring import read_drift_summary
+
+        summary = read_drift_summary(ArtifactStore(self.storage_uri, conn_id=self.aws_conn_id), self.model,
+                                     self._ds(context))
+        if summary is None:
+            return PokeReturnValue(is_done=False)
+        return PokeReturnValue(is_done=True, xcom_value=self._verdict(summary))
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        first = self.poke(context)
+        if first.is_done:
+            return first.xcom_value
+        from airflow_mlops.hooks.storage import ArtifactStore
+        from airflow_mlops.monitoring import drift_key
+        from airflow_mlops.triggers.storage import StorageKeyTrigger
+
+        store = ArtifactStore(self.storage_uri, conn_id=self.aws_conn_id)
+        self.defer(trigger=StorageKeyTrigger(storage_uri=store.root, key=drift_key(self.model, self._ds(context)),
+                                             aws_conn_id=self.aws_conn_id, poke_interval=float(self.poke_interval)),
+                   method_name="execute_complete", timeout=dt.timedelta(seconds=float(self.timeout)))
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict:
+        if not event or event.get("status") != "success":
+            from airflow.sdk.exceptions import AirflowException
+
+            raise AirflowException(f"waiting for the drift verdict failed: {(event or {}).get('message')}")
+        return self._verdict(event["content"])
