@@ -18,6 +18,7 @@ demo: install
 	$(PY) -m airflow_mlops.demo
 
 test: install
+	@sh scripts/ensure-chromium.sh || echo "chromium unavailable: the browser test will be skipped"
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 clean:
@@ -28,5 +29,6 @@ PORT ?= 8080
 standalone: install
 	AIRFLOW_HOME=$${AIRFLOW_HOME:-$(CURDIR)/.demo/airflow} \
 	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags AIRFLOW__CORE__LOAD_EXAMPLES=False \
-	AIRFLOW__API__PORT=$(PORT) AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True \
+	AIRFLOW__API__PORT=$(PORT) AIRFLOW__API__BASE_URL=http://localhost:$(PORT) \
+	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True \
 	$(VENV)/bin/airflow standalone

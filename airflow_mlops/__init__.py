@@ -44,7 +44,6 @@ def get_provider_info() -> dict:
             {"integration-name": "MLOps", "python-modules": ["airflow_mlops.triggers.storage"]},
         ],
         "asset-uris": [{"schemes": ["mlops"], "handler": None}],
-        "plugins": [{"name": "mlops", "plugin-class": "airflow_mlops.plugins.MLOpsPlugin"}],
         "extra-links": [
             "airflow_mlops.links.ValidationReportLink", "airflow_mlops.links.EvaluationReportLink",
             "airflow_mlops.links.PromotionReportLink", "airflow_mlops.links.DriftReportLink",

@@ -18,7 +18,8 @@ The output has the prediction-log schema of ``docs/prediction-log.md`` (same col
 model): keys, ``prediction``, ``proba_<class>``, ``shadow_prediction``, ``shadow_model_version``,
 ``model_name``, ``model_version``, ``scored_by``, ``logical_date``, ``scored_at``, ``run_id``.
 
-No Airflow imports; pyarrow, pandas and scikit-learn are imported inside functions.
+No Airflow imports here (the hooks used define Airflow hook classes next to the plain
+classes); pyarrow, pandas and scikit-learn are imported inside functions.
 """
 
 from __future__ import annotations
@@ -113,36 +114,48 @@ def _format_history(events: list[dict]) -> str:
 
 def select_model(registry: ModelRegistry, name: str, ds: str, *, alias: str = "champion",
                  version: int | str | None = None, as_of: str | dt.datetime | None = None,
-                 as_of_logical_date: bool = False) -> dict[str, Any]:
+                 as_of_logical_date: bool = False, if_alias_missing: str = "fail") -> dict[str, Any]:
     """Which version scores ``ds``: ``{"version", "scored_by", "selection", "alias", "as_of"}``.
 
     * ``version`` given: that version, ``scored_by="pinned"``, ``selection="version"``;
     * ``as_of`` (timestamp) or ``as_of_logical_date`` (= the end of the logical day ``ds``): the
       version ``alias`` pointed to at that moment, from the audit log (``selection="alias_as_of"``).
       If the alias did not exist then, :class:`ModelSelectionError` names the moment and lists the
-      alias history: a backfill never silently uses today's model;
+      alias history: a backfill never silently uses today's model. Opt-in
+      ``if_alias_missing="first"`` uses instead the first version the alias ever pointed to (fixed
+      by the append-only audit log, so still reproducible), with ``scored_by="fallback"`` and
+      ``selection="alias_first"``: for backfilling dates older than the first promotion;
     * otherwise the version ``alias`` points to now (``selection="alias"``).
     """
+    if if_alias_missing not in ("fail", "first"):
+        raise ValueError(f"if_alias_missing must be 'fail' or 'first', not {if_alias_missing!r}")
     if version not in (None, ""):
         v = registry.resolve(name, version=version)
         return {"version": v, "scored_by": "pinned", "selection": "version", "alias": None, "as_of": None}
     alias = alias or "champion"
+    explicit = as_of is not None
     if as_of is None and as_of_logical_date:
         as_of = end_of_day(ds)
     if as_of is not None:
         ts = _as_utc(as_of)
         registry.list_versions(name)  # unknown model -> ModelNotFoundError
         v = registry.alias_as_of(name, alias, ts)
-        if v is None:
-            history = registry.alias_history(name, alias)
-            raise ModelSelectionError(
-                f"alias {alias!r} of model {name!r} pointed to no version at {ts.isoformat()} "
-                f"(end of logical date {str(ds)[:10]}) - alias history: {_format_history(history)}. "
-                f"Scoring this date with today's model would not be reproducible; pin a version with "
-                f"version=<n> to score it anyway."
-            )
-        return {"version": int(v), "scored_by": alias, "selection": "alias_as_of", "alias": alias,
-                "as_of": ts.isoformat()}
+        if v is not None:
+            return {"version": int(v), "scored_by": alias, "selection": "alias_as_of", "alias": alias,
+                    "as_of": ts.isoformat()}
+        history = registry.alias_history(name, alias)
+        first = next((ev.get("to") for ev in history if ev.get("to") is not None), None)
+        if if_alias_missing == "first" and first is not None:
+            log.warning("alias %r of %s did not exist at %s; scoring %s with its first version v%s (fallback)",
+                        alias, name, ts.isoformat(), str(ds)[:10], first)
+            return {"version": int(first), "scored_by": "fallback", "selection": "alias_first", "alias": alias,
+                    "as_of": ts.isoformat()}
+        when = ts.isoformat() if explicit else f"{ts.isoformat()} (end of logical date {str(ds)[:10]})"
+        raise ModelSelectionError(
+            f"alias {alias!r} of model {name!r} pointed to no version at {when} - alias history: "
+            f"{_format_history(history)}. Scoring this date with today's model would not be reproducible; "
+            f"pin a version with version=<n> (or opt in to if_alias_missing='first') to score it anyway."
+        )
     v = registry.resolve(name, alias=alias)
     return {"version": v, "scored_by": alias, "selection": "alias", "alias": alias, "as_of": None}
 
@@ -609,6 +622,7 @@ def score_partition(
     shadow_alias: str | None = None,
     run_id: str = "",
     files: Sequence[str] | None = None,
+    if_alias_missing: str = "fail",
 ) -> dict[str, Any]:
     """Score the input partition ``ds`` with a registered model into the prediction log.
 
@@ -620,6 +634,7 @@ def score_partition(
     :param as_of_logical_date: use the version ``alias`` pointed to at the end of ``ds`` (backfills);
         :class:`ModelSelectionError` if the alias did not exist then.
     :param as_of: explicit timestamp for the alias lookup (wins over ``as_of_logical_date``).
+    :param if_alias_missing: ``"fail"`` (default) or ``"first"``: see :func:`select_model`.
     :param input_dataset: input override (default :func:`scoring_input`: ``data.scoring_dataset``,
         else the model's dataset).
     :param output_prefix: prediction dataset prefix (default ``predictions/<model>``); the
@@ -653,7 +668,7 @@ def score_partition(
     input_uri = dataset.uri(ds)
 
     chosen = select_model(registry, name, ds, alias=alias, version=version, as_of=as_of,
-                          as_of_logical_date=as_of_logical_date)
+                          as_of_logical_date=as_of_logical_date, if_alias_missing=if_alias_missing)
     scorer = _Scorer.load(registry, name, chosen["version"])
     keys = list(scorer.meta.get("keys") or config.keys)
 

@@ -101,6 +101,10 @@ def sample_rows(df: pd.DataFrame, sample_size: int | None, seed: int, stream: in
     return df.iloc[idx]
 
 
+def _select(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    return df if list(df.columns) == columns else df[columns]
+
+
 def _unique(seq: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(seq))
 
@@ -214,8 +218,9 @@ def compute_drift(
         kinds[pred] = pred_kind
     columns = [*features, *([pred] if pred else [])]
 
-    ref = sample_rows(reference[columns], sample_size, seed, stream=0)
-    cur = sample_rows(current[columns], sample_size, seed, stream=1)
+    # Sample the rows first, then select the columns: no copy of unsampled rows.
+    ref = _select(sample_rows(reference, sample_size, seed, stream=0), columns)
+    cur = _select(sample_rows(current, sample_size, seed, stream=1), columns)
 
     # Columns evidently cannot test (all values missing on a side).
     untestable: dict[str, dict[str, Any]] = {}
@@ -303,8 +308,8 @@ def _run_evidently(ref: pd.DataFrame, cur: pd.DataFrame, columns: list[str], kin
     # which knows whether the score is a p-value (drift below) or a distance (drift above).
     report = Report([preset], include_tests=True)
     snapshot = report.run(
-        current_data=Dataset.from_pandas(cur[columns], data_definition=definition),
-        reference_data=Dataset.from_pandas(ref[columns], data_definition=definition),
+        current_data=Dataset.from_pandas(_select(cur, columns), data_definition=definition),
+        reference_data=Dataset.from_pandas(_select(ref, columns), data_definition=definition),
     )
     data = snapshot.dict()
     by_id: dict[str, dict[str, Any]] = {}

@@ -21,8 +21,9 @@ def churn_day(ds: str | dt.date, rows: int = 2000, *, seed: int = 0, drift: floa
               label_noise: float = 0.0) -> pd.DataFrame:
     """One day of customers with the ``churned`` label.
 
-    :param drift: 0 = the base distribution; 1 = a strong shift of charges, usage, support calls and
-        the contract mix (the kind of change a drift monitor must catch).
+    :param drift: 0 = the base distribution; 1 = a shift of charges, usage, support calls and the
+        contract mix that stays inside the validated ranges (so it passes the validation gate) but that
+        a drift monitor must catch.
     :param label_noise: share of labels flipped at random (to make a model worse on purpose).
     """
     import numpy as np
@@ -31,9 +32,9 @@ def churn_day(ds: str | dt.date, rows: int = 2000, *, seed: int = 0, drift: floa
     day = dt.date.fromisoformat(str(ds)[:10])
     rng = np.random.default_rng([seed, zlib.crc32(day.isoformat().encode())])
     tenure = rng.integers(1, 72, rows)
-    charges = rng.normal(70 + 25 * drift, 20, rows).clip(10, 200)
-    calls = rng.poisson(1.5 + 2.0 * drift, rows)
-    usage = rng.gamma(2.0, 15 + 10 * drift, rows)
+    charges = rng.normal(70 + 12 * drift, 20, rows).clip(10, 200)
+    calls = rng.poisson(1.5 + 1.0 * drift, rows)
+    usage = rng.gamma(2.0, 15 + 4 * drift, rows)
     usage[rng.random(rows) < 0.03] = np.nan
     p_contract = np.array([0.5, 0.3, 0.2]) * (1 - drift) + np.array([0.2, 0.3, 0.5]) * drift
     contract = rng.choice(CONTRACTS, rows, p=p_contract)

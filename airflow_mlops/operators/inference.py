@@ -40,6 +40,10 @@ class BatchInferenceOperator(MLOpsBaseOperator):
     :param alias: alias to score with. (templated)
     :param version: pinned version, wins over ``alias``. (templated)
     :param as_of_logical_date: resolve ``alias`` as of the end of the logical date.
+    :param if_alias_missing: with ``as_of_logical_date``, what to do for a date when the alias did not
+        exist yet: ``"fail"`` (default) or ``"first"`` = score with the first version the alias ever
+        pointed to, recorded as ``scored_by="fallback"`` (still reproducible: the audit log is
+        append-only). For backfilling history older than the first promotion.
     :param batch_size: rows per record batch (default
         :data:`airflow_mlops.scoring.DEFAULT_BATCH_SIZE`).
     :param shadow_alias: also score with this alias into ``shadow_prediction`` /
@@ -74,7 +78,7 @@ class BatchInferenceOperator(MLOpsBaseOperator):
     ui_color = "#ffe8cc"
 
     def __init__(self, *, alias: str = "champion", version: int | str | None = None,
-                 as_of_logical_date: bool = False, batch_size: int | None = None,
+                 as_of_logical_date: bool = False, if_alias_missing: str = "fail", batch_size: int | None = None,
                  shadow_alias: str | None = None, input_dataset: str | None = None,
                  input_format: str | None = None, output_prefix: str | None = None,
                  files: str | list[str] | None = None, **kwargs: Any) -> None:
@@ -82,6 +86,7 @@ class BatchInferenceOperator(MLOpsBaseOperator):
         self.alias = alias
         self.version = version
         self.as_of_logical_date = as_of_logical_date
+        self.if_alias_missing = if_alias_missing
         self.batch_size = batch_size
         self.shadow_alias = shadow_alias
         self.input_dataset = input_dataset
@@ -108,7 +113,7 @@ class BatchInferenceOperator(MLOpsBaseOperator):
                 alias=self.alias or "champion", version=version, as_of_logical_date=self.as_of_logical_date,
                 input_dataset=dataset, output_prefix=self.output_prefix or None,
                 batch_size=int(self.batch_size or DEFAULT_BATCH_SIZE), shadow_alias=self.shadow_alias or None,
-                run_id=str(context.get("run_id") or ""), files=files,
+                run_id=str(context.get("run_id") or ""), files=files, if_alias_missing=self.if_alias_missing,
             )
         except (DataError, RegistryError) as e:  # SchemaMismatchError is a DataError
             fail(f"batch scoring of {self.config.name} failed: {e}")
