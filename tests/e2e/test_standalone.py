@@ -588,3 +588,4 @@ def test_browser_renders_the_registry_with_the_airflow_cookie(trained, chromium)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-v", "-s"]))
+
