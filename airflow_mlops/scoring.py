@@ -38,7 +38,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.hooks.datasets import DataError, Dataset, partition_name
+from airflow_mlops.hooks.datasets import DataError, Dataset, partition_name, redact_parse_error
 from airflow_mlops.hooks.registry import AliasNotFoundError, ModelRegistry, RegistryError
 from airflow_mlops.hooks.storage import ArtifactStore, join
 
@@ -355,7 +355,7 @@ def _file_schema(path: str, fmt: str, uri: str) -> pa.Schema:
         finally:
             reader.close()
     except (pa.ArrowInvalid, OSError) as e:
-        raise DataError(f"{uri} is not a readable {fmt} file ({str(e).splitlines()[0]}); "
+        raise DataError(f"{uri} is not a readable {fmt} file ({redact_parse_error(e)}); "
                         "re-deliver the file or remove it from the partition") from None
 
 
@@ -386,7 +386,7 @@ def _iter_batches(path: str, fmt: str, columns: list[str], batch_size: int, uri:
             finally:
                 reader.close()
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as e:
-        raise DataError(f"{uri} cannot be read as {fmt} ({str(e).splitlines()[0]}); "
+        raise DataError(f"{uri} cannot be read as {fmt} ({redact_parse_error(e)}); "
                         "re-deliver the file or remove it from the partition") from None
 
 

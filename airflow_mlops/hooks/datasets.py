@@ -25,6 +25,15 @@ class DataError(ValueError):
     """A partition is missing, empty, unreadable or does not match the expected schema."""
 
 
+def redact_parse_error(e: BaseException) -> str:
+    """First line of a reader error without row content: pyarrow's CSV errors quote the whole
+    offending row (``Expected 8 columns, got 9: <row>``), which may hold personal data."""
+    import re
+
+    first = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return re.sub(r"(got \d+)\s*:.*", r"\1", first)
+
+
 def partition_name(ds: str | dt.date) -> str:
     if isinstance(ds, dt.date):
         ds = ds.isoformat()
@@ -116,7 +125,7 @@ class Dataset:
             return pcsv.read_csv(pa.BufferReader(data), convert_options=opts)
         except (pa.ArrowInvalid, pa.ArrowKeyError, OSError) as e:
             raise DataError(
-                f"{self.store.uri(key)} is not a readable {self.fmt} file ({str(e).splitlines()[0]}); "
+                f"{self.store.uri(key)} is not a readable {self.fmt} file ({redact_parse_error(e)}); "
                 "re-deliver the file or remove it from the partition"
             ) from None
 

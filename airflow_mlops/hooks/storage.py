@@ -284,7 +284,7 @@ class _S3Backend:
                 raise StorageError(
                     "s3:// storage needs apache-airflow-providers-amazon: pip install apache-airflow-providers-amazon"
                 ) from e
-            cfg = Config(retries={"mode": "standard", "max_attempts": self.max_attempts},
+            cfg = Config(retries={"mode": "standard", "total_max_attempts": self.max_attempts},
                          connect_timeout=10, read_timeout=60)
             try:
                 self._client = S3Hook(aws_conn_id=self.conn_id, config=cfg).get_conn()
@@ -302,6 +302,7 @@ class _S3Backend:
         return f"s3://{self.bucket}/{self.key(key)}"
 
     def _call(self, what: str, key: str, fn, *args, **kwargs):
+        from boto3.exceptions import Boto3Error
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
         try:
@@ -330,7 +331,7 @@ class _S3Backend:
             raise StorageError(
                 f"{what} {self.uri(key)} failed after {self.max_attempts} attempts: {code or status} {e}"
             ) from e
-        except BotoCoreError as e:
+        except (BotoCoreError, Boto3Error) as e:
             raise StorageError(
                 f"{what} {self.uri(key)} failed after {self.max_attempts} attempts: {type(e).__name__}: {e}"
             ) from e
