@@ -132,46 +132,41 @@ class _LocalBackend:
         os.close(fd)
         return tmp
 
-    def write(self, key: str, data: bytes) -> None:
+    def _publish(self, key: str, fill, exclusive: bool = False) -> None:
+        """Write a complete temp file beside the target with ``fill(tmp)``, then publish it atomically:
+        ``os.replace`` (replace) or ``os.link`` (exclusive create: fails if the name exists)."""
         path = self.path(key)
         tmp = self._tmp_for(path)
         try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-
-    def upload_file(self, key: str, local_path: str) -> None:
-        path = self.path(key)
-        tmp = self._tmp_for(path)
-        try:
-            shutil.copyfile(local_path, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-
-    def create(self, key: str, data: bytes) -> None:
-        path = self.path(key)
-        tmp = self._tmp_for(path)
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+            fill(tmp)
+            if not exclusive:
+                os.replace(tmp, path)
+                return
             try:
-                os.link(tmp, path)  # atomic, fails if the name exists; content is complete
+                os.link(tmp, path)
             except FileExistsError:
                 raise ArtifactExistsError(f"{self.uri(key)} already exists") from None
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+
+    @staticmethod
+    def _filler(data: bytes):
+        def fill(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        return fill
+
+    def write(self, key: str, data: bytes) -> None:
+        self._publish(key, self._filler(data))
+
+    def upload_file(self, key: str, local_path: str) -> None:
+        self._publish(key, lambda tmp: shutil.copyfile(local_path, tmp))
+
+    def create(self, key: str, data: bytes) -> None:
+        self._publish(key, self._filler(data), exclusive=True)
 
     @contextlib.contextmanager
     def _locked(self, key: str) -> Iterator[None]:

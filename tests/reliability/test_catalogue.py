@@ -754,9 +754,11 @@ def _(ctx):
 def _(ctx):
     store = ctx.faulty_store()
     ctx.proxy.inject("internal", times=100, method="PUT", path_contains="x.json")
-    with pytest.raises(StorageError, match="failed after 5 attempts"):
+    with pytest.raises(StorageError, match=re.escape(f"write {store.uri('x.json')} failed after 5 attempts")):
         store.write_bytes("x.json", b"{}")
-    assert len(ctx.proxy.requests_for("x.json", "PUT")) == 5
+    assert len(ctx.proxy.requests_for("x.json", "PUT")) == 5  # 5 attempts in all, as the message says
+    ctx.proxy.clear()
+    assert not store.exists("x.json")
 
 
 @case("s3.persistent-upload-failure-is-storage-error")
@@ -767,6 +769,8 @@ def _(ctx):
         Dataset(store, PRED).write(NEXT, input_frames(NEXT))
     assert re.search(rf"upload s3://\S+/root/{PRED_NEXT}/part-00001-\S+\.parquet failed after 5 attempts",
                      str(err.value))
+    ctx.proxy.clear()
+    assert store.read_manifest(PRED_NEXT) is None  # never committed
 
 
 @case("s3.failed-first-commit-leaves-nothing-visible",
@@ -1009,12 +1013,19 @@ def _(ctx):
         return lines
 
     cfg, key = _csv_config_with_rows(ctx, "2024-01-05", malformed)
+    before = snapshot(ctx.store)
+    caplog = ctx.caplog
     for call in (lambda: score_partition(cfg, ctx.store, "2024-01-05"),
-                 lambda: validate_partition(cfg, ctx.store, "2024-01-05")):
+                 lambda: validate_partition(cfg, ctx.store, "2024-01-05"),
+                 lambda: _train(cfg, ctx.store, "2024-01-05")):
         with pytest.raises((DataError, GateFailed)) as err:
             call()
-        assert ctx.store.uri(key) in str(err.value)
+        assert str(err.value).startswith(f"{ctx.store.uri(key)} is not a readable csv file (CSV parse error: "
+                                         "Expected 8 columns, got 9")
         assert not _leaks(str(err.value)), str(err.value)
+    for r in caplog.records:
+        assert not _leaks(r.getMessage() + (r.exc_text or "")), r.getMessage()[:300]
+    assert_unchanged(ctx.store, before)
 
 
 # =============================================================================================
