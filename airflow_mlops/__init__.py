@@ -38,10 +38,10 @@ def get_provider_info() -> dict:
         ],
         "sensors": [
             {"integration-name": "MLOps", "python-modules": [
-                "airflow_mlops.sensors.data", "airflow_mlops.sensors.drift"]},
+                "airflow_mlops.sensors.data", "airflow_mlops.sensors.drift", "airflow_mlops.sensors.registry"]},
         ],
         "triggers": [
-            {"integration-name": "MLOps", "python-modules": ["airflow_mlops.triggers.storage"]},
+            {"integration-name": "MLOps", "python-modules": ["airflow_mlops.triggers.storage", "airflow_mlops.triggers.registry"]},
         ],
         "asset-uris": [{"schemes": ["mlops"], "handler": None}],
         "extra-links": [

@@ -1,0 +1,81 @@
+"""ModelApprovalSensor: wait for a human approval of a model version (deferrable)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+
+from airflow_mlops.sensors.data import _default_deferrable
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+def approval_verdict(storage_uri: str | None, aws_conn_id: str | None, model: str, version: int) -> dict:
+    """``{"status", "by", "at", "reason"}`` of a version's approval (``pending`` until someone decides)."""
+    from airflow_mlops.hooks.registry import ModelRegistry
+    from airflow_mlops.hooks.storage import ArtifactStore
+
+    return ModelRegistry(ArtifactStore(storage_uri, conn_id=aws_conn_id)).approval(model, int(version))
+
+
+class ModelApprovalSensor(BaseSensorOperator):
+    """Wait until a version is approved (through ``ApproveModelOperator``, the registry page or
+    ``python -m airflow_mlops.cli approve``). A rejection fails the task at once, naming who rejected
+    it and why. ``deferrable=True`` waits in the triggerer: approvals can take days.
+
+    :param model: model name. (templated)
+    :param version: the version waiting for approval, e.g. ``{{ ti.xcom_pull('train')['version'] }}``. (templated)
+
+    Example::
+
+        ModelApprovalSensor(task_id="wait_for_approval", model="churn",
+                            version="{{ ti.xcom_pull(task_ids='train')['version'] }}",
+                            deferrable=True, poke_interval=600, timeout=7 * 24 * 3600)
+    """
+
+    template_fields: Sequence[str] = ("model", "version", "storage_uri")
+
+    def __init__(self, *, model: str, version: int | str, storage_uri: str | None = None,
+                 aws_conn_id: str | None = None, deferrable: bool | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model, self.version = model, version
+        self.storage_uri, self.aws_conn_id = storage_uri, aws_conn_id
+        self.deferrable = _default_deferrable() if deferrable is None else deferrable
+
+    def _judge(self, verdict: dict) -> PokeReturnValue:
+        status = verdict.get("status")
+        if status == "rejected":
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(f"{self.model} v{self.version} was rejected by {verdict.get('by')}: "
+                                       f"{verdict.get('reason') or 'no reason given'}")
+        done = status in ("approved", "not_required")
+        return PokeReturnValue(is_done=done, xcom_value={"model": self.model, "version": int(self.version),
+                                                         **verdict} if done else None)
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        return self._judge(approval_verdict(self.storage_uri, self.aws_conn_id, self.model, int(self.version)))
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        first = self.poke(context)
+        if first.is_done:
+            return first.xcom_value
+        from airflow_mlops.triggers.registry import ApprovalTrigger
+
+        self.defer(trigger=ApprovalTrigger(storage_uri=self.storage_uri, aws_conn_id=self.aws_conn_id,
+                                           model=self.model, version=int(self.version),
+                                           poke_interval=float(self.poke_interval)),
+                   method_name="execute_complete", timeout=dt.timedelta(seconds=float(self.timeout)))
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict:
+        if not event or event.get("status") != "decided":
+            from airflow.sdk.exceptions import AirflowException
+
+            raise AirflowException(f"waiting for the approval failed: {(event or {}).get('message')}")
+        return self._judge(event["verdict"]).xcom_value

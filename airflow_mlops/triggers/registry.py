@@ -1,0 +1,39 @@
+"""Async trigger polling a version's approval status in the registry."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+
+class ApprovalTrigger(BaseTrigger):
+    """Fires once the approval of ``model`` v``version`` is decided (approved, rejected, not required)."""
+
+    def __init__(self, model: str, version: int, storage_uri: str | None = None, aws_conn_id: str | None = None,
+                 poke_interval: float = 300.0) -> None:
+        super().__init__()
+        self.model, self.version = model, int(version)
+        self.storage_uri, self.aws_conn_id, self.poke_interval = storage_uri, aws_conn_id, poke_interval
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return ("airflow_mlops.triggers.registry.ApprovalTrigger", {
+            "model": self.model, "version": self.version, "storage_uri": self.storage_uri,
+            "aws_conn_id": self.aws_conn_id, "poke_interval": self.poke_interval})
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_mlops.sensors.registry import approval_verdict
+
+        while True:
+            try:
+                verdict = await asyncio.to_thread(approval_verdict, self.storage_uri, self.aws_conn_id,
+                                                  self.model, self.version)
+            except Exception as e:
+                yield TriggerEvent({"status": "error", "message": str(e)})
+                return
+            if verdict.get("status") in ("approved", "rejected", "not_required"):
+                yield TriggerEvent({"status": "decided", "verdict": verdict})
+                return
+            await asyncio.sleep(self.poke_interval)
