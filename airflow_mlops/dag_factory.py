@@ -110,6 +110,14 @@ def training_dag(config: ModelConfig, config_path: str, *, storage_uri: str | No
         train = TrainModelOperator(task_id="train", outlets=[model_version_asset(config.name)], **common)
         promote = PromoteModelOperator(task_id="promote", candidate_task_id="train", **common)
         wait >> validate >> train >> promote
+        if config.promotion.require_approval:
+            from airflow_mlops.sensors.registry import ModelApprovalSensor
+
+            version = "{{ ti.xcom_pull(task_ids='train')['version'] }}"
+            approval = ModelApprovalSensor(task_id="wait_for_approval", model=config.name, version=version,
+                                           storage_uri=storage_uri, deferrable=True, poke_interval=600,
+                                           timeout=7 * 24 * 3600)
+            promote >> approval >> PromoteModelOperator(task_id="promote_approved", version=version, **common)
     return dag
 
 
