@@ -55,12 +55,18 @@ def suite_for(config: ModelConfig, registry: ModelRegistry, *, with_target: bool
     if spec != "infer":
         return v.load_suite_spec(config.validation_suite_path())
     required = [*config.keys, *(config.features or [])] + ([config.target] if with_target else [])
+    keys = list(config.keys)
+    unique_keys = ({"type": "expect_column_values_to_be_unique", "kwargs": {"column": keys[0]},
+                    "meta": {"notes": "duplicate keys"}} if len(keys) == 1 else
+                   {"type": "expect_compound_columns_to_be_unique", "kwargs": {"column_list": keys},
+                    "meta": {"notes": "duplicate keys"}})
     champion = champion_or_none(registry, config.name)
     if champion is None:
         return {"name": f"{config.name}_bootstrap", "expectations": [
             {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1}},
             {"type": "expect_table_columns_to_match_set",
              "kwargs": {"column_set": sorted(set(required)), "exact_match": False}},
+            unique_keys,
         ], "meta": {"inferred_from": "config (no champion yet)"}}
     meta = registry.get_metadata(config.name, champion)
     reference = registry.load_reference(config.name, champion)
@@ -73,6 +79,7 @@ def suite_for(config: ModelConfig, registry: ModelRegistry, *, with_target: bool
         suite["expectations"].append({"type": "expect_column_to_exist", "kwargs": {"column": config.target}})
     for k in config.keys:
         suite["expectations"].append({"type": "expect_column_to_exist", "kwargs": {"column": k}})
+    suite["expectations"].append(unique_keys)
     return suite
 
 

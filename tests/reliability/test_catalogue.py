@@ -348,13 +348,7 @@ def _(ctx):
     assert_unchanged(ctx.store, before)
 
 
-@case("data.duplicate-keys",
-      xfail="not detected: pipeline.suite_for (pipeline.py:46-76) only adds expect_column_to_exist for the key "
-            "columns (l.75; the bootstrap suite only checks the column set), and score_partition never "
-            "checks key uniqueness, so a partition with a repeated customer_id passes validation and "
-            "yields duplicate keys in the prediction log. Fix: add "
-            "expect_column_values_to_be_unique (one key) / expect_compound_columns_to_be_unique (several) "
-            "for config.keys in both branches of suite_for")
+@case("data.duplicate-keys")
 def _(ctx):
     frames = input_frames(NEXT)
     frames[0].loc[1, KEY] = frames[0].loc[0, KEY]
