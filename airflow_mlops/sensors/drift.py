@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
+from airflow_mlops.sensors.base import PokeOnceThenDefer
 from airflow_mlops.sensors.data import _default_deferrable
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class DriftSensor(BaseSensorOperator):
+class DriftSensor(PokeOnceThenDefer, BaseSensorOperator):
     """Wait until ``DriftDetectionOperator`` has written its verdict for ``model`` on the logical date.
 
     :param model: model name.
@@ -67,20 +67,14 @@ class DriftSensor(BaseSensorOperator):
             return PokeReturnValue(is_done=False)
         return PokeReturnValue(is_done=True, xcom_value=self._verdict(summary))
 
-    def execute(self, context: Context) -> Any:
-        if not self.deferrable:
-            return super().execute(context)
-        first = self.poke(context)
-        if first.is_done:
-            return first.xcom_value
+    def trigger(self, context: Context):
         from airflow_mlops.hooks.storage import ArtifactStore
         from airflow_mlops.monitoring import drift_key
         from airflow_mlops.triggers.storage import StorageKeyTrigger
 
         store = ArtifactStore(self.storage_uri, conn_id=self.aws_conn_id)
-        self.defer(trigger=StorageKeyTrigger(storage_uri=store.root, key=drift_key(self.model, self._ds(context)),
-                                             aws_conn_id=self.aws_conn_id, poke_interval=float(self.poke_interval)),
-                   method_name="execute_complete", timeout=dt.timedelta(seconds=float(self.timeout)))
+        return StorageKeyTrigger(storage_uri=store.root, key=drift_key(self.model, self._ds(context)),
+                                 aws_conn_id=self.aws_conn_id, poke_interval=float(self.poke_interval))
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict:
         if not event or event.get("status") != "success":

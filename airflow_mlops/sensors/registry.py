@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
+from airflow_mlops.sensors.base import PokeOnceThenDefer
 from airflow_mlops.sensors.data import _default_deferrable
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ def approval_verdict(storage_uri: str | None, aws_conn_id: str | None, model: st
     return ModelRegistry(ArtifactStore(storage_uri, conn_id=aws_conn_id)).approval(model, int(version))
 
 
-class ModelApprovalSensor(BaseSensorOperator):
+class ModelApprovalSensor(PokeOnceThenDefer, BaseSensorOperator):
     """Wait until a version is approved (through ``ApproveModelOperator``, the registry page or
     ``python -m airflow_mlops.cli approve``). A rejection fails the task at once, naming who rejected
     it and why. ``deferrable=True`` waits in the triggerer: approvals can take days.
@@ -60,18 +60,11 @@ class ModelApprovalSensor(BaseSensorOperator):
     def poke(self, context: Context) -> PokeReturnValue:
         return self._judge(approval_verdict(self.storage_uri, self.aws_conn_id, self.model, int(self.version)))
 
-    def execute(self, context: Context) -> Any:
-        if not self.deferrable:
-            return super().execute(context)
-        first = self.poke(context)
-        if first.is_done:
-            return first.xcom_value
+    def trigger(self, context: Context):
         from airflow_mlops.triggers.registry import ApprovalTrigger
 
-        self.defer(trigger=ApprovalTrigger(storage_uri=self.storage_uri, aws_conn_id=self.aws_conn_id,
-                                           model=self.model, version=int(self.version),
-                                           poke_interval=float(self.poke_interval)),
-                   method_name="execute_complete", timeout=dt.timedelta(seconds=float(self.timeout)))
+        return ApprovalTrigger(storage_uri=self.storage_uri, aws_conn_id=self.aws_conn_id, model=self.model,
+                               version=int(self.version), poke_interval=float(self.poke_interval))
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict:
         if not event or event.get("status") != "decided":

@@ -70,3 +70,28 @@ def test_trigger_fires_once_decided(reg):
 
     event = asyncio.run(run())
     assert event.payload["status"] == "decided" and event.payload["verdict"]["status"] == "approved"
+
+
+def test_deferrable_sensors_return_at_once_or_defer_with_their_trigger(reg, tmp_path):
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from airflow_mlops.monitoring import drift_key
+    from airflow_mlops.sensors.drift import DriftSensor
+    from airflow_mlops.triggers.storage import StorageKeyTrigger
+
+    s = ModelApprovalSensor(task_id="w", model="m", version=2, storage_uri=reg.store.root, deferrable=True)
+    with pytest.raises(TaskDeferred) as d:
+        s.execute({})
+    assert isinstance(d.value.trigger, ApprovalTrigger) and d.value.method_name == "execute_complete"
+    reg.approve("m", 2, approver="reviewer")
+    assert s.execute({})["status"] == "approved"
+
+    store = ArtifactStore("file://" + str(tmp_path / "drift"))
+    ds = DriftSensor(task_id="d", model="m", ds="2024-01-02", storage_uri=store.root, deferrable=True)
+    with pytest.raises(TaskDeferred) as d:
+        ds.execute({})
+    assert isinstance(d.value.trigger, StorageKeyTrigger) and d.value.trigger.key == drift_key("m", "2024-01-02")
+    store.write_json(drift_key("m", "2024-01-02"), {"ds": "2024-01-02", "dataset_drift": True, "share_drifted": 0.6,
+                                                    "threshold": 0.5, "columns": [{"column": "x", "drifted": True}]})
+    out = ds.execute({})
+    assert out["dataset_drift"] is True and out["drifted_columns"] == ["x"]
