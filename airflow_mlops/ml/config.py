@@ -51,6 +51,11 @@ __all__ = [
     "ValidationConfig",
     "SchedulesConfig",
     "DriftConfig",
+    "MonitoringConfig",
+    "FairnessConfig",
+    "ExplainConfig",
+    "CanaryConfig",
+    "AlertsConfig",
     "ModelConfig",
     "DEFAULT_ESTIMATORS",
     "DEFAULT_PRIMARY_METRIC",
@@ -79,6 +84,9 @@ SCHEDULE_PRESETS = frozenset(
      "@midnight"}
 )
 SEARCH_METHODS = ("random", "halving")
+FAIRNESS_METRICS = ("demographic_parity_difference", "equalized_odds_difference")
+EXPLAIN_METHODS = ("auto", "shap", "perturbation")
+ALERT_CHECKS = ("drift", "performance", "freshness", "volume", "duplicate", "fairness", "gate")
 DISTRIBUTIONS = ("uniform", "loguniform", "randint")
 DATA_FORMATS = ("parquet", "csv")
 #: Columns never used as features when ``features`` is null.
@@ -310,6 +318,72 @@ class DriftConfig:
 
 
 @dataclass(frozen=True)
+class MonitoringConfig:
+    """``monitoring``: performance, slice, freshness and volume checks of the monitoring DAG."""
+
+    #: slices smaller than this (rows in the window) are reported but never alerted on
+    min_slice_size: int = 200
+    #: days of joined ground truth per performance window (ending at the logical date)
+    performance_window_days: int = 7
+    #: alert when a metric moves by more than this relative amount from the previous window,
+    #: either way (a sudden rise is suspicious too); null disables the check
+    max_relative_change: float | None = 0.25
+    #: after a retraining request, no new request for this many days (0 = no cooldown)
+    drift_cooldown_days: int = 0
+    #: hours after the end of the logical day by which the partition must have arrived
+    freshness_deadline_hours: float = 6.0
+    #: trailing window (days) the volume check compares today's row count against
+    volume_window_days: int = 14
+    #: alert when rows / trailing median is below this ratio ...
+    volume_min_ratio: float = 0.5
+    #: ... or above this one
+    volume_max_ratio: float = 2.0
+    #: optional z-score limit on the row count against the trailing window (null = ratio only)
+    volume_max_z: float | None = None
+
+
+@dataclass(frozen=True)
+class FairnessConfig:
+    """``fairness``: the group-fairness gate (needs ``sensitive_features``)."""
+
+    metric: str = "demographic_parity_difference"
+    #: largest allowed between-group difference of ``metric``
+    max_gap: float = 0.2
+    #: largest allowed gap of the primary metric between groups (null = not enforced)
+    max_primary_gap: float | None = None
+
+
+@dataclass(frozen=True)
+class ExplainConfig:
+    """``explain``: per-row top feature contributions in the scoring output."""
+
+    top_k: int = 3
+    method: str = "auto"
+
+
+@dataclass(frozen=True)
+class CanaryConfig:
+    """``canary``: a stable share of rows scored (for real) by another alias."""
+
+    alias: str = "challenger"
+    share: float = 0.05
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """``alerts``: where alerts go (the config's ``owner`` is always a recipient when it is an
+    e-mail address)."""
+
+    email: tuple[str, ...] = ()
+    #: Airflow connection id of the SMTP server (apache-airflow-providers-smtp)
+    smtp_conn_id: str = "smtp_default"
+    #: chat webhook URL, or an Airflow HTTP connection id prefixed with ``conn:``
+    webhook: str | None = None
+    #: checks that alert; default all of them
+    checks: tuple[str, ...] = ALERT_CHECKS
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """A validated model config. Build it with :func:`load_model_config` or
     :func:`parse_model_config`; it is immutable (use ``dataclasses.replace`` to derive one)."""
@@ -335,6 +409,15 @@ class ModelConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     schedules: SchedulesConfig = field(default_factory=SchedulesConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    #: columns whose values define slices (drift and performance per slice as well as globally)
+    slices: tuple[str, ...] = ()
+    #: columns holding protected attributes for the fairness gate
+    sensitive_features: tuple[str, ...] = ()
+    fairness: FairnessConfig | None = None
+    explain: ExplainConfig | None = None
+    canary: CanaryConfig | None = None
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     #: where the config came from (file path or ``"<dict>"``); not part of equality
     source: str = field(default="<dict>", compare=False)
 
@@ -458,7 +541,8 @@ def parse_model_config(raw: Mapping[str, Any], source: str = "<dict>") -> ModelC
 _TOP_FIELDS = (
     "name", "owner", "description", "intended_use", "limitations", "data", "keys", "target",
     "features", "categorical_features", "task", "estimator", "search", "training", "metrics",
-    "promotion", "validation", "schedules", "drift",
+    "promotion", "validation", "schedules", "drift", "monitoring", "slices", "sensitive_features",
+    "fairness", "explain", "canary", "alerts",
 )
 _SECTION_FIELDS: dict[str, tuple[str, ...]] = {
     "data": ("dataset", "uri", "format", "conn_id", "training_window_days", "ground_truth_dataset",
@@ -471,6 +555,13 @@ _SECTION_FIELDS: dict[str, tuple[str, ...]] = {
     "validation": ("suite", "mostly"),
     "schedules": ("training", "nightly_retraining", "scoring", "monitoring", "start_date", "max_active_runs"),
     "drift": ("threshold", "sample_size", "stattest_threshold"),
+    "monitoring": ("min_slice_size", "performance_window_days", "max_relative_change", "drift_cooldown_days",
+                   "freshness_deadline_hours", "volume_window_days", "volume_min_ratio", "volume_max_ratio",
+                   "volume_max_z"),
+    "fairness": ("metric", "max_gap", "max_primary_gap"),
+    "explain": ("top_k", "method"),
+    "canary": ("alias", "share"),
+    "alerts": ("email", "smtp_conn_id", "webhook", "checks"),
 }
 _MISSING = object()
 
@@ -614,6 +705,12 @@ class _Parser:
         search = self.parse_search(raw.get("search"), instance)
         training = self.parse_training(self.section(raw, "training"))
         metrics = self.parse_metrics(self.section(raw, "metrics"), task)
+        sensitive = self.columns(raw.get("sensitive_features") or [], "sensitive_features", nullable=False,
+                                 min_len=0)
+        for path, cols in (("slices", raw.get("slices") or []), ("sensitive_features", sensitive)):
+            clash = set(cols) & (set(keys) | {target})  # type: ignore[arg-type]
+            if clash:
+                raise self.error(path, f"column(s) {', '.join(sorted(clash))} are keys or the target")
         return ModelConfig(
             name=name,
             owner=owner,
@@ -634,6 +731,13 @@ class _Parser:
             validation=self.parse_validation(self.section(raw, "validation")),
             schedules=self.parse_schedules(self.section(raw, "schedules")),
             drift=self.parse_drift(self.section(raw, "drift")),
+            monitoring=self.parse_monitoring(self.section(raw, "monitoring")),
+            slices=self.columns(raw.get("slices") or [], "slices", nullable=False, min_len=0),  # type: ignore[arg-type]
+            sensitive_features=sensitive,  # type: ignore[arg-type]
+            fairness=self.parse_fairness(raw.get("fairness"), sensitive),  # type: ignore[arg-type]
+            explain=self.parse_explain(raw.get("explain")),
+            canary=self.parse_canary(raw.get("canary")),
+            alerts=self.parse_alerts(self.section(raw, "alerts")),
             source=self.source,
         )
 
@@ -900,6 +1004,89 @@ class _Parser:
                                            low_open=True, nullable=True),
         )
 
+    def parse_monitoring(self, sec: Mapping[str, Any]) -> MonitoringConfig:
+        d = MonitoringConfig()
+        p = "monitoring."
+        low_ratio = self.number(sec.get("volume_min_ratio", d.volume_min_ratio), p + "volume_min_ratio", 0.0, 1.0,
+                                high_open=True)
+        return MonitoringConfig(
+            min_slice_size=self.integer(sec.get("min_slice_size", d.min_slice_size), p + "min_slice_size", low=1),
+            performance_window_days=self.integer(sec.get("performance_window_days", d.performance_window_days),
+                                                 p + "performance_window_days", 1, 366),
+            max_relative_change=self.number(sec.get("max_relative_change", d.max_relative_change),
+                                            p + "max_relative_change", low=0.0, low_open=True, nullable=True),
+            drift_cooldown_days=self.integer(sec.get("drift_cooldown_days", d.drift_cooldown_days),
+                                             p + "drift_cooldown_days", 0, 366),
+            freshness_deadline_hours=self.number(sec.get("freshness_deadline_hours", d.freshness_deadline_hours),
+                                                 p + "freshness_deadline_hours", 0.0, 24.0 * 31),
+            volume_window_days=self.integer(sec.get("volume_window_days", d.volume_window_days),
+                                            p + "volume_window_days", 2, 366),
+            volume_min_ratio=low_ratio,
+            volume_max_ratio=self.number(sec.get("volume_max_ratio", d.volume_max_ratio), p + "volume_max_ratio",
+                                         1.0, None, low_open=True),
+            volume_max_z=self.number(sec.get("volume_max_z", d.volume_max_z), p + "volume_max_z", low=0.0,
+                                     low_open=True, nullable=True),
+        )
+
+    def parse_fairness(self, raw: Any, sensitive: tuple[str, ...]) -> FairnessConfig | None:
+        if raw is None:
+            return FairnessConfig() if sensitive else None
+        sec = self.mapping(raw, "fairness", _SECTION_FIELDS["fairness"])
+        if not sensitive:
+            raise self.error("fairness", "needs sensitive_features: the columns holding the groups to compare")
+        d = FairnessConfig()
+        return FairnessConfig(
+            metric=self.string(sec.get("metric", d.metric), "fairness.metric", choices=FAIRNESS_METRICS),
+            max_gap=self.number(sec.get("max_gap", d.max_gap), "fairness.max_gap", 0.0, 1.0),
+            max_primary_gap=self.number(sec.get("max_primary_gap"), "fairness.max_primary_gap", 0.0, None,
+                                        nullable=True),
+        )
+
+    def parse_explain(self, raw: Any) -> ExplainConfig | None:
+        if raw is None or raw is False:
+            return None
+        sec = self.mapping({} if raw is True else raw, "explain", _SECTION_FIELDS["explain"])
+        d = ExplainConfig()
+        return ExplainConfig(
+            top_k=self.integer(sec.get("top_k", d.top_k), "explain.top_k", 1, 50),
+            method=self.string(sec.get("method", d.method), "explain.method", choices=EXPLAIN_METHODS),
+        )
+
+    def parse_canary(self, raw: Any) -> CanaryConfig | None:
+        if raw is None:
+            return None
+        sec = self.mapping(raw, "canary", _SECTION_FIELDS["canary"])
+        alias = self.string(sec.get("alias", "challenger"), "canary.alias", pattern=NAME_RE)
+        if alias == "champion":
+            raise self.error("canary.alias", "the canary must be another alias than champion")
+        return CanaryConfig(alias=alias,
+                            share=self.number(self.get(sec, "share", "canary"), "canary.share", 0.0, 0.5,
+                                              low_open=True))
+
+    def parse_alerts(self, sec: Mapping[str, Any]) -> AlertsConfig:
+        emails = sec.get("email") or []
+        if isinstance(emails, str):
+            emails = [emails]
+        if not isinstance(emails, (list, tuple)):
+            raise self.error("alerts.email", f"must be an address or a list of addresses, got {emails!r}")
+        for i, addr in enumerate(emails):
+            if not isinstance(addr, str) or not re.match(r"^[^@\s]+@[^@\s]+$", addr):
+                raise self.error(f"alerts.email[{i}]", f"not an e-mail address: {addr!r}")
+        checks = sec.get("checks", list(ALERT_CHECKS))
+        if not isinstance(checks, (list, tuple)):
+            raise self.error("alerts.checks", f"must be a list of checks, got {checks!r}")
+        for i, check in enumerate(checks):
+            self.string(check, f"alerts.checks[{i}]", choices=ALERT_CHECKS)
+        webhook = self.string(sec.get("webhook"), "alerts.webhook", nullable=True)
+        if webhook is not None and not webhook.startswith(("http://", "https://", "conn:")):
+            raise self.error("alerts.webhook", f"must be an http(s) URL or conn:<http connection id>, got {webhook!r}")
+        return AlertsConfig(
+            email=tuple(emails),
+            smtp_conn_id=self.string(sec.get("smtp_conn_id", "smtp_default"), "alerts.smtp_conn_id"),
+            webhook=webhook,
+            checks=tuple(checks),
+        )
+
 
 # --------------------------------------------------------------------------------------------
 # config vs data
@@ -973,6 +1160,11 @@ def check_config_against_data(
         missing = [f for f in config.features if f not in schema]
         if missing:
             raise _missing_error("features", "feature", missing, columns, src)
+    for path, what, cols in (("slices", "slice", config.slices),
+                             ("sensitive_features", "sensitive feature", config.sensitive_features)):
+        missing = [c for c in cols if c not in schema]
+        if missing:
+            raise _missing_error(path, what, missing, columns, src)
     features = config.feature_columns(columns)
     if not features:
         raise ConfigError("no feature columns left after removing keys, target and ds",
