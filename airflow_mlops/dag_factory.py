@@ -1,11 +1,12 @@
 """Build the ready-made DAGs from one YAML config per model.
 
-In a DAG file::
+One DAG file per model, ``dags/<model>.py`` next to ``dags/configs/<model>.yaml``::
 
-    from airflow_mlops.dag_factory import build_dags
-    globals().update(build_dags("/path/to/dags/configs"))
+    from airflow_mlops.dag_factory import dags_for_file
+    globals().update(dags_for_file(__file__))
 
-For every ``<model>.yaml`` this yields:
+(``python -m airflow_mlops.cli scaffold-dag dags/configs/<model>.yaml`` writes it.) For every config this
+yields:
 
 * ``<model>_training``: wait_for_data -> validate -> train -> promote; scheduled nightly by cron and by
   the model's retraining-request asset (emitted by drift monitoring).
@@ -14,8 +15,9 @@ For every ``<model>.yaml`` this yields:
 * ``<model>_monitoring``: daily: wait_for_predictions -> drift; a drift share over the threshold emits
   the retraining request that schedules ``<model>_training``.
 
-A bad config fails the DAG file's parse with an error naming the file and the field, so it shows
-up in ``airflow dags list-import-errors`` instead of failing at run time. When data for the model
+A bad config fails the parse of *its* DAG file with an error naming the config file and the field, so it
+shows up in ``airflow dags list-import-errors`` instead of failing at run time, and the other models'
+DAGs keep loading. When data for the model
 already exists, the config is also checked against the latest partition's schema (missing
 key/target/feature columns, a task that does not fit the target).
 """
@@ -184,18 +186,108 @@ def monitoring_dag(config: ModelConfig, config_path: str, *, storage_uri: str | 
     return dag
 
 
-def build_dags(configs_dir: str, *, storage_uri: str | None = None, check_data: bool = True) -> dict[str, DAG]:
-    """All ready-made DAGs for every ``*.yaml``/``*.yml`` config in ``configs_dir``."""
+def build_dags_for_config(config_path: str, *, storage_uri: str | None = None,
+                          check_data: bool = True) -> dict[str, DAG]:
+    """The ready-made DAGs (training, batch scoring, monitoring) of one model config file.
+
+    Raises:
+        ConfigError: the config is invalid (the message names the file and the field).
+    """
     from airflow_mlops.ml.config import load_model_config
 
+    config = load_model_config(config_path)
+    if check_data:
+        check_against_data(config, storage_uri)
+    path = os.path.abspath(config_path)
+    dags: dict[str, DAG] = {}
+    for factory in (training_dag, batch_scoring_dag, monitoring_dag):
+        dag = factory(config, path, storage_uri=storage_uri)
+        dags[dag.dag_id] = dag
+    return dags
+
+
+def configs_dir_for(dag_file: str) -> str:
+    """Where DAG files look for model configs: ``$MLOPS_CONFIGS_DIR``, else ``configs/`` next to the DAG file."""
+    return os.environ.get("MLOPS_CONFIGS_DIR") or os.path.join(os.path.dirname(os.path.abspath(dag_file)), "configs")
+
+
+def config_path_for(dag_file: str, configs_dir: str | None = None) -> str:
+    """The config of a per-model DAG file: ``<configs>/<stem>.yaml`` (or ``.yml``) for ``<stem>.py``."""
+    from airflow_mlops.ml.config import ConfigError
+
+    configs_dir = configs_dir or configs_dir_for(dag_file)
+    stem = os.path.splitext(os.path.basename(dag_file))[0]
+    for ext in (".yaml", ".yml"):
+        candidate = os.path.join(configs_dir, stem + ext)
+        if os.path.isfile(candidate):
+            return candidate
+    raise ConfigError(f"no model config {stem}.yaml in {configs_dir}: the DAG file {os.path.basename(dag_file)} "
+                      f"loads the config with the same name; add {stem}.yaml there or rename the DAG file",
+                      source=os.path.abspath(dag_file))
+
+
+def dags_for_file(dag_file: str, *, configs_dir: str | None = None, storage_uri: str | None = None,
+                  check_data: bool = True) -> dict[str, DAG]:
+    """The DAGs of the model whose config has the DAG file's name (``churn.py`` -> ``configs/churn.yaml``).
+
+    One small DAG file per model keeps models isolated: a broken config is an Airflow import error
+    of *its* DAG file only, and every other model's DAGs keep loading. In ``dags/<model>.py``::
+
+        from airflow_mlops.dag_factory import dags_for_file
+        globals().update(dags_for_file(__file__))
+
+    Configs in the folder without a DAG file of their own are logged as a warning (they would
+    otherwise be silently ignored).
+    """
+    configs_dir = configs_dir or configs_dir_for(dag_file)
+    path = config_path_for(dag_file, configs_dir)
+    _warn_orphan_configs(os.path.dirname(os.path.abspath(dag_file)), configs_dir)
+    return build_dags_for_config(path, storage_uri=storage_uri, check_data=check_data)
+
+
+def _warn_orphan_configs(dags_dir: str, configs_dir: str) -> None:
+    for cfg in sorted(glob.glob(os.path.join(configs_dir, "*.yaml")) + glob.glob(os.path.join(configs_dir, "*.yml"))):
+        stem = os.path.splitext(os.path.basename(cfg))[0]
+        if not os.path.exists(os.path.join(dags_dir, stem + ".py")):
+            log.warning("model config %s has no DAG file %s.py in %s, so it yields no DAGs; create it with "
+                        "`python -m airflow_mlops.cli scaffold-dag %s --dags-folder %s`", cfg, stem, dags_dir, cfg,
+                        dags_dir)
+
+
+def write_dag_file(config_path: str, dags_folder: str) -> str:
+    """Create the per-model DAG file ``<dags_folder>/<model>.py`` for ``config_path`` (idempotent)."""
+    stem = os.path.splitext(os.path.basename(config_path))[0]
+    target = os.path.join(dags_folder, stem + ".py")
+    text = DAG_FILE_TEMPLATE.format(stem=stem)
+    if os.path.exists(target):
+        with open(target, encoding="utf-8") as fh:
+            if fh.read() == text:
+                return target
+        raise FileExistsError(f"{target} exists with other content; not overwriting it")
+    tmp = target + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, target)
+    return target
+
+
+DAG_FILE_TEMPLATE = '''"""Ready-made airflow-mlops DAGs of the {stem} model, from configs/{stem}.yaml.
+
+Yields {stem}_training, {stem}_batch_scoring and {stem}_monitoring. A broken config shows up as an
+import error of this file only. Set MLOPS_CONFIGS_DIR to read the config from another folder.
+"""
+
+from airflow_mlops.dag_factory import dags_for_file
+
+globals().update(dags_for_file(__file__))
+'''
+
+
+def build_dags(configs_dir: str, *, storage_uri: str | None = None, check_data: bool = True) -> dict[str, DAG]:
+    """All ready-made DAGs for every ``*.yaml``/``*.yml`` config in ``configs_dir`` (fails on the first
+    bad config; for per-model isolation in a DAG folder use one :func:`dags_for_file` file per model)."""
     dags: dict[str, DAG] = {}
     paths = sorted(glob.glob(os.path.join(configs_dir, "*.yaml")) + glob.glob(os.path.join(configs_dir, "*.yml")))
     for path in paths:
-        config = load_model_config(path)
-        if check_data:
-            check_against_data(config, storage_uri)
-        path = os.path.abspath(path)
-        for factory in (training_dag, batch_scoring_dag, monitoring_dag):
-            dag = factory(config, path, storage_uri=storage_uri)
-            dags[dag.dag_id] = dag
+        dags.update(build_dags_for_config(path, storage_uri=storage_uri, check_data=check_data))
     return dags

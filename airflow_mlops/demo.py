@@ -113,7 +113,7 @@ class Demo:
         for i in range(-history + 1, self.days + 1):
             data.write(self.day(i), churn_day(self.day(i), rows=self.rows,
                                               drift=1.0 if i >= self.drift_day else 0.0))
-        self.step("parsing the ready-made DAGs (dags/mlops_dags.py)")
+        self.step("parsing the ready-made DAGs (dags/churn.py + dags/configs/churn.yaml)")
         from airflow.dag_processing.dagbag import DagBag
 
         bag = DagBag(dag_folder=str(REPO / "dags"))
