@@ -1,0 +1,390 @@
+"""Alert routing: one alert per (model, check, window[, slice]), delivered by e-mail and/or webhook.
+
+Monitors (drift, performance, data freshness/volume/duplicates, fairness, gates) build an
+:class:`Alert` and call :func:`raise_alert`. Routing comes from the model config::
+
+    owner: ml-platform@example.com        # a recipient when it looks like an e-mail address
+    alerts:
+      email: [oncall@example.com]
+      smtp_conn_id: smtp_default          # Airflow SMTP connection (apache-airflow-providers-smtp)
+      webhook: conn:slack_alerts          # or https://hooks.slack.com/services/...
+      checks: [drift, performance, freshness, volume, duplicate, fairness, gate]
+
+Delivery goes through Airflow notifiers: ``SmtpNotifier`` (and so ``SmtpHook`` with the connection
+``alerts.smtp_conn_id``) for e-mail, :class:`~airflow_mlops.notifications.webhook.MLOpsWebhookNotifier`
+for the webhook.
+
+**Dedup.** Each alert owns one record in the artifact store,
+``alerts/<model>/<check>/<window>[__<slice>].json``, created with an *exclusive create* (``O_EXCL``
+locally, ``If-None-Match: *`` on S3). Only the attempt that creates the record (or, after a failure,
+wins a compare-and-swap on it) sends; every other call — a rerun of the same logical date, a retry,
+a concurrent task — finds the record and returns ``False``. The record holds the alert, the
+per-channel delivery result and the number of attempts.
+
+**At-least-once.** Monitoring alerts must not be lost, so delivery is at-least-once, not at-most-once:
+
+* a channel that fails is marked ``failed`` in the record and :class:`AlertDeliveryError` is raised
+  (the task fails and Airflow retries it); the retry claims the record with compare-and-swap and
+  re-sends *only the channels that failed* (a delivered e-mail is not sent again because the
+  webhook was down);
+* a record left in ``sending`` by a process that died mid-delivery is taken over once it is older
+  than :data:`SENDING_LEASE_SECONDS`.
+
+The price is a possible duplicate message when a process dies between the SMTP/HTTP call and the
+record update; a lost alert is never the price.
+
+Alert texts carry the model, check, window, slice, value, threshold, report link and the monitor's
+message — aggregates only. Monitors must never put row values in an alert.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import html
+import json
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops.hooks.storage import (
+    ArtifactExistsError,
+    ArtifactNotFoundError,
+    ArtifactStore,
+    PreconditionFailedError,
+    join,
+)
+from airflow_mlops.ml.config import ALERT_CHECKS
+
+if TYPE_CHECKING:
+    from airflow_mlops.ml.config import ModelConfig
+
+__all__ = [
+    "Alert",
+    "AlertDeliveryError",
+    "ALERT_CHECKS",
+    "SENDING_LEASE_SECONDS",
+    "alert_key",
+    "alert_notifier",
+    "alert_recipients",
+    "format_alert",
+    "raise_alert",
+    "read_alert_record",
+]
+
+log = logging.getLogger(__name__)
+
+#: a record stuck in ``sending`` for longer than this is considered abandoned (its sender died)
+SENDING_LEASE_SECONDS = 600.0
+ALERTS_PREFIX = "alerts"
+_EMAIL_RE = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
+_SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+\-]{0,119}$")
+
+
+class AlertDeliveryError(RuntimeError):
+    """At least one channel failed; the record is marked so a retry re-sends the failed channels."""
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert.
+
+    :param model: the model's name.
+    :param check: one of :data:`~airflow_mlops.ml.config.ALERT_CHECKS`.
+    :param window: what the alert is about in time, e.g. the logical date ``2024-01-15`` or a range
+        ``2024-01-09..2024-01-15``; part of the dedup key.
+    :param value: the observed value (a number, or a short word such as ``missing``).
+    :param threshold: the limit it was compared with.
+    :param message: one or two sentences for a human: what is wrong and what to do (no row values).
+    :param report_uri: link to the report with the details.
+    :param slice: the data slice (``region=EU``) when the alert is about one; part of the dedup key.
+    :param details: small JSON-able aggregates (counts, ratios, hashes) kept in the record and webhook.
+    """
+
+    model: str
+    check: str
+    window: str
+    value: float | str
+    threshold: float | str
+    message: str
+    report_uri: str | None = None
+    slice: str | None = None
+    details: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.check not in ALERT_CHECKS:
+            raise ValueError(f"Alert.check must be one of {', '.join(ALERT_CHECKS)}; got {self.check!r}")
+        if not self.model or "/" in self.model:
+            raise ValueError(f"Alert.model must be the model's name, got {self.model!r}")
+        if not str(self.window).strip():
+            raise ValueError("Alert.window must name the window (e.g. the logical date YYYY-MM-DD)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self), default=str))
+
+
+# --------------------------------------------------------------------------------------------
+# keys, routing, formatting
+# --------------------------------------------------------------------------------------------
+
+
+def _key_part(value: str) -> str:
+    """A store-safe file-name fragment; unsafe characters become ``_`` plus a short hash of the
+    original, so two different values never share a key."""
+    value = str(value)
+    if _SAFE_PART.match(value):
+        return value
+    cleaned = re.sub(r"[^A-Za-z0-9_.=+\-]", "_", value)[:80].strip("._") or "x"
+    return f"{cleaned}-{hashlib.sha256(value.encode()).hexdigest()[:8]}"
+
+
+def alert_key(alert: Alert) -> str:
+    """``alerts/<model>/<check>/<window>[__<slice>].json``: the dedup record of an alert."""
+    name = _key_part(alert.window)
+    if alert.slice:
+        name += "__" + _key_part(alert.slice)
+    return join(ALERTS_PREFIX, _key_part(alert.model), alert.check, name + ".json")
+
+
+def read_alert_record(store: ArtifactStore, alert: Alert) -> dict | None:
+    """The stored record of ``alert`` (``None`` when it was never raised)."""
+    try:
+        return store.read_json(alert_key(alert))
+    except ArtifactNotFoundError:
+        return None
+
+
+def alert_recipients(config: ModelConfig) -> list[str]:
+    """``alerts.email`` plus ``owner`` when the owner looks like an e-mail address (deduplicated)."""
+    out: list[str] = []
+    for addr in (*config.alerts.email, config.owner):
+        addr = (addr or "").strip()
+        if _EMAIL_RE.match(addr) and addr.lower() not in {a.lower() for a in out}:
+            out.append(addr)
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def format_alert(alert: Alert, run: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """``{"subject", "text", "html"}`` of an alert: model, check, window, slice, value, threshold,
+    report link, the monitor's message and the Airflow run (when known)."""
+    where = f"{alert.model} · {alert.check} · {alert.window}" + (f" · slice {alert.slice}" if alert.slice else "")
+    subject = f"[mlops alert] {where}: value {_fmt(alert.value)} vs threshold {_fmt(alert.threshold)}"
+    rows = [("Model", alert.model), ("Check", alert.check), ("Window", alert.window)]
+    if alert.slice:
+        rows.append(("Slice", alert.slice))
+    rows += [("Value", _fmt(alert.value)), ("Threshold", _fmt(alert.threshold)),
+             ("Report", alert.report_uri or "(no report)")]
+    run = {k: v for k, v in (run or {}).items() if v is not None}
+    if run:
+        rows.append(("Run", " / ".join(str(run[k]) for k in ("dag_id", "run_id", "task_id") if k in run)))
+    text = "\n".join(f"{k}: {v}" for k, v in rows) + f"\n\n{alert.message}\n"
+    cells = []
+    for k, v in rows:
+        if k == "Report" and alert.report_uri:
+            v_html = f'<a href="{html.escape(alert.report_uri, quote=True)}">{html.escape(alert.report_uri)}</a>'
+        else:
+            v_html = html.escape(str(v))
+        cells.append(f"<tr><th align=\"left\">{html.escape(k)}</th><td>{v_html}</td></tr>")
+    body = (f"<p>{html.escape(alert.message)}</p>\n<table>\n" + "\n".join(cells) + "\n</table>\n"
+            "<p><small>Sent once per model, check and window by airflow-mlops.</small></p>")
+    return {"subject": subject, "text": text, "html": body}
+
+
+def _run_info(context: Mapping | None) -> dict[str, Any]:
+    if not context:
+        return {}
+    ti = context.get("ti") or context.get("task_instance")
+    info = {k: getattr(ti, k, None) for k in ("dag_id", "run_id", "task_id", "try_number")} if ti else {}
+    return {k: v for k, v in info.items() if v is not None}
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _error_text(e: BaseException) -> str:
+    first = str(e).splitlines()[0] if str(e) else ""
+    return f"{type(e).__name__}: {first}"[:500]
+
+
+# --------------------------------------------------------------------------------------------
+# channels
+# --------------------------------------------------------------------------------------------
+
+
+def _send_email(config: ModelConfig, recipients: list[str], content: Mapping[str, str],
+                context: Mapping | None) -> None:
+    """Send through ``SmtpNotifier`` (SmtpHook with the connection ``alerts.smtp_conn_id``).
+
+    Subject and body are passed ready-made and ``notify`` is called directly, so no Jinja rendering
+    touches the text."""
+    try:
+        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise AlertDeliveryError("e-mail alerts need apache-airflow-providers-smtp: "
+                                 "pip install 'airflow-mlops[alerts]'") from e
+    from_email = None
+    try:
+        from airflow.configuration import conf
+
+        from_email = conf.get("email", "from_email", fallback=None) or None
+    except Exception:  # pragma: no cover - config not available
+        pass
+    notifier = SmtpNotifier(to=recipients, from_email=from_email, subject=content["subject"],
+                            html_content=content["html"], smtp_conn_id=config.alerts.smtp_conn_id)
+    try:
+        notifier.notify(dict(context or {}))
+    except ValueError as e:  # no sender address anywhere
+        raise AlertDeliveryError(f"SMTP connection {config.alerts.smtp_conn_id!r}: {e} (set 'from_email' in "
+                                 "the connection's extra or [email] from_email)") from None
+
+
+def _webhook_notifier(config: ModelConfig, alert: Alert, content: Mapping[str, str],
+                      run: Mapping[str, Any]):
+    from airflow_mlops.notifications.webhook import MLOpsWebhookNotifier
+
+    spec = config.alerts.webhook or ""
+    target = {"http_conn_id": spec[len("conn:"):]} if spec.startswith("conn:") else {"url": spec}
+    fields = {**alert.to_dict(), "run": dict(run), "source": "airflow-mlops"}
+    text = content["text"].replace("\n\n", "\n").strip()
+    return MLOpsWebhookNotifier(text=text, fields=fields, **target)
+
+
+# --------------------------------------------------------------------------------------------
+# raise_alert
+# --------------------------------------------------------------------------------------------
+
+
+def _claim(store: ArtifactStore, key: str, record: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """Create the record, or take over a failed/abandoned one. ``(record, why)``; ``None`` when
+    another attempt owns (or already delivered) the alert."""
+    try:
+        store.create_json(key, record)
+        return record, "new"
+    except ArtifactExistsError:
+        pass
+    data, etag = store.read_versioned(key)
+    try:
+        existing = json.loads(data)
+    except ValueError:
+        existing = {"status": "failed", "channels": {}, "attempts": 0}
+    status = existing.get("status")
+    if status == "delivered":
+        return None, "already delivered at " + str(existing.get("delivered_at"))
+    if status == "sending":
+        try:
+            claimed = dt.datetime.fromisoformat(str(existing.get("claimed_at")))
+        except ValueError:
+            claimed = _now() - dt.timedelta(seconds=SENDING_LEASE_SECONDS + 1)
+        age = (_now() - claimed).total_seconds()
+        if age < SENDING_LEASE_SECONDS:
+            return None, f"being delivered by another attempt (claimed {age:.0f}s ago)"
+    taken = {**existing, "status": "sending", "claimed_at": record["claimed_at"],
+             "attempts": int(existing.get("attempts") or 0) + 1, "run": record["run"],
+             "alert": existing.get("alert") or record["alert"]}
+    taken.setdefault("channels", {})
+    try:
+        store.write_bytes_if_match(key, ArtifactStore.dumps(taken), etag)
+    except PreconditionFailedError:
+        return None, "claimed concurrently by another attempt"
+    return taken, f"retry after {status}"
+
+
+def raise_alert(config: ModelConfig, store: ArtifactStore, alert: Alert, *, context: Mapping | None = None) -> bool:
+    """Route one alert to the model's owner/recipients; True if delivered now, False if this (model, check, window[, slice]) was already alerted (no floods on reruns).
+
+    Also ``False`` (logged, no record written) when ``alert.check`` is not in ``alerts.checks`` or no
+    channel is configured (no e-mail recipient and no webhook).
+
+    Raises:
+        AlertDeliveryError: a channel failed; the record is marked ``failed`` and a later call
+            (the task's retry) re-sends the failed channels only.
+    """
+    if alert.model != config.name:
+        raise ValueError(f"alert for model {alert.model!r} routed with the config of {config.name!r}")
+    name = f"{alert.model}/{alert.check}/{alert.window}" + (f"/{alert.slice}" if alert.slice else "")
+    if alert.check not in config.alerts.checks:
+        log.info("alert %s not sent: check %r is not in alerts.checks of %s", name, alert.check, config.source)
+        return False
+    recipients = alert_recipients(config)
+    channels: list[str] = (["email"] if recipients else []) + (["webhook"] if config.alerts.webhook else [])
+    if not channels:
+        log.warning("alert %s not sent: %s has no e-mail recipient (owner %r is not an address) and no "
+                    "alerts.webhook; message: %s", name, config.source, config.owner, alert.message)
+        return False
+
+    key = alert_key(alert)
+    run = _run_info(context)
+    now = _now().isoformat()
+    record, why = _claim(store, key, {
+        "key": key, "alert": alert.to_dict(), "status": "sending", "created_at": now, "claimed_at": now,
+        "attempts": 1, "channels": {}, "run": run})
+    if record is None:
+        log.info("alert %s not sent again: %s (record %s)", name, why, store.uri(key))
+        return False
+
+    content = format_alert(alert, run)
+    results: dict[str, Any] = dict(record.get("channels") or {})
+    errors: list[str] = []
+    for channel in channels:
+        if (results.get(channel) or {}).get("status") == "delivered":
+            continue
+        try:
+            if channel == "email":
+                _send_email(config, recipients, content, context)
+                results[channel] = {"status": "delivered", "at": _now().isoformat(), "recipients": recipients,
+                                    "smtp_conn_id": config.alerts.smtp_conn_id}
+            else:
+                from airflow_mlops.notifications.webhook import redact_url
+
+                notifier = _webhook_notifier(config, alert, content, run)
+                status = notifier.post()
+                target = notifier.http_conn_id and f"conn:{notifier.http_conn_id}" or redact_url(notifier.url or "")
+                results[channel] = {"status": "delivered", "at": _now().isoformat(), "target": target,
+                                    "http_status": status}
+        except Exception as e:  # noqa: BLE001 - every failure is recorded and re-raised below
+            results[channel] = {"status": "failed", "at": _now().isoformat(), "error": _error_text(e)}
+            errors.append(f"{channel}: {_error_text(e)}")
+    record = {**record, "channels": results, "status": "failed" if errors else "delivered"}
+    if not errors:
+        record["delivered_at"] = _now().isoformat()
+    store.write_json(key, record)
+    if errors:
+        hints = []
+        if any(e.startswith("email") for e in errors):
+            hints.append(f"the SMTP connection {config.alerts.smtp_conn_id!r} (alerts.smtp_conn_id)")
+        if any(e.startswith("webhook") for e in errors):
+            hints.append("alerts.webhook (URL or HTTP connection)")
+        raise AlertDeliveryError(
+            f"alert {name} could not be delivered ({'; '.join(errors)}); the record {store.uri(key)} is marked "
+            f"failed so a retry of the task re-sends the failed channel(s) only. Check {' and '.join(hints)}.")
+    log.info("alert %s delivered via %s (%d e-mail recipient(s)); record %s", name, ", ".join(channels),
+             len(recipients), store.uri(key))
+    return True
+
+
+def alert_notifier(config: ModelConfig, *, storage_uri: str | None = None, check: str | None = None,
+                   aws_conn_id: str | None = None) -> list:
+    """Airflow notifier(s) for ``on_failure_callback``: a failed task becomes an :class:`Alert`
+    routed (and deduplicated) like any other.
+
+    The check is ``check`` when given, else ``freshness`` for a sensor timeout and ``gate`` for any
+    other failure (a promotion gate rejection, a validation gate). Window = the run's logical date.
+
+    Example::
+
+        DataPartitionSensor(..., on_failure_callback=alert_notifier(config))
+    """
+    from airflow_mlops.notifications.mlops import MLOpsAlertNotifier
+
+    return [MLOpsAlertNotifier(config=config, storage_uri=storage_uri, check=check, aws_conn_id=aws_conn_id)]
