@@ -48,6 +48,7 @@ def get_provider_info() -> dict:
             "airflow_mlops.links.ValidationReportLink", "airflow_mlops.links.EvaluationReportLink",
             "airflow_mlops.links.PromotionReportLink", "airflow_mlops.links.DriftReportLink",
             "airflow_mlops.links.ModelRegistryLink", "airflow_mlops.links.MLOpsReportLink",
+            "airflow_mlops.links.ModelCardLink",
         ],
         "connection-types": [
             {"connection-type": "mlops_storage", "hook-class-name": "airflow_mlops.hooks.storage.ArtifactStoreHook",

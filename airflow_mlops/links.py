@@ -175,6 +175,28 @@ class PromotionReportLink(BaseOperatorLink):
         return report_url(uri)
 
 
+class ModelCardLink(BaseOperatorLink):
+    """TrainModelOperator, PromoteModelOperator, ApproveModelOperator: the version's model card
+    (``reports/model_card.html``, re-rendered after each promotion decision and approval)."""
+
+    name: ClassVar[str] = "Model card"  # type: ignore[misc]
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        from airflow_mlops.hooks.registry import ModelRegistry, RegistryError
+
+        summary = task_summary(ti_key)
+        if summary.get("model_card"):
+            return report_url(summary["model_card"])
+        model, version = summary.get("model"), summary.get("version")
+        if not model or version is None:
+            return ""
+        try:
+            uri = ModelRegistry().version_uri(str(model), int(version), "reports/model_card.html")
+        except (RegistryError, TypeError, ValueError):
+            return ""
+        return report_url(uri)
+
+
 class ModelRegistryLink(BaseOperatorLink):
     """Any operator whose summary names ``model`` (and ``version``): the model's registry page."""
 
@@ -188,9 +210,11 @@ class ModelRegistryLink(BaseOperatorLink):
 #: Which links the plugin attaches to which operators (module, class name).
 LINKS_BY_OPERATOR: dict[tuple[str, str], tuple[type[BaseOperatorLink], ...]] = {
     ("airflow_mlops.operators.validation", "DataValidationOperator"): (ValidationReportLink,),
-    ("airflow_mlops.operators.training", "TrainModelOperator"): (EvaluationReportLink, ModelRegistryLink),
-    ("airflow_mlops.operators.registry", "PromoteModelOperator"): (PromotionReportLink, ModelRegistryLink),
-    ("airflow_mlops.operators.registry", "ApproveModelOperator"): (ModelRegistryLink,),
+    ("airflow_mlops.operators.training", "TrainModelOperator"): (EvaluationReportLink, ModelCardLink,
+                                                                 ModelRegistryLink),
+    ("airflow_mlops.operators.registry", "PromoteModelOperator"): (PromotionReportLink, ModelCardLink,
+                                                                   ModelRegistryLink),
+    ("airflow_mlops.operators.registry", "ApproveModelOperator"): (ModelCardLink, ModelRegistryLink),
     ("airflow_mlops.operators.registry", "RollbackModelOperator"): (ModelRegistryLink,),
     ("airflow_mlops.operators.monitoring", "DriftDetectionOperator"): (DriftReportLink, ModelRegistryLink),
     ("airflow_mlops.operators.inference", "BatchInferenceOperator"): (ModelRegistryLink,),
@@ -219,6 +243,7 @@ def plugin_links() -> list[BaseOperatorLink]:
 
 
 __all__ = [
-    "DriftReportLink", "EvaluationReportLink", "LINKS_BY_OPERATOR", "MLOpsReportLink", "ModelRegistryLink",
+    "DriftReportLink", "EvaluationReportLink", "LINKS_BY_OPERATOR", "MLOpsReportLink", "ModelCardLink",
+    "ModelRegistryLink",
     "PromotionReportLink", "ValidationReportLink", "plugin_links", "registry_url", "report_url", "task_summary",
 ]

@@ -140,12 +140,19 @@ def train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_i
     """Train on the window of partitions ending at ``ds`` and register a new version.
 
     The version carries the model, the drift reference, the holdout (with the training-time
-    predictions, for the promotion gate and reproducibility checks), the evaluation report and the
-    full metadata of the registry contract. Returns a small summary for XCom.
+    predictions and probabilities, for the promotion gate and reproducibility checks), the evaluation
+    report and the full metadata of the registry contract. Before the version is committed, the staged
+    model is loaded in a fresh process and must reproduce those predictions (:mod:`airflow_mlops.ml.smoke`;
+    its resource profile goes to ``metadata["profile"]``; a mismatch raises
+    :class:`~airflow_mlops.ml.smoke.SmokeTestError` and no version becomes visible). With
+    ``sensitive_features``, group fairness on the holdout goes to ``metadata["fairness"]``. A model card
+    is written to ``reports/model_card.{md,html}``. Returns a small summary for XCom.
     """
     from airflow_mlops.ml import reports
+    from airflow_mlops.ml.fairness import evaluate_fairness
     from airflow_mlops.ml.fingerprint import fingerprint_table
-    from airflow_mlops.ml.training import library_versions, train_model
+    from airflow_mlops.ml.smoke import smoke_check, training_columns
+    from airflow_mlops.ml.training import PIPELINE_CUSTOM_TYPES, library_versions, train_model
 
     registry = ModelRegistry(store)
     dataset = Dataset.from_config(config, store)
@@ -154,7 +161,10 @@ def train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_i
     log.info("training %s on %d rows from %d partition(s) of %s", config.name, len(df), len(dates), dataset.uri())
     result = train_model(config, df)
     holdout = result.holdout.reset_index(drop=True).copy()
-    holdout["_training_prediction"] = result.holdout_predictions
+    for col, values in training_columns(result.holdout_predictions, result.holdout_proba, result.classes).items():
+        holdout[col] = values
+    fairness = evaluate_fairness(config, holdout, holdout[config.target].to_numpy(), result.holdout_predictions,
+                                 result.holdout_proba, result.classes)
     meta: dict[str, Any] = {
         "owner": config.owner, "description": config.description,
         "intended_use": config.intended_use, "limitations": config.limitations,
@@ -165,24 +175,54 @@ def train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_i
         "libraries": library_versions(),
         "config": config.to_dict(),
     }
+    if fairness is not None:
+        meta["fairness"] = fairness
+        log.info("fairness of %s on %d holdout rows over %s: %s = %s (max_gap %s)", config.name, fairness["rows"],
+                 fairness["sensitive_features"], fairness["metric"], fairness.get("gap"), fairness["max_gap"])
     meta.pop("source", None)
     artifacts = {HOLDOUT_FILE: _parquet_bytes(holdout)}
     meta_for_report = {**meta, "name": config.name, "version": "(new)"}
     artifacts["reports/evaluation.html"] = reports.evaluation_html(meta_for_report).encode()
+    # the configured estimator class is named by the config's author: trusted for the smoke test
+    # (sklearn types and the pipeline helpers are trusted anyway)
+    trusted = [*PIPELINE_CUSTOM_TYPES] + ([config.estimator.class_path]
+                                          if not config.estimator.class_path.startswith("sklearn.") else [])
+    check = smoke_check(store, features=result.features, task=result.task, classes=result.classes,
+                        trusted_types=trusted)
     mv = registry.register(
         config.name, result.pipeline, metadata=meta, artifacts=artifacts, reference=result.reference,
         actor=actor or config.owner, reason=f"trained by {meta.get('dag_id', 'a script')} for {ds}",
         require_approval=config.promotion.require_approval, lineage_hashes=[fingerprint["content_hash"]],
+        before_commit=check,
     )
+    card = _write_card(registry, config.name, mv.version)
     primary = result.primary_metric
     summary = {"model": config.name, "version": mv.version, "uri": mv.uri, "primary_metric": primary,
                "holdout": {primary: result.metrics["holdout"].get(primary)},
                "baseline": {primary: result.metrics["baseline"].get(primary)},
                "rows": int(len(df)), "fingerprint": fingerprint["content_hash"],
-               "evaluation_report": registry.version_uri(config.name, mv.version, "reports/evaluation.html")}
+               "evaluation_report": registry.version_uri(config.name, mv.version, "reports/evaluation.html"),
+               "model_card": card.get("model_card")}
+    profile = mv.metadata.get("profile") or {}
+    summary["profile"] = {k: profile.get(k) for k in ("latency_ms_per_10k_rows", "model_size_mb", "peak_rss_mb")}
+    if fairness is not None:
+        summary["fairness"] = {"metric": fairness["metric"], "gap": fairness.get("gap"),
+                               "max_gap": fairness["max_gap"], "primary_gap": fairness.get("primary_gap")}
     log.info("registered %s v%d: holdout %s=%s (baseline %s)", config.name, mv.version, primary,
              summary["holdout"][primary], summary["baseline"][primary])
     return summary
+
+
+def _write_card(registry: ModelRegistry, name: str, version: int,
+                decision: dict[str, Any] | None = None) -> dict[str, str]:
+    """(Re)write the version's model card; a failure is logged, never fatal (the version is committed)."""
+    from airflow_mlops.ml.model_card import write_model_card
+
+    try:
+        return write_model_card(registry, name, version, decision)
+    except Exception:  # the card is a derived view: never fail a committed registration/decision on it
+        log.exception("could not write the model card of %s v%d", name, version)
+        return {}
 
 
 # ------------------------------------------------------------------------------------------
@@ -217,7 +257,7 @@ def promote_candidate(config: ModelConfig, store: ArtifactStore, version: int, *
     import pyarrow.parquet as pq
 
     from airflow_mlops.ml import reports
-    from airflow_mlops.ml.promotion import decide
+    from airflow_mlops.ml.promotion import constraint_values, decide
 
     registry = ModelRegistry(store)
     name = config.name
@@ -238,9 +278,13 @@ def promote_candidate(config: ModelConfig, store: ArtifactStore, version: int, *
     elif champion_v == version:
         return {"model": name, "version": version, "promote": True, "summary": "already champion",
                 "alias": "champion"}
+    fcfg = config.fairness
     decision = decide(primary, candidate, champion_metrics, champion_version=champion_v,
                       min_improvement=config.promotion.min_improvement,
-                      floors=dict(config.metrics.floors), ceilings=dict(config.metrics.ceilings))
+                      floors=dict(config.metrics.floors), ceilings=dict(config.metrics.ceilings),
+                      constraint_values=constraint_values(meta), fairness=meta.get("fairness"),
+                      max_gap=fcfg.max_gap if fcfg else None,
+                      max_primary_gap=fcfg.max_primary_gap if fcfg else None)
     d = decision.to_dict()
     d.update({"model": name, "version": version, "decided_by": actor, **(run_info or {})})
     approval = registry.approval(name, version)
@@ -250,7 +294,11 @@ def promote_candidate(config: ModelConfig, store: ArtifactStore, version: int, *
         d["summary"] = f"passes the gate but awaits approval ({approval.get('status')}): " + decision.summary()
     details = {"primary_metric": primary, "candidate": {primary: candidate.get(primary)},
                "champion": {primary: (champion_metrics or {}).get(primary)}, "champion_version": champion_v,
-               "broken": [c.describe() for c in decision.broken]}
+               "broken": [{"constraint": c.constraint, "metric": c.metric, "value": c.value, "limit": c.limit,
+                           "violation": c.violation()} for c in decision.broken],
+               "decision": {k: d.get(k) for k in ("promote", "summary", "reasons", "checks", "violations",
+                                                  "champion_version", "decided_by", "awaiting_approval")}}
+    details["decision"]["alias"] = "champion" if d["promote"] else "challenger"
     effective = (run_info or {}).get("logical_date")  # backfills see the model production had that day
     if d["promote"]:
         if champion_v is not None:
@@ -268,5 +316,11 @@ def promote_candidate(config: ModelConfig, store: ArtifactStore, version: int, *
         registry.add_report(name, version, "promotion.html", reports.decision_html(name, version, d).encode())
     except RegistryError:  # a retried task: the first decision report stays, the audit log has both
         log.info("promotion report of %s v%d exists; kept the first one", name, version)
+    card = _write_card(registry, name, version)
+    if d["promote"] and champion_v is not None:
+        _write_card(registry, name, champion_v)  # its aliases changed
     log.info("%s v%d -> %s: %s", name, version, d["alias"], d["summary"])
-    return {k: d[k] for k in ("model", "version", "promote", "alias", "summary", "champion_version")}
+    out = {k: d[k] for k in ("model", "version", "promote", "alias", "summary", "champion_version")}
+    out["broken"] = list(decision.violations)
+    out["model_card"] = card.get("model_card")
+    return out

@@ -32,6 +32,7 @@ from airflow_mlops.ml.metrics import (
     METRICS_BY_TASK,
     TASKS,
     higher_is_better,
+    is_per_class_metric,
     is_resource_metric,
     metric_range,
 )
@@ -918,8 +919,10 @@ class _Parser:
         out: dict[str, float] = {}
         for metric, value in self.mapping(raw, path, None).items():
             mpath = f"{path}.{metric}"
-            if metric not in valid and not (not floors and is_resource_metric(metric)):
-                allowed = ", ".join(valid) + ("" if floors else ", latency_*, model_size_*, peak_rss_*")
+            per_class = task != "regression" and is_per_class_metric(metric)
+            if metric not in valid and not per_class and not (not floors and is_resource_metric(metric)):
+                allowed = (", ".join(valid) + ("" if task == "regression" else ", {precision,recall,f1}_class_<label>")
+                           + ("" if floors else ", latency_*, model_size_*, peak_rss_*"))
                 close = difflib.get_close_matches(metric, valid, n=1, cutoff=0.6)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise self.error(mpath, f"{metric!r} is not a {task} metric{hint}; allowed: {allowed}")

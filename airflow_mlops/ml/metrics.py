@@ -25,6 +25,10 @@ __all__ = [
     "metric_range",
     "higher_is_better",
     "is_resource_metric",
+    "PER_CLASS_METRICS",
+    "is_per_class_metric",
+    "per_class_metric_name",
+    "flatten_per_class",
     "compute_metrics",
     "per_class_metrics",
 ]
@@ -46,6 +50,10 @@ LOWER_IS_BETTER: frozenset[str] = frozenset({"log_loss", "rmse", "mae"})
 #: all non-negative. They may only carry ceilings.
 RESOURCE_METRIC_PREFIXES: tuple[str, ...] = ("latency_", "model_size_", "peak_rss_")
 
+#: Per-class metrics of classifiers, addressable in floors/ceilings as ``<metric>_class_<label>``
+#: (e.g. ``recall_class_1``, ``precision_class_churned``); values come from :func:`per_class_metrics`.
+PER_CLASS_METRICS: tuple[str, ...] = ("precision", "recall", "f1")
+
 _UNIT_INTERVAL = frozenset(
     {"roc_auc", "accuracy", "f1", "precision", "recall", "average_precision", "f1_macro", "roc_auc_ovr"}
 )
@@ -57,12 +65,33 @@ def is_resource_metric(metric: str) -> bool:
     return any(metric.startswith(p) and len(metric) > len(p) for p in RESOURCE_METRIC_PREFIXES)
 
 
+def is_per_class_metric(metric: str) -> bool:
+    """True for per-class classifier metrics such as ``recall_class_1`` or ``precision_class_churned``."""
+    return any(metric.startswith(f"{m}_class_") and len(metric) > len(m) + 7 for m in PER_CLASS_METRICS)
+
+
+def per_class_metric_name(metric: str, label: Any) -> str:
+    """``per_class_metric_name("recall", 1) == "recall_class_1"`` (the label as in ``metadata.json``)."""
+    return f"{metric}_class_{_plain(label)}"
+
+
+def flatten_per_class(per_class: dict[str, dict[str, float | int]] | None) -> dict[str, float]:
+    """``{"1": {"recall": 0.7, ...}}`` -> ``{"recall_class_1": 0.7, "precision_class_1": ..., ...}``."""
+    out: dict[str, float] = {}
+    for label, values in (per_class or {}).items():
+        for m in PER_CLASS_METRICS:
+            v = _finite((values or {}).get(m))
+            if v is not None:
+                out[per_class_metric_name(m, label)] = v
+    return out
+
+
 def metric_range(metric: str) -> tuple[float, float]:
     """The closed interval ``(low, high)`` of values ``metric`` can take.
 
     Raises ``ValueError`` for an unknown metric name.
     """
-    if metric in _UNIT_INTERVAL:
+    if metric in _UNIT_INTERVAL or is_per_class_metric(metric):
         return (0.0, 1.0)
     if metric == "r2":
         return (-math.inf, 1.0)
@@ -80,7 +109,7 @@ def higher_is_better(metric: str) -> bool:
     """
     if metric in LOWER_IS_BETTER or is_resource_metric(metric):
         return False
-    if metric in _ALL_METRICS:
+    if metric in _ALL_METRICS or is_per_class_metric(metric):
         return True
     raise ValueError(f"unknown metric {metric!r}; known metrics: {', '.join(sorted(_ALL_METRICS))}")
 

@@ -1,8 +1,20 @@
 """The champion/challenger gate: a pure decision with reasons, no I/O.
 
-A candidate is promoted when every hard constraint holds (metric floors and ceilings on its held-out
-metrics) and, if there is a champion, it beats the champion on the primary metric *measured on the
-same holdout* by at least ``min_improvement`` (direction-aware: lower is better for rmse, log_loss...).
+A candidate is promoted when every hard constraint holds and, if there is a champion, it beats the
+champion on the primary metric *measured on the same holdout* by at least ``min_improvement``
+(direction-aware: lower is better for rmse, log_loss...). The constraints:
+
+* ``metrics.floors`` / ``metrics.ceilings`` on any held-out metric, including per-class metrics of
+  classifiers (``recall_class_<label>``, ``precision_class_<label>``, ``f1_class_<label>``);
+* ceilings on the resource profile measured by the fresh-process smoke test
+  (``latency_ms_per_10k_rows``, ``latency_ms_per_1k_rows``, ``model_size_mb``, ``model_size_bytes``,
+  ``peak_rss_mb``, ``peak_rss_delta_mb``; see :mod:`airflow_mlops.ml.smoke`);
+* the fairness gate: the between-group gap of ``fairness.metric`` at most ``fairness.max_gap`` and
+  the between-group gap of the primary metric at most ``fairness.max_primary_gap`` (when set).
+
+:func:`constraint_values` gathers the values of one version from its ``metadata.json``. A candidate
+that beats the champion but breaks a constraint is not promoted; every broken constraint is listed
+with its value and limit (:meth:`Check.violation`: ``"latency_ms_per_10k_rows 412.3 > ceiling 250"``).
 """
 
 from __future__ import annotations
@@ -23,9 +35,33 @@ class Check:
     passed: bool
 
     def describe(self) -> str:
-        op = {"floor": ">=", "ceiling": "<=", "beats_champion": "vs champion"}.get(self.constraint, self.constraint)
+        op = {"floor": ">=", "ceiling": "<=", "beats_champion": "vs champion",
+              "fairness": "<="}.get(self.constraint, self.constraint)
         status = "ok" if self.passed else "BROKEN"
         return f"{self.constraint} {self.metric} {_fmt(self.value)} {op} {_fmt(self.limit)}: {status}"
+
+    def violation(self) -> str:
+        """The broken constraint as ``"<metric> <value> <op> <kind> <limit>"``, e.g.
+        ``"latency_ms_per_10k_rows 412.3 > ceiling 250"`` or ``"recall_class_1 0.41 < floor 0.6"``."""
+        if self.value is None:
+            return f"{self.metric} not measured ({self.constraint} {_fmt(self.limit)})"
+        if self.constraint == "floor":
+            return f"{self.metric} {_fmt(self.value)} < floor {_fmt(self.limit)}"
+        if self.constraint == "ceiling":
+            return f"{self.metric} {_fmt(self.value)} > ceiling {_fmt(self.limit)}"
+        if self.constraint == "fairness":
+            return f"{self.metric} {_fmt(self.value)} > max_gap {_fmt(self.limit)}" if not \
+                self.metric.endswith("_gap_between_groups") else \
+                f"{self.metric} {_fmt(self.value)} > max_primary_gap {_fmt(self.limit)}"
+        if self.constraint == "beats_champion":
+            return f"{self.metric} {_fmt(self.value)} does not beat champion {_fmt(self.limit)}"
+        return f"{self.constraint} {self.metric} {_fmt(self.value)} (limit {_fmt(self.limit)})"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if not self.passed:
+            d["violation"] = self.violation()
+        return d
 
 
 @dataclass
@@ -42,18 +78,42 @@ class PromotionDecision:
     def broken(self) -> list[Check]:
         return [c for c in self.checks if not c.passed]
 
+    @property
+    def violations(self) -> list[str]:
+        """Each broken *constraint* (floors, ceilings, fairness; not the champion comparison) as text."""
+        return [c.violation() for c in self.broken if c.constraint != "beats_champion"]
+
     def summary(self) -> str:
         verdict = "promote to champion" if self.promote else "keep as challenger"
-        return f"{verdict}: " + "; ".join(self.reasons)
+        text = f"{verdict}: " + "; ".join(self.reasons)
+        if self.violations:
+            text += " [broken constraints: " + "; ".join(self.violations) + "]"
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["checks"] = [c.to_dict() for c in self.checks]
+        d["violations"] = self.violations
         d["summary"] = self.summary()
         return d
 
 
 def _fmt(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.6g}"
+
+
+def constraint_values(meta: Mapping[str, Any]) -> dict[str, float]:
+    """Every gateable value of a version from its ``metadata.json``: held-out metrics, flattened
+    per-class metrics (``recall_class_<label>``...) and the numeric resource metrics of ``profile``."""
+    from airflow_mlops.ml.metrics import flatten_per_class, is_resource_metric
+
+    metrics = meta.get("metrics") or {}
+    out: dict[str, float] = {k: v for k, v in (metrics.get("holdout") or {}).items() if isinstance(v, (int, float))}
+    out.update(flatten_per_class(metrics.get("per_class")))
+    for k, v in (meta.get("profile") or {}).items():
+        if is_resource_metric(k) and isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[k] = float(v)
+    return out
 
 
 def decide(
@@ -65,22 +125,42 @@ def decide(
     min_improvement: float = 0.0,
     floors: Mapping[str, float] | None = None,
     ceilings: Mapping[str, float] | None = None,
+    constraint_values: Mapping[str, float] | None = None,
+    fairness: Mapping[str, Any] | None = None,
+    max_gap: float | None = None,
+    max_primary_gap: float | None = None,
 ) -> PromotionDecision:
-    """Decide whether ``candidate`` (held-out metrics) replaces ``champion`` (same holdout)."""
+    """Decide whether ``candidate`` (held-out metrics) replaces ``champion`` (same holdout).
+
+    ``constraint_values``: the values floors/ceilings are checked against (default ``candidate``);
+    pass :func:`constraint_values` of the candidate's metadata to gate per-class and resource metrics.
+    ``fairness``: the candidate's ``metadata["fairness"]`` (:func:`airflow_mlops.ml.fairness.evaluate_fairness`);
+    ``max_gap``/``max_primary_gap`` override the limits stored with it (the current config's).
+    """
+    from airflow_mlops.ml.fairness import fairness_checks
+
     checks: list[Check] = []
     reasons: list[str] = []
+    values = dict(candidate)
+    values.update(constraint_values or {})
     for metric, limit in (floors or {}).items():
-        value = candidate.get(metric)
+        value = values.get(metric)
         ok = value is not None and value >= limit
         checks.append(Check("floor", metric, value, float(limit), ok))
         if not ok:
             reasons.append(f"{metric} = {_fmt(value)} is below the floor {_fmt(limit)}")
     for metric, limit in (ceilings or {}).items():
-        value = candidate.get(metric)
+        value = values.get(metric)
         ok = value is not None and value <= limit
         checks.append(Check("ceiling", metric, value, float(limit), ok))
         if not ok:
             reasons.append(f"{metric} = {_fmt(value)} is above the ceiling {_fmt(limit)}")
+    for metric, value, limit in fairness_checks(dict(fairness) if fairness else None, max_gap, max_primary_gap):
+        ok = value is not None and value <= limit
+        checks.append(Check("fairness", metric, value, float(limit), ok))
+        if not ok:
+            groups = ", ".join((fairness or {}).get("sensitive_features") or [])
+            reasons.append(f"fairness: {checks[-1].violation()} between the groups of {groups}")
 
     cand = candidate.get(primary_metric)
     if cand is None:

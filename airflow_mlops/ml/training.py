@@ -170,6 +170,9 @@ class TrainResult:
     holdout: pd.DataFrame
     holdout_predictions: np.ndarray
     fit_seconds: float
+    #: training-time class probabilities of the holdout rows (columns in the order of ``classes``);
+    #: ``None`` for regressors and classifiers without ``predict_proba``
+    holdout_proba: np.ndarray | None = None
     keys: list[str] = field(default_factory=list)
     estimator_class: str = ""
     primary_metric: str = ""
@@ -526,7 +529,8 @@ def train_model(config: ModelConfig, df: pd.DataFrame) -> TrainResult:
     reference = pd.concat(
         [ref_features, predict_frame(pipeline, ref_features, features, task, classes)], axis=1
     )
-    hold_columns = list(dict.fromkeys([*config.keys, *features, config.target]))
+    # sensitive features ride along (not as model inputs unless listed as features) for the fairness gate
+    hold_columns = list(dict.fromkeys([*config.keys, *features, *config.sensitive_features, config.target]))
     holdout = data.iloc[hold_pos][hold_columns].reset_index(drop=True)
 
     estimator = pipeline.named_steps["estimator"]
@@ -551,6 +555,7 @@ def train_model(config: ModelConfig, df: pd.DataFrame) -> TrainResult:
         reference=reference,
         holdout=holdout,
         holdout_predictions=hold_pred,
+        holdout_proba=hold_proba,
         fit_seconds=float(fit_seconds),
         keys=list(config.keys),
         estimator_class=config.estimator.class_path,

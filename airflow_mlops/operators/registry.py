@@ -27,10 +27,17 @@ class PromoteModelOperator(MLOpsBaseOperator):
 
     The current champion is re-scored on the candidate's holdout so both are compared on the same
     rows; the candidate becomes ``champion`` when it beats it on the config's primary metric by at
-    least ``promotion.min_improvement`` and meets every ``metrics.floors``/``ceilings``; otherwise it
-    becomes ``challenger``. With ``promotion.require_approval`` a passing candidate stays challenger
-    until approved. The decision (each check with value and limit) goes to the audit log and to the
-    version's ``reports/promotion.json``/``.html``.
+    least ``promotion.min_improvement`` and meets every constraint; otherwise it becomes ``challenger``.
+    Constraints: ``metrics.floors``/``ceilings`` on any held-out metric including per-class ones
+    (``recall_class_<label>``...), ceilings on the smoke-test profile (``latency_ms_per_10k_rows``,
+    ``model_size_mb``, ``peak_rss_mb``...), and the fairness gate (``fairness.max_gap``,
+    ``fairness.max_primary_gap``) when ``sensitive_features`` is set. With
+    ``promotion.require_approval`` a passing candidate stays challenger until approved. The decision
+    (each check with value and limit) goes to the audit log, to the version's
+    ``reports/promotion.json``/``.html`` and to its re-rendered model card.
+
+    XCom: ``{"model", "version", "promote", "alias", "summary", "champion_version", "broken",
+    "model_card"}``; ``broken`` lists each broken constraint as ``"<metric> <value> > ceiling <limit>"``.
 
     :param version: candidate version (templated); default: the ``version`` in the XCom of
         ``candidate_task_id``.
@@ -84,6 +91,10 @@ class ApproveModelOperator(MLOpsBaseOperator):
         if self.promote and not self.reject:
             out["promotion"] = promote_candidate(self.config, self.store, v, actor=self.approver,
                                                  run_info=self.run_info(context))
+        else:  # the card shows the approval history: re-render it
+            from airflow_mlops.pipeline import _write_card
+
+            out["model_card"] = _write_card(self.registry, name, v).get("model_card")
         return out
 
 

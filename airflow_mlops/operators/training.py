@@ -22,12 +22,19 @@ class TrainModelOperator(MLOpsBaseOperator):
     report and ``metadata.json`` with the data fingerprint, params, CV scheme, seed, library versions
     and the dag/run/task ids. It does not move any alias: see :class:`PromoteModelOperator`.
 
+    Before the version is committed, the staged model is loaded in a fresh Python process (hash-verified
+    skops loading) and must reproduce the training-time predictions on the held-back sample; its
+    resource profile (latency per 1k/10k rows, model size, peak RSS) goes to ``metadata.json``
+    ``profile``. A mismatch fails the task without retry and no version becomes visible. With
+    ``sensitive_features`` the fairlearn group metrics go to ``metadata.json`` ``fairness``. A model card
+    (``reports/model_card.md``/``.html``) is written; the "Model card" extra link opens it.
+
     Example::
 
         TrainModelOperator(task_id="train", config_path="dags/configs/churn.yaml")
 
     XCom: ``{"model", "version", "uri", "primary_metric", "holdout", "baseline", "rows", "fingerprint",
-    "evaluation_report"}``.
+    "evaluation_report", "model_card", "profile"}`` (+ ``"fairness"`` with sensitive features).
     """
 
     template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields,)
@@ -36,11 +43,16 @@ class TrainModelOperator(MLOpsBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.hooks.datasets import DataError
         from airflow_mlops.ml.config import ConfigError
+        from airflow_mlops.ml.fairness import FairnessError
+        from airflow_mlops.ml.smoke import SmokeTestError
         from airflow_mlops.operators.base import fail
         from airflow_mlops.pipeline import train_and_register
 
         try:
             return train_and_register(self.config, self.store, self.logical_ds(context), self.run_info(context))
-        except (DataError, ConfigError) as e:
+        except (DataError, ConfigError, FairnessError) as e:
             fail(f"training data problem: {e}")
+            raise
+        except SmokeTestError as e:  # the artifact itself is wrong: retrying cannot help
+            fail(str(e))
             raise
