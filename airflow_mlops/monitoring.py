@@ -1,18 +1,33 @@
-"""Monitoring steps as plain functions: drift of a scored partition against the reference of the
-model version that scored it. Outputs go to ``<root>/monitoring/<model>/ds=<ds>/``."""
+"""Monitoring steps as plain functions. Outputs go to ``<root>/monitoring/<model>/ds=<ds>/``.
+
+* :func:`detect_drift`: drift of a scored partition against the reference of the model version that
+  scored it, globally and per slice (``slices``); ``drift.json`` / ``drift.html``.
+* :func:`monitor_performance`: late-arriving ground truth joined to the prediction log over a
+  window; metrics globally and per slice; floor / relative-change alerts; ``performance.json`` /
+  ``performance.html``.
+* :func:`raise_alerts`: hands alert records to :func:`airflow_mlops.alerts.raise_alert` (imported
+  lazily), which deduplicates them per (model, check, window, slice).
+* Retraining requests and their cooldown (``monitoring.drift_cooldown_days``):
+  :func:`retrain_cooldown` and :func:`record_retrain_request` keep
+  ``monitoring/<model>/retrain_requests.json``.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
+import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.hooks.datasets import DataError, Dataset, partition_name
 from airflow_mlops.hooks.registry import ModelRegistry
-from airflow_mlops.hooks.storage import ArtifactNotFoundError, ArtifactStore, join
+from airflow_mlops.hooks.storage import ArtifactNotFoundError, ArtifactStore, PreconditionFailedError, join
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from airflow_mlops.ml.config import ModelConfig
+    from airflow_mlops.ml.performance import AlertRecord
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +71,10 @@ def detect_drift(config: ModelConfig, store: ArtifactStore, ds: str, *, run_info
     meta = registry.get_metadata(name, version)
     keys = list(meta.get("keys") or config.keys)
     features = list(meta["features"])
-    inputs = Dataset.for_name(store, config.data.scoring, config.data.format).read(ds, columns=[*keys, *features])
+    input_dataset = Dataset.for_name(store, config.data.scoring, config.data.format)
+    input_schema = input_dataset.schema(ds) or {}
+    extra = [c for c in config.slices if c not in features and c not in keys and c in input_schema]
+    inputs = input_dataset.read(ds, columns=[*keys, *features, *extra])
     current = inputs.merge(scored.loc[scored["model_version"] == version, [*keys, "prediction"]], on=keys,
                            how="inner")
     reference = registry.load_reference(name, version)
@@ -68,12 +86,18 @@ def detect_drift(config: ModelConfig, store: ArtifactStore, ds: str, *, run_info
     )
     summary = dict(result.summary)
     prefix = monitoring_prefix(name, ds)
+    summary["slices"] = drift_by_slice(config, reference, current, meta)
+    summary["min_slice_size"] = config.monitoring.min_slice_size
     summary.update({"model": name, "version": int(version), "ds": ds, "rows_scored_by_version": int(n),
                     "input_uri": Dataset.for_name(store, config.data.scoring).uri(ds),
                     "predictions_uri": predictions.uri(ds), **(run_info or {})})
     if result.html is not None:
-        summary["report_uri"] = store.write_bytes(join(prefix, "drift.html"), result.html.encode())
+        from airflow_mlops.ml.reports import drift_slices_section, insert_section
+
+        report = insert_section(result.html, drift_slices_section(summary["slices"], summary["min_slice_size"]))
+        summary["report_uri"] = store.write_bytes(join(prefix, "drift.html"), report.encode())
     summary["summary_uri"] = store.uri(join(prefix, "drift.json"))
+    summary["alerts"] = [a.as_dict() for a in drift_alerts(summary)]
     store.write_json(join(prefix, "drift.json"), summary)
     log.info("drift %s v%d %s: %d/%d features drifted (share %.2f, threshold %.2f) -> %s", name, version, ds,
              summary["n_drifted"], summary["n_features"], summary["share_drifted"], summary["threshold"],
@@ -88,4 +112,393 @@ def xcom_summary(summary: dict[str, Any]) -> dict[str, Any]:
     out = {k: summary.get(k) for k in keep}
     out["drifted_columns"] = [c["column"] for c in summary.get("columns", []) if c.get("drifted")]
     out["prediction_drift"] = (summary.get("prediction_drift") or {}).get("drifted")
+    out["slices"] = [{k: s.get(k) for k in ("slice", "rows", "skipped", "share_drifted", "dataset_drift")}
+                     for s in summary.get("slices", [])]
+    out["drifted_slices"] = [s["slice"] for s in summary.get("slices", []) if s.get("dataset_drift")]
+    out["alerts"] = len(summary.get("alerts", []))
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# drift per slice and drift alerts
+# --------------------------------------------------------------------------------------------
+def drift_by_slice(config: ModelConfig, reference: pd.DataFrame, current: pd.DataFrame,
+                   meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """Drift per value of every ``config.slices`` column: one table row per slice.
+
+    Each row: ``column``, ``value``, ``slice`` (``"column=value"``), ``rows`` (``{reference,
+    current}``), ``skipped`` (+ ``reason``) for slices with fewer than ``monitoring.min_slice_size``
+    rows on either side (reported, never alerted), else ``share_drifted``, ``n_drifted``,
+    ``n_features``, ``dataset_drift``, ``drifted_columns`` and ``prediction_drift``. A slice column
+    the reference sample does not carry (not a model feature) cannot be compared: one row with
+    ``value: null`` and the reason.
+    """
+    from airflow_mlops.ml.drift import slice_drift
+    from airflow_mlops.ml.performance import slice_label
+
+    rows: list[dict[str, Any]] = []
+    min_rows = config.monitoring.min_slice_size
+    for col in config.slices:
+        where = [side for side, df in (("reference", reference), ("current", current)) if col not in df.columns]
+        if where:
+            rows.append({"column": col, "value": None, "slice": None, "skipped": True, "rows": None,
+                         "reason": f"slice column {col!r} is missing from the {' and '.join(where)} data "
+                                   f"(the reference holds the model's features only; add {col!r} to the features "
+                                   "or drop it from slices)"})
+            continue
+        per_value = slice_drift(
+            reference, current, col, min_rows=min_rows,
+            numeric=list(meta.get("numeric_features") or []), categorical=list(meta.get("categorical_features") or []),
+            prediction_column="prediction", threshold=config.drift.threshold,
+            stattest_threshold=config.drift.stattest_threshold, sample_size=config.drift.sample_size,
+            seed=config.training.seed)
+        for value, s in per_value.items():
+            row: dict[str, Any] = {"column": col, "value": value, "slice": slice_label(col, value),
+                                   "rows": s["rows"] if s["skipped"] else {"reference": s["rows"]["reference"],
+                                                                             "current": s["rows"]["current"]},
+                                   "skipped": bool(s["skipped"])}
+            if s["skipped"]:
+                row["reason"] = s["reason"] + " (monitoring.min_slice_size): reported, not alerted"
+            else:
+                row.update({"share_drifted": s["share_drifted"], "n_drifted": s["n_drifted"],
+                            "n_features": s["n_features"], "dataset_drift": bool(s["dataset_drift"]),
+                            "drifted_columns": [c["column"] for c in s["columns"] if c["drifted"]],
+                            "prediction_drift": (s.get("prediction_drift") or {}).get("drifted")})
+            rows.append(row)
+    return rows
+
+
+def drift_alerts(summary: dict[str, Any]) -> list[AlertRecord]:
+    """Alert records (check ``drift``, window = the logical date) for dataset drift of the whole
+    data and of every slice that was tested (slices under ``min_slice_size`` never alert)."""
+    from airflow_mlops.ml.performance import AlertRecord
+
+    model, ds = summary["model"], summary["ds"]
+    report = summary.get("report_uri")
+    out: list[AlertRecord] = []
+    drifted = [c["column"] for c in summary.get("columns", []) if c.get("drifted")]
+    if summary.get("dataset_drift"):
+        out.append(AlertRecord(
+            model=model, check="drift", window=ds, value=summary["share_drifted"], threshold=summary["threshold"],
+            message=(f"{model} on {ds}: {summary['n_drifted']}/{summary['n_features']} features drifted "
+                     f"(share {summary['share_drifted']:.2f} >= threshold {summary['threshold']:.2f}): "
+                     f"{', '.join(drifted)}"),
+            report_uri=report, details={"drifted_columns": drifted, "version": summary.get("version")}))
+    for s in summary.get("slices", []):
+        if s.get("skipped") or not s.get("dataset_drift"):
+            continue
+        out.append(AlertRecord(
+            model=model, check="drift", window=ds, value=s["share_drifted"], threshold=summary["threshold"],
+            message=(f"{model} slice {s['slice']} on {ds}: {s['n_drifted']}/{s['n_features']} features drifted "
+                     f"(share {s['share_drifted']:.2f} >= threshold {summary['threshold']:.2f}): "
+                     f"{', '.join(s['drifted_columns'])}; rows {s['rows']['current']} "
+                     f"(reference {s['rows']['reference']})"),
+            report_uri=report, slice=s["slice"],
+            details={"drifted_columns": s["drifted_columns"], "version": summary.get("version"),
+                     "rows": s["rows"]}))
+    return out
+
+
+def raise_alerts(config: ModelConfig, store: ArtifactStore, records: list[AlertRecord] | list[dict[str, Any]], *,
+                 context: Any = None) -> list[Any]:
+    """Send every record through :func:`airflow_mlops.alerts.raise_alert` (deduplicated there per
+    model, check, window and slice); returns what it returns for each record."""
+    from airflow_mlops.alerts import Alert, raise_alert
+    from airflow_mlops.ml.performance import AlertRecord
+
+    out = []
+    for rec in records:
+        fields = rec.as_dict() if isinstance(rec, AlertRecord) else dict(rec)
+        out.append(raise_alert(config, store, Alert(**fields), context=context))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# performance on ground truth
+# --------------------------------------------------------------------------------------------
+def performance_key(model: str, ds: str) -> str:
+    return join(monitoring_prefix(model, ds), "performance.json")
+
+
+def read_performance_summary(store: ArtifactStore, model: str, ds: str) -> dict | None:
+    try:
+        return store.read_json(performance_key(model, ds))
+    except ArtifactNotFoundError:
+        return None
+
+
+def ground_truth_dataset(config: ModelConfig, store: ArtifactStore) -> Dataset:
+    """``<root>/data/<data.ground_truth_dataset>/ds=YYYY-MM-DD/`` (format ``data.format``)."""
+    if not config.data.ground_truth_dataset:
+        raise DataError(f"{config.source}: data.ground_truth_dataset is not set for model {config.name}; set it to "
+                        "the dataset holding the late-arriving labels (key columns + target) to monitor performance")
+    return Dataset.for_name(store, config.data.ground_truth_dataset, config.data.format)
+
+
+def _read_labelled_window(config: ModelConfig, store: ArtifactStore, dates: list[str]) -> dict[str, Any]:
+    """Prediction log and ground truth of ``dates`` joined on the keys, slice columns added.
+
+    Returns ``{"joined": DataFrame | None, "stats": {...}, "dates": {...}, "reason": str | None,
+    "slice_sources": {...}}``; ``reason`` says why there is nothing to evaluate.
+    """
+    import pandas as pd
+
+    from airflow_mlops.ml.performance import join_ground_truth
+    from airflow_mlops.scoring import predictions_dataset, scoring_input
+
+    keys, target = list(config.keys), config.target
+    log_ds = predictions_dataset(config, store)
+    truth_ds = ground_truth_dataset(config, store)
+    wanted = set(dates)
+    pred_dates = sorted(wanted & set(log_ds.partitions()))
+    truth_dates = sorted(wanted & set(truth_ds.partitions()))
+    both = sorted(set(pred_dates) & set(truth_dates))
+    info: dict[str, Any] = {"joined": None, "stats": {}, "reason": None, "slice_sources": {},
+                            "dates": {"predictions": pred_dates, "ground_truth": truth_dates, "joined": both}}
+    if not truth_dates:
+        present = truth_ds.partitions()
+        info["reason"] = (f"no ground truth for {dates[0]}..{dates[-1]}: {truth_ds.uri()} has no partition in the "
+                          f"window (latest: {present[-3:] or 'none'}); labels arrive late — the window is "
+                          "evaluated once they land")
+        return info
+    if not both:
+        info["reason"] = (f"ground truth exists for {', '.join(truth_dates)} but the prediction log "
+                          f"{log_ds.uri()} has no partition for those dates")
+        return info
+    preds, truths = [], []
+    scoring = scoring_input(config, store)
+    for d in both:
+        p = log_ds.read(d)
+        if "logical_date" not in p.columns:
+            p["logical_date"] = d
+        needed = [c for c in config.slices if c not in p.columns]
+        if needed:
+            schema = scoring.schema(d) or {}
+            have = [c for c in needed if c in schema]
+            for c in needed:
+                info["slice_sources"].setdefault(c, "scoring input" if c in have else "missing")
+            if have:
+                inp = scoring.read(d, columns=[*keys, *have]).drop_duplicates(keys, keep="last")
+                p = p.merge(inp, on=keys, how="left")
+        for c in config.slices:
+            info["slice_sources"].setdefault(c, "prediction log")
+        preds.append(p)
+        t = truth_ds.read(d)
+        missing = [c for c in [*keys, target] if c not in t.columns]
+        if missing:
+            raise DataError(f"ground truth partition {truth_ds.uri(d)} lacks column(s) {', '.join(missing)}; it needs "
+                            f"the key columns {keys} and the target {target!r}")
+        truths.append(t[[*keys, target]].assign(ds=d))
+    predictions = pd.concat(preds, ignore_index=True)
+    truth = pd.concat(truths, ignore_index=True)
+    joined, stats = join_ground_truth(predictions, truth, keys, target)
+    info["stats"] = stats
+    if joined.empty:
+        info["reason"] = (f"none of the {stats['ground_truth']} ground-truth rows of {', '.join(both)} matches a "
+                          f"logged prediction on the keys {keys}; check that {truth_ds.uri()} uses the same keys "
+                          "and that ds= is the date the entities were scored")
+        return info
+    info["joined"] = joined
+    return info
+
+
+def _classes(registry: ModelRegistry, config: ModelConfig, joined: pd.DataFrame) -> tuple[list | None, list[str],
+                                                                                         dict[str, int]]:
+    """Classes (from the metadata of the version that scored most rows), their proba columns present
+    in the log, and rows per version."""
+    from airflow_mlops.ml.training import _label
+
+    versions = Counter(int(v) for v in joined["model_version"]) if "model_version" in joined else Counter()
+    if not config.is_classification:
+        return None, [], {str(k): v for k, v in sorted(versions.items())}
+    classes = None
+    if versions:
+        meta = registry.get_metadata(config.name, versions.most_common(1)[0][0])
+        classes = meta.get("classes")
+    if classes is None:
+        classes = sorted(set(joined[config.target].dropna().tolist()) | set(joined["prediction"].dropna().tolist()))
+    proba = [f"proba_{_label(c)}" for c in classes]
+    if not all(p in joined.columns for p in proba):
+        proba = []
+    return list(classes), proba, {str(k): v for k, v in sorted(versions.items())}
+
+
+def _evaluate_window(config: ModelConfig, store: ArtifactStore, dates: list[str]) -> dict[str, Any]:
+    from airflow_mlops.ml.performance import evaluate, slice_performance
+
+    info = _read_labelled_window(config, store, dates)
+    if info["joined"] is None:
+        return info
+    joined = info["joined"]
+    classes, proba, versions = _classes(ModelRegistry(store), config, joined)
+    info.update({
+        "versions": versions,
+        "metrics": evaluate(joined, config.task, config.target, classes, proba),
+        "slices": slice_performance(joined, config.slices, config.task, config.target, classes, proba,
+                                    config.monitoring.min_slice_size),
+        "proba_columns": proba,
+    })
+    return info
+
+
+def monitor_performance(config: ModelConfig, store: ArtifactStore, ds: str, *, run_info: dict[str, Any] | None = None,
+                        html: bool = True) -> dict[str, Any]:
+    """Performance of the logged predictions on the ground truth of the window ending at ``ds``.
+
+    Window: ``monitoring.performance_window_days`` dates ending at ``ds``. Prediction-log partitions
+    and ground-truth partitions (``data.ground_truth_dataset``) of the same dates are joined on the
+    key columns; slice columns missing from the log are joined from the scoring input by key. Metrics
+    (:func:`airflow_mlops.ml.metrics.compute_metrics`; classifiers use the ``proba_<class>``
+    columns) are computed for the window, the previous window and every slice, and checked by
+    :func:`airflow_mlops.ml.performance.performance_alerts`.
+
+    Writes ``performance.json`` and ``performance.html`` under ``monitoring/<model>/ds=<ds>/`` (a
+    re-run replaces them) and returns the summary; ``summary["alerts"]`` holds the alert records
+    (dicts) and ``summary["status"]`` is ``"ok"``, ``"alert"`` or ``"skipped"`` (no ground truth
+    for the window yet: ``summary["reason"]`` says why; nothing is alerted).
+    """
+    from airflow_mlops.ml import reports
+    from airflow_mlops.ml.performance import performance_alerts, previous_window_end, window_dates, window_id
+
+    name = config.name
+    days = config.monitoring.performance_window_days
+    dates = window_dates(ds, days)
+    window = window_id(ds, days)
+    prefix = monitoring_prefix(name, ds)
+    summary_key, report_key = join(prefix, "performance.json"), join(prefix, "performance.html")
+    report_uri = store.uri(report_key) if html else None
+    summary: dict[str, Any] = {
+        "model": name, "ds": ds, "window": window, "window_days": days, "task": config.task,
+        "ground_truth_uri": ground_truth_dataset(config, store).uri(),
+        "primary_metric": config.metrics.primary, "floors": dict(config.metrics.floors),
+        "ceilings": dict(config.metrics.ceilings), "max_relative_change": config.monitoring.max_relative_change,
+        "min_slice_size": config.monitoring.min_slice_size, "slice_columns": list(config.slices),
+        **(run_info or {}),
+    }
+    current = _evaluate_window(config, store, dates)
+    summary["dates"] = current["dates"]
+    summary["rows"] = current["stats"]
+    if current["joined"] is None:
+        summary.update({"status": "skipped", "reason": current["reason"], "metrics": {}, "slices": [], "alerts": []})
+        log.warning("performance %s %s: skipped: %s", name, window, current["reason"])
+    else:
+        prev_end = previous_window_end(ds, days)
+        prev_window = window_id(prev_end, days)
+        previous = _evaluate_window(config, store, window_dates(prev_end, days))
+        prev_metrics = previous.get("metrics") if previous["joined"] is not None else None
+        prev_slices = previous.get("slices", []) if previous["joined"] is not None else []
+        n = current["stats"]["joined"]
+        alerts = performance_alerts(
+            name, window, current["metrics"], rows=n, previous=prev_metrics, previous_window=prev_window,
+            floors=config.metrics.floors, ceilings=config.metrics.ceilings, primary=config.metrics.primary,
+            max_relative_change=config.monitoring.max_relative_change, slices=current["slices"],
+            previous_slices=prev_slices, report_uri=report_uri)
+        prev_by_slice = {s["slice"]: s for s in prev_slices if s.get("slice")}
+        alert_by_slice = {a.slice: a for a in alerts}
+        for s in current["slices"]:
+            p = prev_by_slice.get(s.get("slice"))
+            s["previous_rows"] = p["rows"] if p else 0
+            s["previous_metrics"] = p["metrics"] if p else {}
+            s["alert"] = alert_by_slice[s["slice"]].message if s.get("slice") in alert_by_slice else None
+        summary.update({
+            "status": "alert" if alerts else "ok",
+            "metrics": current["metrics"], "versions": current["versions"],
+            "coverage": n / current["stats"]["predictions"] if current["stats"]["predictions"] else None,
+            "slice_sources": current["slice_sources"],
+            "previous": {"window": prev_window, "metrics": prev_metrics or {},
+                         "rows": previous["stats"].get("joined", 0),
+                         "reason": previous["reason"]},
+            "slices": current["slices"],
+            "alerts": [a.as_dict() for a in alerts],
+        })
+        log.info("performance %s %s: %d labelled rows, %s=%s (previous window %s), %d slice(s), %d alert(s)", name,
+                 window, n, config.metrics.primary, current["metrics"].get(config.metrics.primary),
+                 (prev_metrics or {}).get(config.metrics.primary), len(current["slices"]), len(alerts))
+    summary["summary_uri"] = store.uri(summary_key)
+    if html:
+        summary["report_uri"] = store.write_bytes(report_key, reports.performance_html(summary).encode())
+    store.write_json(summary_key, summary)
+    return summary
+
+
+def performance_xcom(summary: dict[str, Any]) -> dict[str, Any]:
+    """The small part of a performance summary that goes to XCom."""
+    keep = ("model", "ds", "window", "status", "reason", "metrics", "primary_metric", "report_uri", "summary_uri")
+    out = {k: summary.get(k) for k in keep if k in summary}
+    out["rows"] = (summary.get("rows") or {}).get("joined", 0)
+    out["previous_metrics"] = (summary.get("previous") or {}).get("metrics", {})
+    out["slices"] = [{"slice": s.get("slice"), "rows": s.get("rows"), "alertable": s.get("alertable"),
+                      config_metric: s.get("metrics", {}).get(config_metric)}
+                     for s in summary.get("slices", []) for config_metric in [summary.get("primary_metric")]]
+    out["alerts"] = [{"slice": a.get("slice"), "metric": (a.get("details") or {}).get("metric"), "value": a.get("value"),
+                      "threshold": a.get("threshold")} for a in summary.get("alerts", [])]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# retraining requests and their cooldown
+# --------------------------------------------------------------------------------------------
+def retrain_requests_key(model: str) -> str:
+    return join("monitoring", model, "retrain_requests.json")
+
+
+def read_retrain_requests(store: ArtifactStore, model: str) -> list[dict[str, Any]]:
+    """Retraining requests emitted by drift monitoring, one per logical date, ascending by ``ds``."""
+    try:
+        doc = store.read_json(retrain_requests_key(model))
+    except ArtifactNotFoundError:
+        return []
+    return sorted(doc.get("requests", []), key=lambda r: r["ds"])
+
+
+def retrain_cooldown(requests: list[dict[str, Any]], ds: str, cooldown_days: int) -> dict[str, Any]:
+    """Whether a retraining request may be emitted for ``ds``.
+
+    Only requests of *earlier* logical dates count, so re-running a date gives the same decision,
+    and a backfill is judged by what was requested before that date. Blocked when the latest
+    earlier request is less than ``cooldown_days`` days before ``ds``.
+    Returns ``{"allowed", "reason", "previous" (the request or None), "cooldown_days",
+    "next_allowed" (date or None)}``.
+    """
+    day = dt.date.fromisoformat(ds[:10])
+    earlier = [r for r in requests if r["ds"] < ds[:10]]
+    previous = earlier[-1] if earlier else None
+    out: dict[str, Any] = {"allowed": True, "previous": previous, "cooldown_days": cooldown_days,
+                           "next_allowed": None}
+    if cooldown_days <= 0 or previous is None:
+        out["reason"] = ("no cooldown configured" if cooldown_days <= 0 else "no earlier retraining request")
+        return out
+    age = (day - dt.date.fromisoformat(previous["ds"])).days
+    next_allowed = (dt.date.fromisoformat(previous["ds"]) + dt.timedelta(days=cooldown_days)).isoformat()
+    if age < cooldown_days:
+        out.update({"allowed": False, "next_allowed": next_allowed,
+                    "reason": (f"cooldown: retraining was requested for {previous['ds']}, {age} day(s) before {ds[:10]}; "
+                               f"monitoring.drift_cooldown_days={cooldown_days}, next request allowed from "
+                               f"{next_allowed}")})
+    else:
+        out["reason"] = f"last request {previous['ds']} is {age} day(s) old (cooldown {cooldown_days})"
+    return out
+
+
+def record_retrain_request(store: ArtifactStore, model: str, ds: str, info: dict[str, Any],
+                           attempts: int = 5) -> list[dict[str, Any]]:
+    """Add (or replace) the request of ``ds`` in ``retrain_requests.json`` with compare-and-swap,
+    so concurrent monitors never lose each other's request. Returns the requests."""
+    import json
+
+    key = retrain_requests_key(model)
+    for _ in range(attempts):
+        try:
+            raw, etag = store.read_versioned(key)
+            requests = json.loads(raw).get("requests", [])
+        except ArtifactNotFoundError:
+            requests, etag = [], None
+        requests = sorted([r for r in requests if r["ds"] != ds[:10]] + [{**info, "ds": ds[:10]}],
+                          key=lambda r: r["ds"])
+        try:
+            store.write_bytes_if_match(key, store.dumps({"model": model, "requests": requests}), etag)
+            return requests
+        except PreconditionFailedError:
+            continue
+    raise PreconditionFailedError(f"{store.uri(key)} kept changing during {attempts} attempts to record the "
+                                  f"retraining request of {ds}; retry the task")

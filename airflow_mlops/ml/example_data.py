@@ -62,3 +62,61 @@ def churn_day(ds: str | dt.date, rows: int = 2000, *, seed: int = 0, drift: floa
 def date_range(start: str | dt.date, days: int) -> list[str]:
     s = dt.date.fromisoformat(str(start)[:10])
     return [(s + dt.timedelta(days=i)).isoformat() for i in range(days)]
+
+
+#: Values of the ``segment`` column added by :func:`with_segment`.
+SEGMENTS = ("consumer", "enterprise")
+
+
+def with_segment(df: pd.DataFrame, share: float = 0.05, *, key: str = "customer_id",
+                 column: str = "segment") -> pd.DataFrame:
+    """A copy of ``df`` with a ``segment`` column: ``"enterprise"`` for about ``share`` of the rows,
+    ``"consumer"`` for the rest.
+
+    The segment is a function of the key only (crc32 of the key, modulo 10 000), so the scoring input
+    and the ground truth of the same customers agree on it, and it is independent of every other
+    column: a small, stable slice for per-slice monitoring tests and demos.
+    """
+    import numpy as np
+
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"share must be in [0, 1], got {share!r}")
+    buckets = np.fromiter((zlib.crc32(str(k).encode()) % 10_000 for k in df[key]), dtype="int64", count=len(df))
+    out = df.copy()
+    out[column] = np.where(buckets < round(share * 10_000), SEGMENTS[1], SEGMENTS[0]).astype(object)
+    return out
+
+
+def churn_ground_truth(ds: str | dt.date, rows: int = 2000, *, seed: int = 0, drift: float = 0.0,
+                       label_noise: float = 0.0, slice_column: str | None = None,
+                       slice_value: object = None, slice_label_noise: float = 1.0,
+                       segment_share: float = 0.05) -> pd.DataFrame:
+    """The late-arriving labels of :func:`churn_day` (same ``ds``, ``rows``, ``seed``, ``drift``):
+    ``customer_id`` and ``churned``.
+
+    :param label_noise: share of *all* labels flipped at random (the model looks worse everywhere).
+    :param slice_column: with ``slice_value``, degrade one slice only: labels of the rows whose
+        ``slice_column`` equals ``slice_value`` are flipped with probability ``slice_label_noise``
+        (1.0: all of them, so the model's ranking is inverted on that slice). ``slice_column`` may be
+        a column of :func:`churn_day` (``region``, ``contract``) or ``"segment"`` (:func:`with_segment`
+        with ``segment_share``; ``"enterprise"`` holds about 5 % of the rows).
+
+    The flips use their own random stream, so the unmodified labels equal ``churn_day(...)["churned"]``.
+    """
+    import numpy as np
+
+    day_df = churn_day(ds, rows, seed=seed, drift=drift)
+    if slice_column == "segment" and "segment" not in day_df:
+        day_df = with_segment(day_df, segment_share)
+    day = dt.date.fromisoformat(str(ds)[:10])
+    rng = np.random.default_rng([seed, zlib.crc32(day.isoformat().encode()), 7])
+    labels = day_df["churned"].to_numpy().copy()
+    flip = rng.random(rows) < label_noise if label_noise else np.zeros(rows, dtype=bool)
+    if slice_column is not None:
+        if slice_column not in day_df:
+            raise ValueError(f"slice_column {slice_column!r} is not a column of the example data; "
+                             f"use one of {', '.join([*day_df.columns, 'segment'])}")
+        in_slice = (day_df[slice_column] == slice_value).to_numpy()
+        flip |= in_slice & (rng.random(rows) < slice_label_noise)
+    labels[flip] = 1 - labels[flip]
+    return day_df[["customer_id"]].assign(churned=labels.astype("int64"))

@@ -78,3 +78,71 @@ def decision_html(name: str, version: int, decision: Mapping[str, Any]) -> str:
         ("Candidate metrics (holdout)", kv_table(decision.get("candidate") or {})),
         ("Champion metrics (same holdout)", kv_table(decision.get("champion") or {})),
     ])
+
+
+def insert_section(report_html: str, section_html: str) -> str:
+    """``section_html`` inserted before the last ``</body>`` of a report (appended if there is none)."""
+    i = report_html.lower().rfind("</body>")
+    return report_html + section_html if i < 0 else report_html[:i] + section_html + report_html[i:]
+
+
+def drift_slices_section(slices: Sequence[Mapping[str, Any]], min_slice_size: int | None = None) -> str:
+    """A self-styled HTML block with the per-slice drift table (appended to evidently's report)."""
+    rows = [[s.get("slice") or s.get("column"), (s.get("rows") or {}).get("reference"),
+             (s.get("rows") or {}).get("current"),
+             "skipped" if s.get("skipped") else s.get("share_drifted"),
+             "" if s.get("skipped") else ("DRIFT" if s.get("dataset_drift") else "no drift"),
+             ", ".join(s.get("drifted_columns") or []), s.get("reason", "")] for s in slices]
+    body = (table(rows, ["slice", "reference rows", "current rows", "share drifted", "verdict", "drifted columns",
+                         "note"]) if rows else "<p>no slices configured (<code>slices</code> in the model config)</p>")
+    note = (f"<p>Slices with fewer than {esc(min_slice_size)} rows on either side are reported, not tested or "
+            "alerted.</p>" if min_slice_size else "")
+    return ("<div style='font-family:system-ui,sans-serif;margin:2em'>"
+            f"<h2>Drift per slice</h2>{note}{body}</div>")
+
+
+def performance_html(summary: Mapping[str, Any]) -> str:
+    """Performance report of one window: verdict, coverage, metrics vs floors and the previous
+    window, the per-slice table and the alerts. Counts and metrics only, never row values."""
+    title = f"Performance: {summary.get('model')} {summary.get('window')}"
+    if summary.get("status") == "skipped":
+        return page(title, [("Skipped", f"<p>{esc(summary.get('reason'))}</p>"),
+                            ("Window", kv_table({"window": summary.get("window"), "dates": summary.get("dates"),
+                                                 "ground truth": summary.get("ground_truth_uri")}))])
+    alerts = summary.get("alerts") or []
+    verdict = (f"<p class='bad'>{len(alerts)} alert(s)</p>" if alerts else "<p class='ok'>no alert</p>")
+    floors, ceilings = summary.get("floors") or {}, summary.get("ceilings") or {}
+    prev = (summary.get("previous") or {}).get("metrics") or {}
+    rows = []
+    for metric, value in (summary.get("metrics") or {}).items():
+        p = prev.get(metric)
+        change = (value - p) / abs(p) if p not in (None, 0) else None
+        limit = (f">= {floors[metric]}" if metric in floors else f"<= {ceilings[metric]}" if metric in ceilings else "")
+        rows.append([metric, value, p, None if change is None else f"{change:+.1%}", limit])
+    r = summary.get("rows") or {}
+    sections = [
+        ("Verdict", verdict),
+        ("Window and coverage", kv_table({
+            "window": summary.get("window"), "dates joined": ", ".join((summary.get("dates") or {}).get("joined", [])),
+            "logged predictions": r.get("predictions"), "ground-truth rows": r.get("ground_truth"),
+            "joined (labelled) rows": r.get("joined"), "coverage": summary.get("coverage"),
+            "duplicate ground-truth rows": r.get("duplicate_ground_truth"),
+            "labels without a prediction": r.get("unmatched_ground_truth"), "model versions": summary.get("versions"),
+            "ground truth": summary.get("ground_truth_uri")})),
+        (f"Metrics (previous window {(summary.get('previous') or {}).get('window')}, "
+         f"max relative change {summary.get('max_relative_change')})",
+         table(rows, ["metric", "window", "previous window", "relative change", "limit"])),
+    ]
+    slices = summary.get("slices") or []
+    names = list(dict.fromkeys([summary.get("primary_metric"), *floors]))
+    srows = [[s.get("slice") or s.get("column"), s.get("rows"), *[(s.get("metrics") or {}).get(m) for m in names],
+              s.get("previous_rows"), *[(s.get("previous_metrics") or {}).get(m) for m in names],
+              "yes" if s.get("alertable") else "no (too small)", "ALERT" if s.get("alert") else s.get("note", "")]
+             for s in slices]
+    sections.append((f"Per slice (alerted from {summary.get('min_slice_size')} labelled rows)",
+                     table(srows, ["slice", "rows", *names, "previous rows", *[f"previous {m}" for m in names],
+                                   "alertable", "alert / note"])
+                     if srows else "<p>no slices configured (<code>slices</code> in the model config)</p>"))
+    sections.append(("Alerts", table([[a.get("slice") or "(all rows)", a.get("message")] for a in alerts],
+                                     ["scope", "message"]) if alerts else "<p>none</p>"))
+    return page(title, sections)

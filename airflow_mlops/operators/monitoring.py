@@ -1,4 +1,6 @@
-"""DriftDetectionOperator: evidently drift of a scored partition; emits a retraining request."""
+"""DriftDetectionOperator (evidently drift of a scored partition, per slice; emits a retraining request
+with a cooldown) and PerformanceMonitorOperator (late ground truth joined to the prediction log; floor
+and relative-change alerts, per slice)."""
 
 from __future__ import annotations
 
@@ -27,7 +29,15 @@ class DriftDetectionOperator(MLOpsBaseOperator):
 
     When the share of drifted features reaches ``drift.threshold`` the operator emits an asset event on
     ``mlops://<model>/retrain-request`` (through the asset alias ``mlops.<model>.retrain_request_alias``),
-    which schedules ``<model>_training``. No drift, no event.
+    which schedules ``<model>_training``. No drift, no event. Within ``monitoring.drift_cooldown_days``
+    after the previous request (by logical date, recorded in ``monitoring/<model>/retrain_requests.json``)
+    no new request is emitted; the log and the XCom say why (``retrain_skipped_reason``).
+
+    Drift is also computed per value of every ``slices`` column (slices under
+    ``monitoring.min_slice_size`` rows are reported, not tested); the summary and the HTML report carry
+    the per-slice table. Dataset drift of the whole data or of a slice raises an alert (check ``drift``,
+    deduplicated per model, date and slice) through :func:`airflow_mlops.alerts.raise_alert` when
+    ``send_alerts`` is true.
 
     Example::
 
@@ -37,11 +47,12 @@ class DriftDetectionOperator(MLOpsBaseOperator):
     template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields,)
     ui_color = "#ffe0cc"
 
-    def __init__(self, *, emit_retrain_request: bool = True, **kwargs: Any) -> None:
+    def __init__(self, *, emit_retrain_request: bool = True, send_alerts: bool = True, **kwargs: Any) -> None:
         """``outlets`` must include ``AssetAlias(retrain_alias_name(<model>))`` for the event to be
         emitted (the DAG factory does this)."""
         super().__init__(**kwargs)
         self.emit_retrain_request = emit_retrain_request
+        self.send_alerts = send_alerts
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.hooks.datasets import DataError
@@ -54,21 +65,96 @@ class DriftDetectionOperator(MLOpsBaseOperator):
             fail(str(e))
             raise
         out = xcom_summary(summary)
+        out["retrain_requested"] = False
         if summary["dataset_drift"] and self.emit_retrain_request:
-            from airflow.sdk import AssetAlias
+            self._request_retraining(context, ds, summary, out)
+        if self.send_alerts and summary.get("alerts"):
+            from airflow_mlops.monitoring import raise_alerts
 
-            from airflow_mlops.dag_factory import retrain_request_asset
+            raise_alerts(self.config, self.store, summary["alerts"], context=context)
+        return out
 
-            alias = AssetAlias(retrain_alias_name(self.config.name))
-            context["outlet_events"][alias].add(
-                retrain_request_asset(self.config.name),
-                extra={"ds": ds, "reason": "drift", "share_drifted": summary["share_drifted"],
-                       "threshold": summary["threshold"], "version": summary["version"],
-                       "report_uri": summary.get("report_uri")},
-            )
-            out["retrain_requested"] = True
-            self.log.warning("drift share %.2f >= %.2f: retraining of %s requested", summary["share_drifted"],
-                             summary["threshold"], self.config.name)
-        else:
-            out["retrain_requested"] = False
+    def _request_retraining(self, context: Context, ds: str, summary: dict[str, Any], out: dict[str, Any]) -> None:
+        from airflow.sdk import AssetAlias
+
+        from airflow_mlops.dag_factory import retrain_request_asset
+        from airflow_mlops.monitoring import read_retrain_requests, record_retrain_request, retrain_cooldown
+
+        name = self.config.name
+        decision = retrain_cooldown(read_retrain_requests(self.store, name), ds,
+                                    self.config.monitoring.drift_cooldown_days)
+        if not decision["allowed"]:
+            out["retrain_skipped_reason"] = decision["reason"]
+            self.log.warning("drift share %.2f >= %.2f for %s on %s, but no retraining request: %s",
+                             summary["share_drifted"], summary["threshold"], name, ds, decision["reason"])
+            return
+        extra = {"ds": ds, "reason": "drift", "share_drifted": summary["share_drifted"],
+                 "threshold": summary["threshold"], "version": summary["version"],
+                 "report_uri": summary.get("report_uri")}
+        record_retrain_request(self.store, name, ds, {**extra, "run_id": context["ti"].run_id})
+        alias = AssetAlias(retrain_alias_name(name))
+        context["outlet_events"][alias].add(retrain_request_asset(name), extra=extra)
+        out["retrain_requested"] = True
+        self.log.warning("drift share %.2f >= %.2f: retraining of %s requested (%s)", summary["share_drifted"],
+                         summary["threshold"], name, decision["reason"])
+
+
+class PerformanceMonitorOperator(MLOpsBaseOperator):
+    """Model performance on late-arriving ground truth, globally and per slice, with alerts.
+
+    The ground truth is its own date-partitioned dataset ``data.ground_truth_dataset``
+    (``<root>/data/<dataset>/ds=YYYY-MM-DD/``: the key columns + the target; ``ds=D`` holds the labels
+    of the entities scored on ``D``). Over the window of ``monitoring.performance_window_days`` dates
+    ending at the logical date, the prediction log (``predictions/<model>/ds=...``) is joined to it on
+    the keys; slice columns (``slices``) missing from the log are joined by key from the scoring input.
+    The model's metrics (``compute_metrics``; ``roc_auc`` from the ``proba_<class>`` columns) are
+    computed for the window, for each slice and for the previous window.
+
+    Alerts (check ``performance``, window id ``<first>..<last>``, deduplicated per model, window and
+    slice by :func:`airflow_mlops.alerts.raise_alert`, so each fires once per window): a metric below
+    its floor (``metrics.floors``) or above its ceiling (``metrics.ceilings``), or a change of more than
+    ``monitoring.max_relative_change`` relative to the previous window, either way (a sudden rise is as
+    suspicious as a drop). Slices with fewer than ``monitoring.min_slice_size`` labelled rows are
+    reported, never alerted; an alert on a slice names it (``segment=enterprise``).
+
+    Writes ``<root>/monitoring/<model>/ds=<ds>/performance.json`` and ``performance.html``; returns a
+    small summary to XCom. Without ground truth for the window the task is skipped (``skip_if_no_ground_truth``,
+    default) or succeeds with ``status: skipped``; the reason is logged and written to the summary.
+
+    Example::
+
+        PerformanceMonitorOperator(task_id="performance", config_path="dags/configs/churn.yaml")
+    """
+
+    template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields,)
+    ui_color = "#ffd6e7"
+
+    def __init__(self, *, send_alerts: bool = True, skip_if_no_ground_truth: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.send_alerts = send_alerts
+        self.skip_if_no_ground_truth = skip_if_no_ground_truth
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.hooks.datasets import DataError
+        from airflow_mlops.monitoring import monitor_performance, performance_xcom, raise_alerts
+
+        ds = self.logical_ds(context)
+        try:
+            summary = monitor_performance(self.config, self.store, ds, run_info=self.run_info(context))
+        except DataError as e:
+            fail(str(e))
+            raise
+        out = performance_xcom(summary)
+        if summary["status"] == "skipped":
+            self.log.warning("performance of %s over %s not evaluated: %s", self.config.name, summary["window"],
+                             summary["reason"])
+            if self.skip_if_no_ground_truth:
+                from airflow.sdk.exceptions import AirflowSkipException
+
+                raise AirflowSkipException(f"{self.config.name} {summary['window']}: {summary['reason']}")
+            return out
+        for a in summary["alerts"]:
+            self.log.warning("ALERT %s", a["message"])
+        if self.send_alerts and summary["alerts"]:
+            raise_alerts(self.config, self.store, summary["alerts"], context=context)
         return out
