@@ -1,11 +1,19 @@
-"""Command line for registry decisions that need a human: approve, reject, rollback, show.
+"""Command line for registry decisions that need a human, and for governance questions.
 
     python -m airflow_mlops.cli approve churn 3 --approver alice --reason "reviewed the model card"
     python -m airflow_mlops.cli reject churn 3 --approver alice --reason "fails the fairness review"
-    python -m airflow_mlops.cli rollback churn --alias champion [--to-version 2] --reason "bad scores"
+    python -m airflow_mlops.cli rollback churn --alias champion [--to-version 2] --actor bob --reason "bad scores"
     python -m airflow_mlops.cli show churn
+    python -m airflow_mlops.cli lifecycle churn 2 deprecated --actor risk --reason "uses the old tariff feature"
+    python -m airflow_mlops.cli lifecycle churn 2 retired --actor risk --reason "biased against region=south" [--force]
+    python -m airflow_mlops.cli disable churn --actor oncall --reason "incident 123: scores look wrong"
+    python -m airflow_mlops.cli enable churn --actor oncall --reason "incident 123 resolved"
+    python -m airflow_mlops.cli lineage s3://bucket/mlops/data/churn/ds=2024-01-03   # or a fingerprint
+    python -m airflow_mlops.cli reproduce churn 1 [--tolerance 1e-9]
 
 The store is ``--storage-uri`` or ``[mlops] storage_uri``; every change lands in the audit log.
+Exit codes: 0 ok; 2 a registry/storage error (message on stderr); 3 ``reproduce`` did not
+reproduce (mismatch or data changed: the verdict is in the JSON output).
 """
 
 from __future__ import annotations
@@ -15,32 +23,61 @@ import json
 import sys
 
 
-def main(argv: list[str] | None = None) -> int:
-    from airflow_mlops.hooks.registry import ModelRegistry, RegistryError
-    from airflow_mlops.hooks.storage import ArtifactStore, StorageError
-
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m airflow_mlops.cli", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--storage-uri")
-    p.add_argument("--aws-conn-id")
+    p.add_argument("--storage-uri", help="artifact store root (default: [mlops] storage_uri)")
+    p.add_argument("--aws-conn-id", help="Airflow AWS connection for s3:// roots")
     sub = p.add_subparsers(dest="command", required=True)
     for name in ("approve", "reject"):
-        s = sub.add_parser(name)
+        s = sub.add_parser(name, help=f"{name} a version")
         s.add_argument("model")
         s.add_argument("version", type=int)
         s.add_argument("--approver", required=True)
         s.add_argument("--reason", default="")
         s.add_argument("--allow-self-approval", action="store_true")
-    s = sub.add_parser("rollback")
+    s = sub.add_parser("rollback", help="re-point an alias to an earlier version")
     s.add_argument("model")
     s.add_argument("--alias", default="champion")
     s.add_argument("--to-version", type=int)
     s.add_argument("--actor", required=True)
     s.add_argument("--reason", default="")
-    s = sub.add_parser("show")
+    s = sub.add_parser("show", help="versions, aliases, approvals, lifecycle states, kill switch")
     s.add_argument("model")
-    a = p.parse_args(argv)
+    s = sub.add_parser("lifecycle", help="set a version's lifecycle state: active, deprecated, retired")
+    s.add_argument("model")
+    s.add_argument("version", type=int)
+    s.add_argument("state", choices=("active", "deprecated", "retired"))
+    s.add_argument("--actor", required=True)
+    s.add_argument("--reason", default="", help="required for deprecated/retired")
+    s.add_argument("--force", action="store_true", help="retire even if the version is the current champion")
+    for name, text in (("disable", "turn the model's kill switch on (scoring falls back)"),
+                       ("enable", "turn the model's kill switch off")):
+        s = sub.add_parser(name, help=text)
+        s.add_argument("model")
+        s.add_argument("--actor", required=True)
+        s.add_argument("--reason", default="", help="required for disable")
+    s = sub.add_parser("lineage", help="every version trained on a dataset URI or fingerprint")
+    s.add_argument("dataset", help="dataset URI (root or ds= partition) or fingerprint content hash (or a prefix "
+                                   "of at least 8 hex digits)")
+    s = sub.add_parser("reproduce", help="retrain a version from its metadata and compare the metrics")
+    s.add_argument("model")
+    s.add_argument("version", type=int)
+    s.add_argument("--tolerance", type=float, default=1e-9, help="absolute tolerance per metric (default 1e-9)")
+    s.add_argument("--config", help="model config YAML, used only if metadata.json has no config snapshot")
+    s.add_argument("--actor")
+    s.add_argument("--full", action="store_true", help="print the whole report, not the summary")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from airflow_mlops.hooks.registry import ModelRegistry, RegistryError
+    from airflow_mlops.hooks.storage import ArtifactStore, StorageError
+
+    a = _parser().parse_args(argv)
+    _logs_to_stderr()
     reg = ModelRegistry(ArtifactStore(a.storage_uri, conn_id=a.aws_conn_id))
+    code = 0
     try:
         if a.command in ("approve", "reject"):
             out = reg.approve(a.model, a.version, approver=a.approver, reason=a.reason,
@@ -48,14 +85,60 @@ def main(argv: list[str] | None = None) -> int:
                               status="approved" if a.command == "approve" else "rejected")
         elif a.command == "rollback":
             out = reg.rollback(a.model, a.alias, a.to_version, actor=a.actor, reason=a.reason)
+        elif a.command == "lifecycle":
+            out = reg.set_lifecycle(a.model, a.version, a.state, actor=a.actor, reason=a.reason, force=a.force)
+        elif a.command in ("disable", "enable"):
+            out = reg.set_model_disabled(a.model, a.command == "disable", actor=a.actor, reason=a.reason)
+        elif a.command == "lineage":
+            out = reg.lineage(a.dataset)
+        elif a.command == "reproduce":
+            out, code = _reproduce(reg, a)
         else:
-            out = {"versions": reg.list_versions(a.model), "aliases": reg.get_aliases(a.model),
-                   "approvals": {str(v): reg.approval(a.model, v) for v in reg.list_versions(a.model)}}
-    except (RegistryError, StorageError) as e:
+            out = _show(reg, a.model)
+    except (RegistryError, StorageError, ValueError) as e:  # ValueError: DataError, ConfigError, ReproduceError
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(out, indent=2, default=str))
-    return 0
+    return code
+
+
+def _logs_to_stderr() -> None:
+    """Keep stdout for the JSON answer: log handlers writing to stdout (Airflow's default) go to stderr."""
+    import logging
+
+    for h in logging.getLogger().handlers:
+        if isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) is sys.stdout:
+            h.setStream(sys.stderr)
+
+
+def _show(reg, model: str) -> dict:
+    versions = reg.list_versions(model)
+    aliases = reg.get_aliases(model)
+    lifecycle = reg.lifecycles(model)
+    return {
+        "versions": versions, "aliases": aliases, "disabled": reg.is_model_disabled(model),
+        "approvals": {str(v): reg.approval(model, v) for v in versions},
+        "lifecycle": {str(v): lifecycle[v] for v in versions},
+        "table": [{"version": v, "state": lifecycle[v]["state"],
+                   "aliases": sorted(al for al, av in aliases.items() if av == v),
+                   "reason": lifecycle[v].get("reason", ""), "by": lifecycle[v].get("by")} for v in versions],
+    }
+
+
+def _reproduce(reg, a: argparse.Namespace) -> tuple[dict, int]:
+    from airflow_mlops.ml.reproduce import reproduce_version, summary_for_xcom
+
+    config = None
+    if a.config:
+        from airflow_mlops.ml.config import load_model_config
+
+        config = load_model_config(a.config)
+    report = reproduce_version(reg, a.model, a.version, tolerance=a.tolerance, config=config, actor=a.actor)
+    out = report if a.full else {**summary_for_xcom(report),
+                                 "metrics": [r for r in report["metrics"] if not r["within_tolerance"]] or
+                                 f"all {len(report['metrics'])} within tolerance",
+                                 "libraries": report["libraries"]["differing"], "data": report["data"]}
+    return out, 0 if report["verdict"] == "reproduced" else 3
 
 
 if __name__ == "__main__":

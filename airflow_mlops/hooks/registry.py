@@ -11,7 +11,8 @@ Layout under ``<root>/registry/<model>/`` (see docs/registry-layout.md):
     of every artifact; loads verify it. A version without ``metadata.json`` (a registration killed
     halfway) is invisible and its number is skipped.
 ``state.json``
-    one document holding aliases, approvals, lifecycle states and the append-only audit log,
+    one document holding aliases, approvals, lifecycle states (``active``/``deprecated``/``retired``
+    per version), the model's kill switch (``disabled``) and the append-only audit log,
     updated only by compare-and-swap (lock + ``os.replace`` locally, ``If-Match`` on S3) so that
     concurrent writers never lose an update and every applied change has its audit entry.
 ``../_lineage/<content_hash>/<model>@<n>``
@@ -97,7 +98,15 @@ class ApprovalError(RegistryError):
 
 
 class LifecycleError(RegistryError):
-    pass
+    """A lifecycle change or a use of a version that its lifecycle state forbids (retired)."""
+
+
+class DeprecatedVersionWarning(UserWarning):
+    """A deprecated version was loaded: it still works, but should be replaced."""
+
+
+#: Aliases a retired version may not hold (they select the model that scores production data).
+SERVING_ALIASES = ("champion", "challenger")
 
 
 def utcnow() -> str:
@@ -320,11 +329,19 @@ class ModelRegistry:
         state = self.lifecycle(name, v)
         if state["state"] == "retired" and not allow_retired:
             raise LifecycleError(
-                f"{name} v{v} is retired ({state.get('by')}: {state.get('reason') or 'no reason given'}); "
-                "it cannot be used for scoring"
+                f"{name} v{v} is retired (by {state.get('by')} at {state.get('at')}: "
+                f"{state.get('reason') or 'no reason given'}); it cannot be loaded for scoring. Score with "
+                f"another version (pin one, or re-point the alias: python -m airflow_mlops.cli rollback {name} "
+                f"--to-version N --actor ME --reason ...), or reactivate it: python -m airflow_mlops.cli "
+                f"lifecycle {name} {v} active --actor ME --reason ..."
             )
         if state["state"] == "deprecated":
-            log.warning("%s v%d is deprecated: %s", name, v, state.get("reason") or "")
+            import warnings
+
+            msg = (f"{name} v{v} is deprecated (by {state.get('by')} at {state.get('at')}: "
+                   f"{state.get('reason') or 'no reason given'}); it still scores, but replace it soon")
+            log.warning(msg)
+            warnings.warn(msg, DeprecatedVersionWarning, stacklevel=2)
         data = self.read_artifact(name, v, MODEL_FILE)
         return load_skops_bytes(data, trusted_types=trusted_types, source=self.version_uri(name, v, MODEL_FILE)), meta
 
@@ -338,9 +355,13 @@ class ModelRegistry:
     def _read_state(self, name: str) -> tuple[dict, str | None]:
         try:
             data, etag = self.store.read_versioned(self._model_key(name, STATE_FILE))
-            return json.loads(data), etag
+            st = json.loads(data)
         except ArtifactNotFoundError:
-            return {"aliases": {}, "approvals": {}, "lifecycle": {}, "audit": []}, None
+            st, etag = {}, None
+        for k, default in (("aliases", {}), ("approvals", {}), ("lifecycle", {}), ("audit", [])):
+            st.setdefault(k, default)
+        st.setdefault("disabled", None)
+        return st, etag
 
     def state(self, name: str) -> dict:
         return self._read_state(name)[0]
@@ -420,6 +441,7 @@ class ModelRegistry:
                 raise ConcurrentUpdateError(
                     f"alias {alias!r} of {name!r} points to {current}, not the expected {expected}"
                 )
+            _refuse_retired(st, name, alias, int(version))
             st["aliases"][alias] = int(version)
             return _audit(st, actor, "set_alias", alias=alias, version=int(version), from_=current,
                           to=int(version), reason=reason, details=details, effective_at=effective_at)
@@ -464,10 +486,12 @@ class ModelRegistry:
             target = to_version
             if target is None:
                 history = [ev.get("to") for ev in st["audit"] if ev.get("alias") == alias and ev.get("to") is not None]
-                previous = [v for v in history if v != current]
+                previous = [v for v in history if v != current and _state_of(st, v) != "retired"]
                 if not previous:
-                    raise RegistryError(f"alias {alias!r} of {name!r} has no earlier version to roll back to")
+                    raise RegistryError(f"alias {alias!r} of {name!r} has no earlier (non-retired) version to roll "
+                                        "back to; pass to_version explicitly")
                 target = previous[-1]
+            _refuse_retired(st, name, alias, int(target))
             st["aliases"][alias] = int(target)
             return _audit(st, actor, "rollback", alias=alias, version=int(target), from_=current, to=int(target),
                           reason=reason or "rollback")
@@ -506,30 +530,205 @@ class ModelRegistry:
 
     # ---- lifecycle -----------------------------------------------------------------
     def lifecycle(self, name: str, version: int) -> dict:
-        return self.state(name)["lifecycle"].get(str(version)) or {"state": "active"}
+        """``{"state", "by", "at", "reason"}`` of a version (``{"state": "active"}`` if never changed)."""
+        return self.state(name)["lifecycle"].get(str(int(version))) or {"state": "active"}
+
+    def lifecycles(self, name: str) -> dict[int, dict]:
+        """Lifecycle entry of every committed version, ascending."""
+        st = self.state(name)
+        return {v: st["lifecycle"].get(str(v)) or {"state": "active"} for v in self.list_versions(name)}
 
     def set_lifecycle(self, name: str, version: int, state: str, *, actor: str | None = None,
-                      reason: str = "") -> dict:
+                      reason: str = "", force: bool = False) -> dict:
+        """Move a version to ``active``, ``deprecated`` (loads with a warning) or ``retired`` (refuses
+        to load, cannot hold ``champion``/``challenger``). ``deprecated``/``retired`` need a reason.
+
+        Retiring the version ``champion`` points to is refused unless ``force``: roll the champion back
+        to another version first (otherwise scoring with the champion fails until it is re-pointed).
+        Returns the audit event (or, when the version already has that state and reason, the current
+        entry with ``"unchanged": True``, without a new audit event).
+        """
         if state not in LIFECYCLE_STATES:
-            raise LifecycleError(f"lifecycle state must be one of {LIFECYCLE_STATES}, not {state!r}")
+            raise LifecycleError(f"lifecycle state of {name} v{version} must be one of {LIFECYCLE_STATES}, "
+                                 f"not {state!r}")
+        if state != "active" and not (reason or "").strip():
+            raise LifecycleError(f"setting {name} v{version} to {state!r} needs a reason (who asked, why); "
+                                 "pass reason=... (CLI: --reason)")
         self.get_metadata(name, version)
+        actor = actor or default_actor()
+        version = int(version)
+
+        def mutate(st: dict) -> dict:
+            prev_entry = st["lifecycle"].get(str(version)) or {"state": "active"}
+            prev = prev_entry["state"]
+            if prev == state and (prev_entry.get("reason") or "") == (reason or ""):
+                return {**prev_entry, "unchanged": True}
+            holders = sorted(a for a, v in st["aliases"].items() if v == version)
+            details: dict[str, Any] = {"aliases": holders} if holders else {}
+            if state == "retired" and "champion" in holders:
+                if not force:
+                    raise LifecycleError(
+                        f"{name} v{version} is the current champion; retiring it would make scoring with the "
+                        f"champion fail. Roll the champion back first (python -m airflow_mlops.cli rollback "
+                        f"{name} --to-version N --actor {actor} --reason ...), then retire v{version}; or pass "
+                        "--force (force=True) to retire it now and stop champion scoring until the alias is "
+                        "re-pointed."
+                    )
+                details["forced"] = True
+            st["lifecycle"][str(version)] = {"state": state, "by": actor, "at": utcnow(), "reason": reason}
+            return _audit(st, actor, "lifecycle", version=version, from_=prev, to=state, reason=reason,
+                          details=details or None)
+
+        ev = self._update_state(name, mutate)
+        if not ev.get("unchanged"):
+            log.info("%s v%d lifecycle %s -> %s by %s: %s", name, version, ev["from"], ev["to"], actor, reason)
+        return ev
+
+    # ---- kill switch ---------------------------------------------------------------
+    def set_model_disabled(self, name: str, disabled: bool, *, actor: str | None = None, reason: str = "") -> dict:
+        """Turn the model's kill switch on (``disabled=True``) or off. While on, scoring uses its
+        fallback instead of the model (see docs/governance.md). Recorded in ``state.json`` as
+        ``disabled: {"by", "at", "reason"}`` (``null`` when off) and in the audit log.
+        Disabling needs a reason. Returns the audit event (``"unchanged": True`` and no event when the
+        switch already has that position)."""
+        if disabled and not (reason or "").strip():
+            raise LifecycleError(f"disabling {name!r} needs a reason; pass reason=... (CLI: --reason)")
+        self.list_versions(name)
         actor = actor or default_actor()
 
         def mutate(st: dict) -> dict:
-            prev = (st["lifecycle"].get(str(version)) or {"state": "active"})["state"]
-            st["lifecycle"][str(version)] = {"state": state, "by": actor, "at": utcnow(), "reason": reason}
-            return _audit(st, actor, "lifecycle", version=int(version), from_=prev, to=state, reason=reason)
+            current = st.get("disabled")
+            if bool(current) == bool(disabled):
+                return {"action": "disable" if disabled else "enable", "unchanged": True, "disabled": current}
+            st["disabled"] = {"by": actor, "at": utcnow(), "reason": reason} if disabled else None
+            return _audit(st, actor, "disable" if disabled else "enable", from_=bool(current), to=bool(disabled),
+                          reason=reason)
 
-        return self._update_state(name, mutate)
+        ev = self._update_state(name, mutate)
+        if not ev.get("unchanged"):
+            log.warning("%s kill switch %s by %s: %s", name, "ON" if disabled else "off", actor, reason)
+        return ev
+
+    def is_model_disabled(self, name: str) -> dict | None:
+        """``{"by", "at", "reason"}`` when the model's kill switch is on, else ``None``."""
+        return self.state(name).get("disabled") or None
 
     # ---- lineage -------------------------------------------------------------------
-    def models_using(self, content_hash: str) -> list[tuple[str, int]]:
-        """Every (model, version) trained on data with this fingerprint content hash."""
+    def models_using(self, dataset: str) -> list[tuple[str, int]]:
+        """Every ``(model, version)`` trained on a dataset, sorted.
+
+        ``dataset`` is a fingerprint content hash (or a unique prefix of at least 8 hex digits) or a
+        training data URI: the dataset root (``s3://b/p/data/churn``, with or without a trailing
+        slash; a local path is read as ``file://``) matches every version trained on that dataset,
+        a partition URI (``.../data/churn/ds=2024-01-03``, optionally with a file name) only the
+        versions whose training window included that partition.
+        """
+        return [(r["model"], r["version"]) for r in self.lineage(dataset)]
+
+    def lineage(self, dataset: str) -> list[dict]:
+        """Like :meth:`models_using`, one dict per version: model, version, created_at, aliases,
+        lifecycle, training data URI, partitions, content hash, and ``matched_by``."""
+        query = (dataset or "").strip()
+        if not query:
+            raise RegistryError("give a dataset URI or a fingerprint content hash")
+        found: dict[tuple[str, int], str] = {}
+        if not _is_uri(query):
+            for h in self._lineage_hashes(query):
+                for k in self.store.list(join(self.prefix, "_lineage", h)):
+                    model, _, v = k.rsplit("/", 1)[-1].partition("@")
+                    if v.isdigit():
+                        found[(model, int(v))] = "fingerprint"
+        metas = {}
+        for model in self.list_models():
+            try:
+                versions = self.list_versions(model)
+            except ModelNotFoundError:
+                continue
+            for v in versions:
+                meta = self.get_metadata(model, v)
+                metas[(model, v)] = meta
+                how = _lineage_match(meta.get("training_data") or {}, query)
+                if how:
+                    found.setdefault((model, v), how)
         out = []
-        for k in self.store.list(join(self.prefix, "_lineage", content_hash)):
-            model, _, v = k.rsplit("/", 1)[-1].partition("@")
-            out.append((model, int(v)))
-        return sorted(out)
+        states: dict[str, dict] = {}
+        for (model, v), how in sorted(found.items()):
+            meta = metas.get((model, v))
+            if meta is None:  # indexed but not committed (a registration that died): not a version
+                continue
+            st = states.setdefault(model, self.state(model))
+            td = meta.get("training_data") or {}
+            out.append({
+                "model": model, "version": v, "created_at": meta.get("created_at"),
+                "aliases": sorted(a for a, av in st["aliases"].items() if av == v),
+                "lifecycle": (st["lifecycle"].get(str(v)) or {"state": "active"})["state"],
+                "training_data_uri": td.get("uri"), "partitions": td.get("partitions"),
+                "content_hash": (td.get("fingerprint") or {}).get("content_hash"), "matched_by": how,
+            })
+        return out
+
+    def _lineage_hashes(self, query: str) -> list[str]:
+        if not _is_hash_prefix(query):
+            return [query]
+        return [h for h in self.store.list_dirs(join(self.prefix, "_lineage")) if h.startswith(query.lower())]
+
+
+def _state_of(st: dict, version: Any) -> str:
+    return (st["lifecycle"].get(str(version)) or {"state": "active"})["state"]
+
+
+def _refuse_retired(st: dict, name: str, alias: str, version: int) -> None:
+    if alias in SERVING_ALIASES and _state_of(st, version) == "retired":
+        entry = st["lifecycle"][str(version)]
+        raise LifecycleError(
+            f"{name} v{version} is retired (by {entry.get('by')}: {entry.get('reason') or 'no reason given'}) "
+            f"and cannot become {alias!r}; pick another version, or reactivate it first: "
+            f"python -m airflow_mlops.cli lifecycle {name} {version} active --actor ME --reason ..."
+        )
+
+
+def _is_uri(query: str) -> bool:
+    return "://" in query or query.startswith("/")
+
+
+def _is_hash_prefix(query: str) -> bool:
+    """A hex string of 8 to 63 digits: a shortened sha256 content hash."""
+    import re
+
+    return bool(re.fullmatch(r"[0-9a-fA-F]{8,63}", query))
+
+
+def _split_dataset_uri(uri: str) -> tuple[str, str | None]:
+    """``(dataset root URI, partition date or None)``: trailing slashes, a ``ds=`` partition and a file
+    name after it are removed; a bare local path becomes ``file://``."""
+    import re
+
+    u = uri.strip()
+    if u.startswith("/"):
+        u = "file://" + os.path.normpath(u)
+    u = u.rstrip("/")
+    m = re.search(r"/ds=(\d{4}-\d{2}-\d{2})(/.*)?$", u)
+    if m:
+        return u[:m.start()].rstrip("/"), m.group(1)
+    return u, None
+
+
+def _lineage_match(training_data: dict, query: str) -> str | None:
+    """How a version's ``training_data`` metadata matches a lineage query, or None."""
+    if not _is_uri(query):
+        fp = (training_data.get("fingerprint") or {}).get("content_hash") or ""
+        if fp and (fp == query or (_is_hash_prefix(query) and fp.lower().startswith(query.lower()))):
+            return "fingerprint"
+        return None
+    if not training_data.get("uri"):
+        return None
+    root, ds = _split_dataset_uri(query)
+    own_root, _ = _split_dataset_uri(str(training_data["uri"]))
+    if root != own_root:
+        return None
+    if ds is None:
+        return "uri"
+    return "partition" if ds in (training_data.get("partitions") or []) else None
 
 
 def _audit(st: dict, actor: str, action: str, *, alias: str | None = None, version: int | None = None,
@@ -617,7 +816,8 @@ class ModelRegistryHook(BaseHook):
 
 
 __all__ = [
-    "AliasNotFoundError", "ApprovalError", "ConcurrentUpdateError", "IntegrityError", "LifecycleError",
+    "AliasNotFoundError", "ApprovalError", "ConcurrentUpdateError", "DeprecatedVersionWarning", "IntegrityError",
+    "LifecycleError", "LIFECYCLE_STATES", "SERVING_ALIASES",
     "ModelNotFoundError", "ModelRegistry", "ModelRegistryHook", "ModelVersion", "RegistryError",
     "StorageError", "UntrustedModelError", "VersionNotFoundError", "load_skops_bytes",
 ]

@@ -26,8 +26,10 @@ def _model(seed: int = 0):
 
 
 @pytest.fixture
-def reg(store) -> ModelRegistry:
-    r = ModelRegistry(store)
+def reg(store_root) -> ModelRegistry:  # file:// and s3:// (moto server), see tests/conftest.py
+    from airflow_mlops.hooks.storage import ArtifactStore
+
+    r = ModelRegistry(ArtifactStore(store_root))
     for i in range(3):
         r.register("churn", _model(i), actor="trainer")
     r.set_alias("churn", "champion", 2, actor="ci")
