@@ -30,24 +30,64 @@ class DataPartitionSensor(BaseSensorOperator):
     message naming the partition and the deadline, so a missing day raises an alert instead of a
     silent skip.
 
+    Freshness deadline: with ``deadline_hours`` the sensor also gives up at that many hours after the
+    end of the logical day (``monitoring.freshness_deadline_hours`` in the DAG factory), whatever
+    ``timeout`` says. On either timeout, when a model config is known (``alert_config_path``, else
+    ``config_path``), a ``freshness`` alert is raised through :func:`airflow_mlops.alerts.raise_alert`
+    (once per model and day) *before* ``AirflowSensorTimeout`` fails the task.
+
     Example::
 
         DataPartitionSensor(task_id="wait_for_data", config_path="dags/configs/churn.yaml",
-                            poke_interval=300, timeout=6 * 3600, deferrable=True)
+                            poke_interval=300, timeout=30 * 3600, deadline_hours=6, deferrable=True)
     """
 
-    template_fields: Sequence[str] = ("config_path", "dataset", "prefix", "ds", "storage_uri")
+    template_fields: Sequence[str] = ("config_path", "dataset", "prefix", "ds", "storage_uri", "alert_config_path")
     ui_color = "#f0f0f0"
 
     def __init__(self, *, config_path: str | None = None, dataset: str | None = None, prefix: str | None = None,
                  ds: str | None = None, fmt: str = "parquet", storage_uri: str | None = None,
-                 aws_conn_id: str | None = None, deferrable: bool | None = None, **kwargs: Any) -> None:
+                 aws_conn_id: str | None = None, deferrable: bool | None = None, deadline_hours: float | None = None,
+                 alert_config_path: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not (config_path or dataset or prefix):
             raise ValueError("DataPartitionSensor needs config_path=, dataset= or prefix=")
+        if deadline_hours is not None and float(deadline_hours) < 0:
+            raise ValueError(f"DataPartitionSensor deadline_hours must be >= 0, got {deadline_hours}")
         self.config_path, self.dataset, self.prefix, self.ds, self.fmt = config_path, dataset, prefix, ds, fmt
         self.storage_uri, self.aws_conn_id = storage_uri, aws_conn_id
         self.deferrable = _default_deferrable() if deferrable is None else deferrable
+        self.deadline_hours = None if deadline_hours is None else float(deadline_hours)
+        self.alert_config_path = alert_config_path
+
+    def _deadline(self, context: Context) -> dt.datetime | None:
+        if self.deadline_hours is None:
+            return None
+        from airflow_mlops.ml.freshness import freshness_deadline
+
+        return freshness_deadline(self._ds(context), self.deadline_hours)
+
+    def _time_out(self, context: Context, reason: str) -> None:
+        """Raise the freshness alert (when a model config is known), then ``AirflowSensorTimeout``."""
+        from airflow.sdk.exceptions import AirflowSensorTimeout
+
+        ds = self._ds(context)
+        uri = self._dataset().uri(ds)
+        message = f"partition {uri} did not arrive: {reason}"
+        path = self.alert_config_path or self.config_path
+        if path:
+            from airflow_mlops.alerts import Alert, raise_alert
+            from airflow_mlops.hooks.storage import ArtifactStore
+            from airflow_mlops.ml.config import load_model_config
+
+            config = load_model_config(path)
+            deadline = self._deadline(context)
+            raise_alert(config, ArtifactStore(self.storage_uri, conn_id=self.aws_conn_id), Alert(
+                model=config.name, check="freshness", window=ds, value="missing",
+                threshold=f"by {deadline.isoformat()}" if deadline else f"within {float(self.timeout):g}s of waiting",
+                message=f"{message}. Ask the upstream owner to deliver it, then clear {self.task_id} to resume.",
+                report_uri=uri, details={"partition_uri": uri, "task_id": self.task_id}), context=context)
+        raise AirflowSensorTimeout(f"{message}; the downstream tasks of {ds} will not run")
 
     def _dataset(self):
         from airflow_mlops.hooks.datasets import Dataset
@@ -71,22 +111,48 @@ class DataPartitionSensor(BaseSensorOperator):
         d = self._dataset()
         found = d.exists(self._ds(context))
         self.log.info("partition %s: %s", d.uri(self._ds(context)), "present" if found else "not yet")
+        deadline = self._deadline(context)
+        if not found and deadline is not None and dt.datetime.now(dt.timezone.utc) >= deadline:
+            self._time_out(context, f"freshness deadline {deadline.isoformat()} ({self.deadline_hours:g} h after "
+                                    "the end of the logical day) has passed")
         return found
 
     def execute(self, context: Context) -> Any:
+        from airflow.sdk.exceptions import AirflowSensorTimeout
+
         if not self.deferrable or self.poke(context):
-            return super().execute(context)
+            try:
+                return super().execute(context)
+            except AirflowSensorTimeout as e:
+                if "did not arrive" in str(e):  # already alerted by poke
+                    raise
+                self._time_out(context, f"sensor timeout of {float(self.timeout):g}s reached")
         from airflow_mlops.triggers.storage import DataPartitionTrigger
 
         d = self._dataset()
+        deadline = self._deadline(context)
         self.defer(
             trigger=DataPartitionTrigger(storage_uri=d.store.root, prefix=d.prefix, ds=self._ds(context), fmt=d.fmt,
-                                         aws_conn_id=self.aws_conn_id, poke_interval=float(self.poke_interval)),
+                                         aws_conn_id=self.aws_conn_id, poke_interval=float(self.poke_interval),
+                                         deadline=deadline.isoformat() if deadline else None),
             method_name="execute_complete",
             timeout=dt.timedelta(seconds=float(self.timeout)),
         )
 
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context):
+        from airflow.sdk.exceptions import AirflowSensorTimeout
+
+        try:
+            return super().resume_execution(next_method, next_kwargs, context)
+        except AirflowSensorTimeout as e:
+            if "did not arrive" in str(e):
+                raise
+            self._time_out(context, f"sensor timeout of {float(self.timeout):g}s reached")
+
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> None:
+        if event and event.get("status") == "timeout":
+            self._time_out(context, f"freshness deadline {event.get('deadline')} ({self.deadline_hours:g} h after "
+                                    "the end of the logical day) has passed")
         if not event or event.get("status") != "success":
             from airflow.sdk.exceptions import AirflowException
 

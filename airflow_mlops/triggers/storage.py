@@ -18,18 +18,30 @@ class DataPartitionTrigger(BaseTrigger):
     :param fmt: ``parquet`` or ``csv``.
     :param aws_conn_id: Airflow AWS connection for ``s3://``.
     :param poke_interval: seconds between checks.
+    :param deadline: ISO timestamp (UTC when naive) of the freshness deadline: once it passes without
+        the partition, the trigger fires ``{"status": "timeout", "deadline": ...}``.
     """
 
     def __init__(self, storage_uri: str, prefix: str, ds: str, fmt: str = "parquet",
-                 aws_conn_id: str | None = None, poke_interval: float = 60.0) -> None:
+                 aws_conn_id: str | None = None, poke_interval: float = 60.0, deadline: str | None = None) -> None:
         super().__init__()
         self.storage_uri, self.prefix, self.ds, self.fmt = storage_uri, prefix, ds, fmt
-        self.aws_conn_id, self.poke_interval = aws_conn_id, poke_interval
+        self.aws_conn_id, self.poke_interval, self.deadline = aws_conn_id, poke_interval, deadline
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return ("airflow_mlops.triggers.storage.DataPartitionTrigger", {
             "storage_uri": self.storage_uri, "prefix": self.prefix, "ds": self.ds, "fmt": self.fmt,
-            "aws_conn_id": self.aws_conn_id, "poke_interval": self.poke_interval})
+            "aws_conn_id": self.aws_conn_id, "poke_interval": self.poke_interval, "deadline": self.deadline})
+
+    def _deadline_passed(self) -> bool:
+        if not self.deadline:
+            return False
+        import datetime as dt
+
+        deadline = dt.datetime.fromisoformat(self.deadline)
+        if deadline.tzinfo is None:
+            deadline = deadline.replace(tzinfo=dt.timezone.utc)
+        return dt.datetime.now(dt.timezone.utc) >= deadline
 
     def _exists(self) -> bool:
         from airflow_mlops.hooks.datasets import Dataset
@@ -42,6 +54,9 @@ class DataPartitionTrigger(BaseTrigger):
             try:
                 if await asyncio.to_thread(self._exists):
                     yield TriggerEvent({"status": "success", "ds": self.ds})
+                    return
+                if self._deadline_passed():
+                    yield TriggerEvent({"status": "timeout", "ds": self.ds, "deadline": self.deadline})
                     return
             except Exception as e:  # report, let the sensor fail with the message
                 yield TriggerEvent({"status": "error", "message": str(e)})
