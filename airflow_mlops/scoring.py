@@ -16,7 +16,21 @@ The steps are plain functions over ``(config, store)``, like :mod:`airflow_mlops
 
 The output has the prediction-log schema of ``docs/prediction-log.md`` (same columns for every
 model): keys, ``prediction``, ``proba_<class>``, ``shadow_prediction``, ``shadow_model_version``,
-``model_name``, ``model_version``, ``scored_by``, ``logical_date``, ``scored_at``, ``run_id``.
+``model_name``, ``model_version``, ``scored_by``, ``logical_date``, ``scored_at``, ``run_id``
+(+ ``explain_<i>_feature`` / ``explain_<i>_value`` when explanations are on).
+
+Rollout controls, all applied per record batch (memory stays bounded):
+
+* **canary** (``config.canary`` or ``canary_alias``/``canary_share``): a stable share of the rows,
+  chosen by :func:`canary_mask` (a deterministic hash of the key values, the same on every re-run
+  and backfill), is scored - for real - by the version of another alias; those rows say
+  ``scored_by="canary"`` and carry that version in ``model_version``.
+* **kill switch** (registry flag :meth:`ModelRegistry.set_model_disabled`, or a caller's switch
+  such as the Airflow Variable ``mlops_<model>_disabled`` read by the operator): no model is
+  loaded; every row gets the naive training baseline of :func:`fallback_baseline` (majority class
+  + class prior / training mean) with ``scored_by="fallback"``.
+* **explanations** (``config.explain``): top-k per-row feature contributions from
+  :mod:`airflow_mlops.ml.explain` (shap for tree and linear models, perturbation otherwise).
 
 No Airflow imports here (the hooks used define Airflow hook classes next to the plain
 classes); pyarrow, pandas and scikit-learn are imported inside functions.
@@ -45,7 +59,7 @@ from airflow_mlops.hooks.storage import ArtifactStore, join
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from airflow_mlops.ml.config import ModelConfig
+    from airflow_mlops.ml.config import ExplainConfig, ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +68,11 @@ __all__ = [
     "LOG_COLUMNS",
     "ModelSelectionError",
     "SchemaMismatchError",
+    "canary_mask",
     "check_input_schema",
+    "fallback_baseline",
+    "key_hash",
+    "switch_is_on",
     "end_of_day",
     "merge_parts",
     "partition_input_files",
@@ -70,6 +88,12 @@ DEFAULT_BATCH_SIZE = 131072
 LOG_COLUMNS = ("shadow_prediction", "shadow_model_version", "model_name", "model_version", "scored_by",
                "logical_date", "scored_at", "run_id")
 PARTS_DIR = "_parts"
+#: ``scored_by`` of rows routed to the canary alias's version
+CANARY = "canary"
+#: ``scored_by`` of rows written by the kill switch's naive baseline (no model involved)
+FALLBACK = "fallback"
+#: ``scored_by`` of rows scored by the alias's first version (``if_alias_missing="first"``)
+FIRST_VERSION = "first_version"
 
 
 class SchemaMismatchError(DataError):
@@ -123,7 +147,7 @@ def select_model(registry: ModelRegistry, name: str, ds: str, *, alias: str = "c
       If the alias did not exist then, :class:`ModelSelectionError` names the moment and lists the
       alias history: a backfill never silently uses today's model. Opt-in
       ``if_alias_missing="first"`` uses instead the first version the alias ever pointed to (fixed
-      by the append-only audit log, so still reproducible), with ``scored_by="fallback"`` and
+      by the append-only audit log, so still reproducible), with ``scored_by="first_version"`` and
       ``selection="alias_first"``: for backfilling dates older than the first promotion;
     * otherwise the version ``alias`` points to now (``selection="alias"``).
     """
@@ -146,9 +170,9 @@ def select_model(registry: ModelRegistry, name: str, ds: str, *, alias: str = "c
         history = registry.alias_history(name, alias)
         first = next((ev.get("to") for ev in history if ev.get("to") is not None), None)
         if if_alias_missing == "first" and first is not None:
-            log.warning("alias %r of %s did not exist at %s; scoring %s with its first version v%s (fallback)",
+            log.warning("alias %r of %s did not exist at %s; scoring %s with its first version v%s",
                         alias, name, ts.isoformat(), str(ds)[:10], first)
-            return {"version": int(first), "scored_by": "fallback", "selection": "alias_first", "alias": alias,
+            return {"version": int(first), "scored_by": FIRST_VERSION, "selection": "alias_first", "alias": alias,
                     "as_of": ts.isoformat()}
         when = ts.isoformat() if explicit else f"{ts.isoformat()} (end of logical date {str(ds)[:10]})"
         raise ModelSelectionError(
@@ -258,8 +282,10 @@ def _proba_columns(meta: dict) -> list[str]:
     return [f"proba_{_label(c)}" for c in meta["classes"]]
 
 
-def prediction_log_schema(meta: dict, key_types: dict[str, pa.DataType], *, has_proba: bool = True) -> pa.Schema:
-    """The Arrow schema of a prediction-log partition for a model (see docs/prediction-log.md)."""
+def prediction_log_schema(meta: dict, key_types: dict[str, pa.DataType], *, has_proba: bool = True,
+                          explain_k: int = 0) -> pa.Schema:
+    """The Arrow schema of a prediction-log partition for a model (see docs/prediction-log.md);
+    ``explain_k > 0`` appends ``explain_<i>_feature`` (string) / ``explain_<i>_value`` (double)."""
     import pyarrow as pa
 
     pred = _prediction_type(meta)
@@ -277,6 +303,8 @@ def prediction_log_schema(meta: dict, key_types: dict[str, pa.DataType], *, has_
         pa.field("scored_at", pa.timestamp("us", tz="UTC"), nullable=False),
         pa.field("run_id", pa.string(), nullable=False),
     ]
+    for i in range(1, explain_k + 1):
+        fields += [pa.field(f"explain_{i}_feature", pa.string()), pa.field(f"explain_{i}_value", pa.float64())]
     return pa.schema(fields)
 
 
@@ -531,21 +559,287 @@ class _Scorer:
     task: str = "binary"
     classes: list | None = None
 
+    pipeline: Any = None
+    explainer: Any = None
+    #: seconds spent in ``explainer.contributions`` (summed over batches)
+    explain_seconds: float = 0.0
+
     @classmethod
     def load(cls, registry: ModelRegistry, name: str, version: int) -> _Scorer:
         model, meta = registry.load_model(name, version=version)
         return cls(name, version, meta, _fast(model), list(meta.get("features") or []), meta.get("task", "binary"),
-                   meta.get("classes"))
+                   meta.get("classes"), pipeline=model)
 
-    def predict(self, batch: pa.RecordBatch) -> tuple[Any, Any]:
-        """``(predictions, DataFrame of proba_<class> columns or None)`` for one record batch."""
+    @property
+    def has_proba(self) -> bool:
+        return hasattr(self.model, "predict_proba") and self.task != "regression"
+
+    def predict(self, batch: pa.RecordBatch) -> tuple[Any, Any, Any]:
+        """``(predictions, DataFrame of proba_<class> columns, contributions or None)`` for one
+        record batch; contributions (rows x features) only when an explainer is set."""
         from airflow_mlops.ml.training import predict_frame
 
         frame = batch.select(self.features).to_pandas()  # one consolidated block: cheap to_numpy()
         out = predict_frame(self.model, frame, self.features, self.task, self.classes)
+        pred = out["prediction"].to_numpy()
+        contrib = None
+        if self.explainer is not None:
+            t = time.perf_counter()
+            last = getattr(self.model, "_last", None)
+            contrib = self.explainer.contributions(frame, transformed=last[1] if last else None, prediction=pred)
+            self.explain_seconds += time.perf_counter() - t
         if isinstance(self.model, _TransformOnce):
             self.model.reset()
-        return out["prediction"].to_numpy(), out
+        return pred, out, contrib
+
+
+class _FallbackScorer:
+    """The kill switch's scorer: every row gets the version's naive training baseline
+    (:func:`fallback_baseline`); no model is loaded."""
+
+    explainer = None
+    explain_seconds = 0.0
+
+    def __init__(self, name: str, version: int, meta: dict, baseline: dict, has_proba: bool) -> None:
+        self.name, self.version, self.meta, self.baseline = name, version, meta, baseline
+        self.features: list[str] = []
+        self.task = meta.get("task", "binary")
+        self.has_proba = has_proba
+
+    def predict(self, batch: pa.RecordBatch) -> tuple[Any, Any, None]:
+        import numpy as np
+        import pandas as pd
+
+        n = batch.num_rows
+        pred = np.full(n, self.baseline["prediction"], dtype=object if isinstance(self.baseline["prediction"], str)
+                       else None)
+        out = pd.DataFrame({"prediction": pred})
+        for label, p in (self.baseline.get("proba") or {}).items():
+            out[f"proba_{label}"] = np.full(n, p, dtype="float64")
+        return pred, out, None
+
+
+# ------------------------------------------------------------------------------------------
+# kill switch: naive fallback from the training baseline
+# ------------------------------------------------------------------------------------------
+_FALSY = ("", "0", "false", "no", "off", "none", "null", "disabled=false")
+
+
+def switch_is_on(value: Any) -> bool:
+    """Whether a kill-switch value (e.g. the Airflow Variable ``mlops_<model>_disabled``) is on:
+    ``None`` and ``""``/``0``/``false``/``no``/``off``/``none``/``null`` (any case) are off; every
+    other value (``true``, ``1``, ``yes``, a reason text...) is on - an unclear value stops the model."""
+    if value is None or value is False:
+        return False
+    if value is True:
+        return True
+    return str(value).strip().lower() not in _FALSY
+
+
+def _target_counts(values: Any, task: str) -> tuple[dict[str, int], float, int]:
+    """``(counts by class label, sum, n)`` of the non-null target values."""
+    import numpy as np
+    import pandas as pd
+
+    from airflow_mlops.ml.training import _label
+
+    s = pd.Series(values).dropna()
+    if task == "regression":
+        v = s.to_numpy(dtype="float64")
+        return {}, float(v.sum()), int(len(v))
+    counts: dict[str, int] = {}
+    for value, c in s.value_counts(sort=False).items():
+        label = _label(value)
+        counts[label] = counts.get(label, 0) + int(c)
+    return counts, 0.0, int(np.sum(list(counts.values()))) if counts else 0
+
+
+def _baseline_from(counts: dict[str, int], total: float, n: int, meta: dict, source: str) -> dict[str, Any]:
+    from airflow_mlops.ml.training import _label
+
+    task = meta.get("task", "binary")
+    if task == "regression":
+        return {"task": task, "source": source, "rows": n, "prediction": total / n, "proba": None}
+    classes = list(meta.get("classes") or [])
+    labels = [_label(c) for c in classes]
+    proba = {lab: counts.get(lab, 0) / n for lab in labels}
+    best = max(range(len(classes)), key=lambda i: (proba[labels[i]], -i))  # ties: first class
+    cls = classes[best]
+    return {"task": task, "source": source, "rows": n, "prediction": cls, "proba": proba}
+
+
+def fallback_baseline(registry: ModelRegistry, name: str, version: int, meta: dict | None = None) -> dict[str, Any]:
+    """The naive prediction the kill switch writes for version ``version``: what the training's
+    naive baseline (``DummyClassifier(strategy="prior")`` / ``DummyRegressor(strategy="mean")``,
+    scored in ``metrics.baseline``) predicts - the majority class with the class prior as
+    probabilities for classifiers, the training mean for regression.
+
+    ``metadata.json`` records the baseline's metrics but not its prediction, so it is recomputed
+    from the first source available:
+
+    1. ``training_data`` - the training window's target column (only that column is read) minus the
+       holdout rows (``holdout.parquet``): exactly the rows the baseline was fitted on. Used when the
+       window still holds ``split.n_train + split.n_holdout`` labelled rows;
+    2. ``holdout`` - the target of ``holdout.parquet`` (a stratified sample of the same window, so
+       the same class proportions up to rounding);
+    3. ``reference`` - ``reference.parquet`` (training features + the model's predictions, no
+       target): the mean predicted probabilities / mean prediction of that training sample.
+
+    Returns ``{"task", "source", "rows", "prediction", "proba": {label: p} | None}``.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    meta = meta or registry.get_metadata(name, version)
+    task = meta.get("task", "binary")
+    target = meta.get("target")
+    artifacts = meta.get("artifacts") or {}
+    hold = None
+    if target and "holdout.parquet" in artifacts:
+        try:
+            t = pq.read_table(pa.BufferReader(registry.read_artifact(name, version, "holdout.parquet")),
+                              columns=[target])
+            hold = _target_counts(t.column(0).to_pandas(), task)
+        except (RegistryError, KeyError, pa.ArrowInvalid) as e:
+            log.warning("%s v%d: holdout.parquet not usable for the fallback baseline: %s", name, version, e)
+    # 1. training window minus holdout
+    td = meta.get("training_data") or {}
+    split = meta.get("split") or {}
+    root = registry.store.uri("").rstrip("/") + "/"
+    if hold is not None and target and td.get("uri", "").startswith(root) and td.get("partitions"):
+        fmt = ((meta.get("config") or {}).get("data") or {}).get("format") or "parquet"
+        data = Dataset(registry.store, td["uri"][len(root):], fmt)
+        try:
+            parts = [data.read_table(p, columns=[target]).column(0).to_pandas() for p in td["partitions"]]
+            import pandas as pd
+
+            win = _target_counts(pd.concat(parts, ignore_index=True), task)
+            expected = int(split.get("n_train", -1)) + int(split.get("n_holdout", -1))
+            if win[2] == expected and expected - hold[2] > 0:
+                counts = {k: v - hold[0].get(k, 0) for k, v in win[0].items()}
+                return _baseline_from(counts, win[1] - hold[1], expected - hold[2], meta, "training_data")
+            log.info("%s v%d: training window has %d labelled rows, the model was trained on %d; "
+                     "fallback baseline from the holdout instead", name, version, win[2], expected)
+        except (DataError, OSError, pa.ArrowInvalid, KeyError) as e:
+            log.info("%s v%d: training data not readable for the fallback baseline (%s); using the holdout",
+                     name, version, str(e).splitlines()[0])
+    # 2. holdout
+    if hold is not None and hold[2] > 0:
+        return _baseline_from(hold[0], hold[1], hold[2], meta, "holdout")
+    # 3. reference sample (features + the model's predictions)
+    ref = registry.load_reference(name, version)
+    if ref.empty:
+        raise DataError(f"{name} v{version}: no training target, holdout or reference rows to compute the "
+                        f"fallback baseline from; re-register the version with its artifacts")
+    out = {"task": task, "source": "reference", "rows": int(len(ref))}
+    if task == "regression":
+        col = target if target in ref.columns else "prediction"
+        return {**out, "prediction": float(ref[col].mean()), "proba": None}
+    from airflow_mlops.ml.training import _label
+
+    classes = list(meta.get("classes") or [])
+    labels = [_label(c) for c in classes]
+    if all(f"proba_{lab}" in ref.columns for lab in labels):
+        means = {lab: float(ref[f"proba_{lab}"].mean()) for lab in labels}
+        total = sum(means.values()) or 1.0
+        proba = {lab: v / total for lab, v in means.items()}
+    else:
+        counts, _, n = _target_counts(ref[target] if target in ref.columns else ref["prediction"], task)
+        proba = {lab: counts.get(lab, 0) / max(n, 1) for lab in labels}
+    best = max(range(len(classes)), key=lambda i: (proba[labels[i]], -i))
+    return {**out, "prediction": classes[best], "proba": proba}
+
+
+def _has_proba_columns(registry: ModelRegistry, name: str, version: int, meta: dict) -> bool:
+    """Whether the version's predictions include ``proba_<class>`` (from its reference schema), so
+    that fallback partitions have the same columns as the model's."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if meta.get("task") == "regression" or not meta.get("classes"):
+        return False
+    try:
+        schema = pq.read_schema(pa.BufferReader(registry.read_artifact(name, version, "reference.parquet")))
+        return any(n.startswith("proba_") for n in schema.names)
+    except (RegistryError, pa.ArrowInvalid):
+        return True
+
+
+# ------------------------------------------------------------------------------------------
+# canary: stable row assignment by key hash
+# ------------------------------------------------------------------------------------------
+_M1, _M2, _GOLDEN = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB, 0x9E3779B97F4A7C15
+#: SipHash key for string keys (16 bytes; changing it would reshuffle every canary assignment)
+_SIP_KEY = "mlops-canary-v1!"
+
+
+def _splitmix64(x: Any) -> Any:
+    """splitmix64 finaliser on a uint64 numpy array (wrapping arithmetic)."""
+    import numpy as np
+
+    with np.errstate(over="ignore"):
+        z = x + np.uint64(_GOLDEN)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(_M1)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(_M2)
+        return z ^ (z >> np.uint64(31))
+
+
+def _column_hash(col: pa.Array | pa.ChunkedArray) -> Any:
+    """uint64 hash of each value's canonical form: integers (any width), booleans, dates and
+    timestamps as int64; floats by their float64 bits (``-0.0`` = ``0.0``); strings/binary by
+    SipHash-2-4 of their UTF-8 bytes; nulls hash to a fixed value."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = col.type
+    if pa.types.is_dictionary(t):
+        col = col.cast(t.value_type)
+        t = t.value_type
+    nulls = col.is_null().to_numpy(zero_copy_only=False) if col.null_count else None
+    if pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_temporal(t):
+        if pa.types.is_temporal(t):
+            col = col.cast(pa.int64()) if pa.types.is_timestamp(t) or pa.types.is_date64(t) else                 col.cast(pa.int32()).cast(pa.int64())
+        v = pc.fill_null(col.cast(pa.int64()), 0).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        h = _splitmix64(v.view(np.uint64))
+    elif pa.types.is_floating(t):
+        v = pc.fill_null(col.cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False).astype(np.float64)
+        v = np.where(v == 0.0, 0.0, v)
+        h = _splitmix64(v.view(np.uint64))
+    else:
+        if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+            col = col.cast(pa.string())
+        values = pc.fill_null(col, "").to_numpy(zero_copy_only=False).astype(object)
+        h = pd.util.hash_array(values, encoding="utf8", hash_key=_SIP_KEY, categorize=False).astype(np.uint64)
+    if nulls is not None:
+        h = np.where(nulls, np.uint64(0x6E756C6C), h)
+    return h
+
+
+def key_hash(batch: pa.RecordBatch | pa.Table, keys: Sequence[str], salt: str = "") -> Any:
+    """A deterministic uint64 per row from the key columns' values (vectorised; independent of the
+    process, the row order, the batch size and Python's salted ``hash()``)."""
+    import numpy as np
+
+    seed = int.from_bytes(hashlib.sha256(salt.encode()).digest()[:8], "little")
+    h = np.full(batch.num_rows, seed, dtype=np.uint64)
+    for k in keys:
+        with np.errstate(over="ignore"):
+            h = _splitmix64(h * np.uint64(_GOLDEN) ^ _column_hash(batch.column(k)))
+    return h
+
+
+def canary_mask(batch: pa.RecordBatch | pa.Table, keys: Sequence[str], share: float, salt: str = "") -> Any:
+    """Boolean numpy mask of the rows that go to the canary: ``u < share`` where ``u`` in [0, 1) is
+    the top 53 bits of :func:`key_hash`. The same keys always get the same answer, and raising
+    ``share`` only adds rows (a row in the canary at 5 % stays in it at 10 %)."""
+    import numpy as np
+
+    if not keys:
+        raise ValueError("canary routing needs key columns (config keys) to hash")
+    u = (key_hash(batch, keys, salt) >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+    return u < share
 
 
 #: Run constants written as one-entry dictionary arrays: the Parquet writer stores them dictionary-
@@ -557,7 +851,8 @@ _DICT_CONSTANTS = ("model_name", "scored_by", "logical_date", "run_id")
 def _physical_schema(schema: pa.Schema) -> pa.Schema:
     import pyarrow as pa
 
-    for name in _DICT_CONSTANTS:
+    explain = [f.name for f in schema if f.name.startswith("explain_") and f.name.endswith("_feature")]
+    for name in (*_DICT_CONSTANTS, *explain):
         i = schema.get_field_index(name)
         schema = schema.set(i, schema.field(i).with_type(pa.dictionary(pa.int32(), pa.string())))
     return schema
@@ -623,10 +918,15 @@ def score_partition(
     run_id: str = "",
     files: Sequence[str] | None = None,
     if_alias_missing: str = "fail",
+    canary_alias: str | None = None,
+    canary_share: float | None = None,
+    disabled: Any = None,
+    disabled_source: str = "caller",
+    explain: ExplainConfig | bool | None = None,
 ) -> dict[str, Any]:
     """Score the input partition ``ds`` with a registered model into the prediction log.
 
-    :param config: the model config (name, input dataset, keys).
+    :param config: the model config (name, input dataset, keys, ``canary``, ``explain``).
     :param store: artifact store holding the registry and the prediction log.
     :param ds: logical date ``YYYY-MM-DD``.
     :param alias: alias to score with (default ``champion``); ``scored_by`` records it.
@@ -646,15 +946,37 @@ def score_partition(
     :param run_id: written to ``run_id`` (default ``manual__<scored_at>``).
     :param files: score only these input files (keys from :func:`partition_input_files`) into a
         part ``<output_prefix>/_parts/ds=<ds>/<part-id>/``, for :func:`merge_parts`.
+    :param canary_alias: route a share of the rows to this alias's version (default
+        ``config.canary.alias`` when the config has a ``canary`` section). The version is resolved
+        like the main one (as of the same moment for backfills). If the alias does not exist, or
+        its model cannot score the input, every row is scored by the main model and the summary
+        says why (``canary_error``).
+    :param canary_share: share of rows for the canary, 0-1 (default ``config.canary.share``; 0 turns
+        the canary off). Rows are chosen by :func:`canary_mask` on the key columns: the same rows
+        on every re-run and backfill.
+    :param disabled: a kill switch value from the caller (e.g. the Airflow Variable
+        ``mlops_<model>_disabled``), parsed by :func:`switch_is_on`. The registry's flag
+        (:meth:`ModelRegistry.is_model_disabled`) is always checked too. When either is on, no
+        model is loaded: every row gets :func:`fallback_baseline` with ``scored_by="fallback"``.
+    :param disabled_source: where ``disabled`` came from, for the summary and the log.
+    :param explain: explanations: an :class:`~airflow_mlops.ml.config.ExplainConfig`, ``True``
+        (defaults), ``False`` (off) or ``None`` = ``config.explain``.
     :returns: JSON-safe summary ``{"model", "version", "scored_by", "selection", "as_of", "rows",
         "files", "output_files", "output_uri", "output_key", "input_uri", "seconds",
-        "shadow_version", "shadow_error", "scored_at", "run_id", "part"}``.
+        "shadow_version", "shadow_error", "scored_at", "run_id", "part", "canary_alias",
+        "canary_version", "canary_share", "canary_rows", "canary_error", "kill_switch",
+        "fallback", "explain"}``.
     :raises SchemaMismatchError: the input lacks a key/feature column or has an incompatible dtype
         (every difference listed); nothing is written.
     :raises DataError: missing, empty or unreadable input.
-    :raises RegistryError: unknown model/version/alias, retired version, integrity failure.
+    :raises RegistryError: unknown model/version/alias, retired version (naming who retired it and
+        why), integrity failure.
     """
+    import numpy as np
     import pyarrow as pa
+
+    from airflow_mlops.hooks.registry import LifecycleError
+    from airflow_mlops.ml.config import ExplainConfig
 
     started = time.perf_counter()
     if batch_size < 1:
@@ -667,9 +989,53 @@ def score_partition(
     in_store = dataset.store
     input_uri = dataset.uri(ds)
 
+    # -- rollout settings --------------------------------------------------------------------
+    if canary_alias is None and config.canary is not None:
+        canary_alias = config.canary.alias
+    if canary_share is None:
+        canary_share = config.canary.share if config.canary is not None else 0.0
+    canary_share = float(canary_share)
+    if not 0.0 <= canary_share <= 1.0:
+        raise ValueError(f"canary_share must be between 0 and 1, got {canary_share}")
+    if explain is None:
+        explain = config.explain
+    elif explain is True:
+        explain = config.explain or ExplainConfig()
+    elif explain is False:
+        explain = None
+
     chosen = select_model(registry, name, ds, alias=alias, version=version, as_of=as_of,
                           as_of_logical_date=as_of_logical_date, if_alias_missing=if_alias_missing)
-    scorer = _Scorer.load(registry, name, chosen["version"])
+
+    # -- kill switch ---------------------------------------------------------------------------
+    kill: dict[str, Any] | None = None
+    flag = registry.is_model_disabled(name)
+    if flag:
+        kill = {"source": "registry", "by": flag.get("by"), "at": flag.get("at"), "reason": flag.get("reason")}
+    elif switch_is_on(disabled):
+        kill = {"source": disabled_source, "by": None, "at": None, "reason": str(disabled)}
+
+    scorer: _Scorer | _FallbackScorer
+    fallback: dict[str, Any] | None = None
+    if kill is not None:
+        meta = registry.get_metadata(name, chosen["version"])
+        fallback = fallback_baseline(registry, name, chosen["version"], meta)
+        scorer = _FallbackScorer(name, chosen["version"], meta, fallback,
+                                 _has_proba_columns(registry, name, chosen["version"], meta))
+        chosen = {**chosen, "scored_by": FALLBACK}
+        log.warning("kill switch of %s is ON (%s%s): writing the naive fallback (%s from %s, v%d's training "
+                    "baseline) instead of scoring with the model", name, kill["source"],
+                    f", by {kill['by']}" if kill.get("by") else "", fallback["prediction"], fallback["source"],
+                    chosen["version"])
+    else:
+        try:
+            scorer = _Scorer.load(registry, name, chosen["version"])
+        except LifecycleError as e:
+            how = {"version": "pinned with version=", "alias": f"alias {chosen['alias']!r}",
+                   "alias_as_of": f"alias {chosen['alias']!r} as of {chosen['as_of']}",
+                   "alias_first": f"first version of alias {chosen['alias']!r}"}.get(chosen["selection"], "")
+            raise LifecycleError(f"cannot score {input_uri} for {ds}: {name} v{chosen['version']} ({how}) - {e}. "
+                                 f"Score with an active version (version=<n>) or point the alias elsewhere") from None
     keys = list(scorer.meta.get("keys") or config.keys)
 
     all_files = partition_input_files(config, store, ds, dataset)
@@ -683,11 +1049,11 @@ def score_partition(
     if not part:
         files = all_files
 
-    # -- shadow model ------------------------------------------------------------------------
+    # -- shadow and canary models (never with the kill switch on) ---------------------------------
     shadow: _Scorer | None = None
     shadow_version: int | None = None
     shadow_error: str | None = None
-    if shadow_alias:
+    if shadow_alias and kill is None:
         try:
             sel = select_model(registry, name, ds, alias=shadow_alias, as_of=chosen["as_of"])
             shadow_version = sel["version"]
@@ -698,6 +1064,56 @@ def score_partition(
         except RegistryError as e:
             shadow, shadow_error = None, f"{type(e).__name__}: {e}"
             log.warning("shadow alias %r of %s not used: %s; shadow columns are null", shadow_alias, name, e)
+    elif shadow_alias:
+        shadow_error = "kill switch on: no model scored"
+
+    canary: _Scorer | None = None
+    canary_version: int | None = None
+    canary_error: str | None = None
+    if canary_alias and canary_share > 0:
+        if kill is not None:
+            canary_error = "kill switch on: every row got the fallback"
+        else:
+            try:
+                sel = select_model(registry, name, ds, alias=canary_alias, as_of=chosen["as_of"])
+                canary_version = sel["version"]
+                if canary_version == scorer.version:
+                    raise RegistryError(f"alias {canary_alias!r} points to v{canary_version}, the version scoring "
+                                        "every row already")
+                canary = _Scorer.load(registry, name, canary_version)
+                if canary.task != scorer.task or list(canary.classes or []) != list(scorer.classes or []):
+                    raise RegistryError(f"canary v{canary_version} ({canary.task}, classes {canary.classes}) does "
+                                        f"not predict like v{scorer.version} ({scorer.task}, classes {scorer.classes})")
+                if canary.has_proba != scorer.has_proba:
+                    raise RegistryError(f"canary v{canary_version} and v{scorer.version} differ in predict_proba")
+            except RegistryError as e:
+                canary, canary_error = None, f"{type(e).__name__}: {e}"
+            if canary is None:
+                log.warning("canary alias %r of %s not used: %s; every row scored by v%d", canary_alias, name,
+                            canary_error, scorer.version)
+
+    # -- explanations ----------------------------------------------------------------------------
+    explain_k = int(explain.top_k) if explain is not None else 0
+    explain_info: dict[str, Any] | None = None
+    if explain is not None:
+        explain_info = {"top_k": explain_k, "requested": explain.method, "method": None, "seconds": 0.0,
+                        "setup_seconds": 0.0, "rows": 0}
+        if kill is None:
+            from airflow_mlops.ml.explain import ExplainError, make_explainer
+
+            t = time.perf_counter()
+            for sc in (scorer, canary):
+                if sc is None:
+                    continue
+                try:
+                    sc.explainer = make_explainer(sc.pipeline, sc.meta, registry.load_reference(name, sc.version),
+                                                  explain.method)
+                except ExplainError as e:
+                    raise DataError(f"explanations for {name} v{sc.version} cannot be computed: {e}") from None
+            explain_info["setup_seconds"] = round(time.perf_counter() - t, 3)
+            explain_info["method"] = scorer.explainer.describe()
+            if canary is not None:
+                explain_info["canary_method"] = canary.explainer.describe()
 
     # -- schema check of every file BEFORE writing anything ----------------------------------
     tmpdir = tempfile.mkdtemp(prefix="mlops-score-")
@@ -725,17 +1141,35 @@ def score_partition(
             if shadow_error:
                 log.warning("shadow %s v%s not used: %s", name, shadow_version, shadow_error)
                 shadow = None
+        if canary is not None:
+            cdiffs = check_input_schema(schemas[files[0]], canary.meta, keys=keys)
+            if cdiffs:
+                canary_error = "canary model does not fit the input: " + ", ".join(
+                    f"{d['column']} (expected {d['expected']}, found {d['found']})" for d in cdiffs)
+            elif _prediction_type(canary.meta) != _prediction_type(scorer.meta):
+                canary_error = (f"canary predictions are {_prediction_type(canary.meta)}, the model's are "
+                                f"{_prediction_type(scorer.meta)}")
+            if canary_error:
+                log.warning("canary %s v%s not used: %s; every row scored by v%d", name, canary_version,
+                            canary_error, scorer.version)
+                canary = None
         first = schemas[files[0]]
         key_types = {k: first.field(k).type for k in keys}
-        needed = list(dict.fromkeys([*keys, *scorer.features, *(shadow.features if shadow else [])]))
-        has_proba = hasattr(scorer.model, "predict_proba") and scorer.task != "regression"
-        schema = prediction_log_schema(scorer.meta, key_types, has_proba=has_proba)
+        needed = list(dict.fromkeys([*keys, *scorer.features, *(shadow.features if shadow else []),
+                                     *(canary.features if canary else [])]))
+        has_proba = scorer.has_proba
+        schema = prediction_log_schema(scorer.meta, key_types, has_proba=has_proba, explain_k=explain_k)
         proba_cols = _proba_columns(scorer.meta) if has_proba else []
         pred_type = schema.field("prediction").type
         write_options = _write_options(schema, keys)
         physical = _physical_schema(schema)
         dtypes = {**((shadow.meta.get("feature_dtypes") or {}) if shadow else {}),
+                  **((canary.meta.get("feature_dtypes") or {}) if canary else {}),
                   **(scorer.meta.get("feature_dtypes") or {})}
+        # explanation feature names: one dictionary for every batch (main model's features first)
+        explain_names = list(dict.fromkeys([*scorer.features, *(canary.features if canary else [])]))
+        explain_dict = pa.array(explain_names, type=pa.string())
+        explain_pos = {f: i for i, f in enumerate(explain_names)}
 
         scored_at = dt.datetime.now(dt.timezone.utc)
         run_id = run_id or f"manual__{scored_at.isoformat()}"
@@ -745,16 +1179,36 @@ def score_partition(
             **({"shadow_prediction": None, "shadow_model_version": None} if shadow is None
                else {"shadow_model_version": shadow_version}),
         })
+        scored_by_dict = pa.array([chosen["scored_by"], CANARY], type=pa.string())
+        index_type = physical.field("scored_by").type.index_type
+
+        def explain_arrays(contrib: Any, features: list[str]) -> tuple[Any, Any]:
+            """(global feature index, value) of the top-k, (n, explain_k), -1 / nan where absent."""
+            from airflow_mlops.ml.explain import top_k
+
+            idx, val = top_k(contrib, explain_k)
+            gidx = np.full((len(contrib), explain_k), -1, dtype=np.int32)
+            gval = np.full((len(contrib), explain_k), np.nan)
+            remap = np.array([explain_pos[f] for f in features], dtype=np.int32)
+            gidx[:, :idx.shape[1]] = remap[idx]
+            gval[:, :idx.shape[1]] = val
+            return gidx, gval
 
         output = predictions_dataset(config, store, output_prefix)
         out_key = (join(output.prefix, PARTS_DIR, partition_name(ds), _part_id(files)) if part
                    else output.key(ds))
+        canary_salt = name
         manifest = {"model": name, "version": scorer.version, "scored_by": chosen["scored_by"],
                     "selection": chosen["selection"], "as_of": chosen["as_of"], "ds": ds, "run_id": run_id,
                     "scored_at": scored_at.isoformat(), "input_uri": input_uri, "input_files": list(files),
                     "shadow_version": shadow_version if shadow is not None else None, "part": part,
+                    "canary_alias": canary_alias if canary is not None else None,
+                    "canary_version": canary_version if canary is not None else None,
+                    "canary_share": canary_share if canary is not None else None,
+                    "kill_switch": kill, "fallback": fallback,
+                    "explain": ({"top_k": explain_k, "method": explain_info["method"]} if explain_info else None),
                     "schema": {f.name: str(f.type) for f in schema}}
-        rows = 0
+        rows = canary_rows = 0
         with store.partition_writer(out_key, **manifest) as w:
             for f in files:
                 uri = in_store.uri(f)
@@ -773,18 +1227,56 @@ def score_partition(
                             n = batch.num_rows
                             if n == 0:
                                 continue
-                            pred, out = scorer.predict(batch)
+                            nc = 0
+                            if canary is not None:
+                                mask = canary_mask(batch, keys, canary_share, canary_salt)
+                                nc = int(mask.sum())
+                                if nc:  # main rows first, canary rows last: two contiguous slices
+                                    order = np.concatenate([np.flatnonzero(~mask), np.flatnonzero(mask)])
+                                    batch = batch.take(pa.array(order))
+                            pieces = []
+                            if n - nc:
+                                pieces.append((scorer, *scorer.predict(batch.slice(0, n - nc) if nc else batch)))
+                            if nc:
+                                pieces.append((canary, *canary.predict(batch.slice(n - nc))))
                             cols: dict[str, pa.Array] = {}
                             for k in keys:
                                 col = batch.column(k)
                                 cols[k] = col if col.type == schema.field(k).type else col.cast(schema.field(k).type)
+                            pred = (pieces[0][1] if len(pieces) == 1
+                                    else np.concatenate([np.asarray(p[1], dtype=object if pred_type == pa.string()
+                                                                    else None) for p in pieces]))
                             cols["prediction"] = _to_arrow(pred, pred_type)
                             for c in proba_cols:
-                                cols[c] = pa.array(out[c].to_numpy(), type=pa.float64())
+                                cols[c] = pa.array(np.concatenate([p[2][c].to_numpy() for p in pieces]),
+                                                   type=pa.float64())
                             cols.update(consts.get(n))
+                            if nc:
+                                cols["scored_by"] = pa.DictionaryArray.from_arrays(
+                                    pa.array(np.r_[np.zeros(n - nc, np.int32), np.ones(nc, np.int32)],
+                                             type=index_type), scored_by_dict)
+                                cols["model_version"] = pa.array(
+                                    np.r_[np.full(n - nc, scorer.version), np.full(nc, canary_version)].astype(np.int64))
+                                canary_rows += nc
                             if shadow is not None:
-                                spred, _ = shadow.predict(batch)
+                                spred, _, _ = shadow.predict(batch)
                                 cols["shadow_prediction"] = _to_arrow(spred, pred_type)
+                            if explain_k:
+                                if pieces[0][0].explainer is None:  # kill switch: no model, no explanation
+                                    for i in range(1, explain_k + 1):
+                                        cols[f"explain_{i}_feature"] = pa.nulls(
+                                            n, type=physical.field(f"explain_{i}_feature").type)
+                                        cols[f"explain_{i}_value"] = pa.nulls(n, type=pa.float64())
+                                else:
+                                    parts_ = [explain_arrays(p[3], p[0].features) for p in pieces]
+                                    gidx = np.concatenate([g for g, _ in parts_])
+                                    gval = np.concatenate([v for _, v in parts_])
+                                    for i in range(explain_k):
+                                        absent = gidx[:, i] < 0
+                                        cols[f"explain_{i + 1}_feature"] = pa.DictionaryArray.from_arrays(
+                                            pa.array(gidx[:, i], type=pa.int32(), mask=absent), explain_dict)
+                                        cols[f"explain_{i + 1}_value"] = pa.array(gval[:, i], type=pa.float64(),
+                                                                                  mask=absent)
                             writer.write(pa.record_batch([cols[fld.name] for fld in physical], schema=physical))
                             rows += n
                         writer.close()
@@ -803,6 +1295,9 @@ def score_partition(
         shutil.rmtree(tmpdir, ignore_errors=True)
 
     seconds = time.perf_counter() - started
+    if explain_info is not None:
+        explain_info["seconds"] = round(scorer.explain_seconds + (canary.explain_seconds if canary else 0.0), 3)
+        explain_info["rows"] = rows if kill is None else 0
     summary = {
         "model": name, "version": scorer.version, "scored_by": chosen["scored_by"],
         "selection": chosen["selection"], "as_of": chosen["as_of"], "rows": rows, "files": len(files),
@@ -811,10 +1306,37 @@ def score_partition(
         "shadow_alias": shadow_alias, "shadow_version": shadow_version if shadow is not None else None,
         "shadow_error": shadow_error, "scored_at": scored_at.isoformat(), "run_id": run_id, "ds": ds,
         "part": part,
+        "canary_alias": canary_alias if canary_share > 0 else None,
+        "canary_version": canary_version if canary is not None else None,
+        "canary_share": canary_share if canary_alias else None, "canary_rows": canary_rows,
+        "canary_error": canary_error, "kill_switch": kill,
+        "fallback": ({k: fallback[k] for k in ("source", "rows", "prediction", "proba")} if fallback else None),
+        "explain": explain_info,
     }
+    if fallback is not None:  # JSON-safe (numpy scalars from the target column)
+        summary["fallback"]["prediction"] = _plain_value(fallback["prediction"])
     log.info("scored %s with %s v%d (%s): %d row(s) from %d file(s) in %.1f s -> %s", input_uri, name,
              scorer.version, chosen["scored_by"], rows, len(files), seconds, summary["output_uri"])
+    if canary_alias and canary_share > 0:
+        if canary is not None:
+            log.info("canary %r v%s scored %d of %d row(s) (%.2f%%, share %.3f)", canary_alias, canary_version,
+                     canary_rows, rows, 100.0 * canary_rows / max(rows, 1), canary_share)
+        else:
+            log.warning("canary %r not used, all %d row(s) scored by v%d: %s", canary_alias, rows, scorer.version,
+                        canary_error)
+    if kill is not None:
+        log.warning("kill switch ON (%s): %d fallback row(s) (prediction %s, from %s)", kill["source"], rows,
+                    summary["fallback"]["prediction"], fallback["source"])
+    if explain_info is not None and explain_info["method"]:
+        log.info("explanations (%s, top %d): %.2f s for %d row(s) (setup %.2f s) of %.2f s scoring",
+                 explain_info["method"]["method"], explain_k, explain_info["seconds"], rows,
+                 explain_info["setup_seconds"], seconds)
     return summary
+
+
+def _plain_value(value: Any) -> Any:
+    item = getattr(value, "item", None)
+    return item() if callable(item) and not isinstance(value, (str, bytes)) else value
 
 
 def _write_options(schema: pa.Schema, keys: Sequence[str]) -> dict[str, Any]:
@@ -828,6 +1350,7 @@ def _write_options(schema: pa.Schema, keys: Sequence[str]) -> dict[str, Any]:
         t = f.type
         delta_ok = pa.types.is_integer(t) or pa.types.is_timestamp(t)
         if f.name in ("model_name", "scored_by", "logical_date", "run_id") or (
+                f.name.startswith("explain_") and f.name.endswith("_feature")) or (
                 f.name in ("prediction", "shadow_prediction") and not pa.types.is_floating(t)):
             dictionary.append(f.name)
         elif delta_ok and (f.name in keys or f.name in ("model_version", "shadow_model_version", "scored_at")):
@@ -904,11 +1427,13 @@ def merge_parts(config: ModelConfig, store: ArtifactStore, ds: str, parts: Seque
         if m.get("ds") != ds:
             raise DataError(f"part {store.uri(k)} is for {m.get('ds')}, not {ds}")
         manifests.append(m)
-    models = {(m.get("model"), m.get("version"), m.get("scored_by"), m.get("shadow_version")) for m in manifests}
+    models = {(m.get("model"), m.get("version"), m.get("scored_by"), m.get("shadow_version"), m.get("canary_version"),
+               m.get("canary_share")) for m in manifests}
     if len(models) > 1:
         raise DataError(
-            f"parts of {config.name} {ds} were scored by different models {sorted(models, key=str)}; the alias "
-            "moved during the fan-out. Resolve the version once (version=...) and re-run the parts")
+            f"parts of {config.name} {ds} were scored by different models {sorted(models, key=str)} (model, version, "
+            "scored_by, shadow, canary version, canary share); an alias or the kill switch changed during the "
+            "fan-out. Resolve the version once (version=...) and re-run the parts")
     schemas = {_json_key(m.get("schema")) for m in manifests}
     if len(schemas) > 1:
         raise DataError(f"parts of {config.name} {ds} have different output schemas; re-run the scoring")
@@ -928,7 +1453,9 @@ def merge_parts(config: ModelConfig, store: ArtifactStore, ds: str, parts: Seque
     first = manifests[0]
     output = predictions_dataset(config, store, output_prefix)
     extra_manifest = {k: first.get(k) for k in ("model", "version", "scored_by", "selection", "as_of", "ds",
-                                                "run_id", "scored_at", "input_uri", "shadow_version", "schema")}
+                                                "run_id", "scored_at", "input_uri", "shadow_version", "schema",
+                                                "canary_alias", "canary_version", "canary_share", "kill_switch",
+                                                "fallback", "explain")}
     extra_manifest.update({"input_files": covered, "part": False, "merged_from": keys})
     with store.partition_writer(output.key(ds), **extra_manifest) as w:
         for k, m in zip(keys, manifests):

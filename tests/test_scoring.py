@@ -300,8 +300,8 @@ def test_champion_as_of_logical_date(local, config):
     assert not local.exists("predictions/churn/ds=2024-01-09/_SUCCESS")
 
     fallback = score_partition(config, local, "2024-01-09", as_of_logical_date=True, if_alias_missing="first")
-    assert (fallback["version"], fallback["scored_by"], fallback["selection"]) == (1, "fallback", "alias_first")
-    assert set(read_output(local, "predictions/churn/ds=2024-01-09")["scored_by"]) == {"fallback"}
+    assert (fallback["version"], fallback["scored_by"], fallback["selection"]) == (1, "first_version", "alias_first")
+    assert set(read_output(local, "predictions/churn/ds=2024-01-09")["scored_by"]) == {"first_version"}
 
     pinned = score_partition(config, local, "2024-01-09", version=1)
     assert (pinned["version"], pinned["scored_by"], pinned["selection"]) == (1, "pinned", "version")

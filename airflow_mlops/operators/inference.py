@@ -33,16 +33,29 @@ class BatchInferenceOperator(MLOpsBaseOperator):
       the model that was champion then. If the alias did not exist then, the task fails naming the
       date and the alias history (pin a version to score such dates).
 
+    Rollout controls (``docs/operators/batch-inference.md``):
+
+    * **canary**: the config's ``canary`` section (``alias``, ``share``) or ``canary_alias`` /
+      ``canary_share``: a stable share of the rows (chosen by a hash of the key values, the same on
+      every re-run and backfill) is scored by that alias's version, ``scored_by="canary"``. A
+      missing canary alias scores every row with the main model (``canary_error`` in the XCom).
+    * **kill switch**: the Airflow Variable ``mlops_<model>_disabled`` (truthy: ``true``, ``1``,
+      ``yes``, a reason text...) or the registry flag (``ModelRegistry.set_model_disabled``): every
+      row gets the naive training baseline, ``scored_by="fallback"``; switching off resumes scoring.
+    * **explanations**: the config's ``explain`` section (``top_k``, ``method``) or ``explain=True``:
+      ``explain_<i>_feature`` / ``explain_<i>_value`` columns; time spent in the XCom ``explain``.
+
     Bad input (missing partition, missing/incompatible columns, unreadable file) and registry
-    problems (unknown model, version or alias, retired version, integrity failure) fail the task
-    without retries; storage errors are raised as they are and retried.
+    problems (unknown model, version or alias, retired version - naming who retired it and why -,
+    integrity failure) fail the task without retries; storage errors are raised as they are and
+    retried.
 
     :param alias: alias to score with. (templated)
     :param version: pinned version, wins over ``alias``. (templated)
     :param as_of_logical_date: resolve ``alias`` as of the end of the logical date.
     :param if_alias_missing: with ``as_of_logical_date``, what to do for a date when the alias did not
         exist yet: ``"fail"`` (default) or ``"first"`` = score with the first version the alias ever
-        pointed to, recorded as ``scored_by="fallback"`` (still reproducible: the audit log is
+        pointed to, recorded as ``scored_by="first_version"`` (still reproducible: the audit log is
         append-only). For backfilling history older than the first promotion.
     :param batch_size: rows per record batch (default
         :data:`airflow_mlops.scoring.DEFAULT_BATCH_SIZE`).
@@ -56,6 +69,11 @@ class BatchInferenceOperator(MLOpsBaseOperator):
     :param files: score only these input files (fan-out with dynamic task mapping, see
         :func:`airflow_mlops.scoring.partition_input_files`); the result is a part that
         :class:`MergePredictionPartsOperator` commits. (templated)
+    :param canary_alias: canary alias (default: the config's ``canary.alias``). (templated)
+    :param canary_share: canary share 0-1 (default: the config's ``canary.share``; ``0`` = off).
+    :param explain: ``None`` = the config's ``explain`` section; ``True`` / ``False`` force it on/off.
+    :param kill_switch_variable: Airflow Variable read as the kill switch (default
+        ``mlops_<model>_disabled``); ``""`` = only the registry flag.
 
     Example (the daily scoring DAG; ``catchup=True`` makes backfills reproducible)::
 
@@ -70,19 +88,26 @@ class BatchInferenceOperator(MLOpsBaseOperator):
 
     XCom: ``{"model", "version", "scored_by", "selection", "as_of", "rows", "files", "output_files",
     "output_uri", "output_key", "input_uri", "seconds", "shadow_version", "shadow_error", "scored_at",
-    "run_id", "ds", "part"}``.
+    "run_id", "ds", "part", "canary_alias", "canary_version", "canary_share", "canary_rows",
+    "canary_error", "kill_switch", "fallback", "explain"}``.
     """
 
     template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields, "alias", "version", "shadow_alias",
-                                      "input_dataset", "output_prefix", "files")
+                                      "input_dataset", "output_prefix", "files", "canary_alias")
     ui_color = "#ffe8cc"
 
     def __init__(self, *, alias: str = "champion", version: int | str | None = None,
                  as_of_logical_date: bool = False, if_alias_missing: str = "fail", batch_size: int | None = None,
                  shadow_alias: str | None = None, input_dataset: str | None = None,
                  input_format: str | None = None, output_prefix: str | None = None,
-                 files: str | list[str] | None = None, **kwargs: Any) -> None:
+                 files: str | list[str] | None = None, canary_alias: str | None = None,
+                 canary_share: float | None = None, explain: bool | None = None,
+                 kill_switch_variable: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.canary_alias = canary_alias
+        self.canary_share = canary_share
+        self.explain = explain
+        self.kill_switch_variable = kill_switch_variable
         self.alias = alias
         self.version = version
         self.as_of_logical_date = as_of_logical_date
@@ -107,6 +132,9 @@ class BatchInferenceOperator(MLOpsBaseOperator):
         if isinstance(files, str):
             files = [files]
         version = self.version if self.version not in (None, "", "None") else None
+        variable = (self.kill_switch_variable if self.kill_switch_variable is not None
+                    else kill_switch_variable(self.config.name))
+        switch = read_variable(variable) if variable else None
         try:
             return score_partition(
                 self.config, self.store, self.logical_ds(context),
@@ -114,10 +142,29 @@ class BatchInferenceOperator(MLOpsBaseOperator):
                 input_dataset=dataset, output_prefix=self.output_prefix or None,
                 batch_size=int(self.batch_size or DEFAULT_BATCH_SIZE), shadow_alias=self.shadow_alias or None,
                 run_id=str(context.get("run_id") or ""), files=files, if_alias_missing=self.if_alias_missing,
+                canary_alias=self.canary_alias or None,
+                canary_share=None if self.canary_share is None else float(self.canary_share),
+                disabled=switch, disabled_source=f"Airflow Variable {variable}", explain=self.explain,
             )
         except (DataError, RegistryError) as e:  # SchemaMismatchError is a DataError
             fail(f"batch scoring of {self.config.name} failed: {e}")
             raise
+
+
+def kill_switch_variable(model: str) -> str:
+    """Name of the Airflow Variable that switches scoring of ``model`` to the fallback."""
+    return f"mlops_{model}_disabled"
+
+
+def read_variable(key: str) -> str | None:
+    """The Variable's value, or None when it is not set (also read from ``AIRFLOW_VAR_<KEY>``)."""
+    from airflow.sdk import Variable
+
+    try:
+        value = Variable.get(key, default=None)
+    except KeyError:
+        return None
+    return None if value is None else str(value)
 
 
 class MergePredictionPartsOperator(MLOpsBaseOperator):
