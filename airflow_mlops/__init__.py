@@ -34,7 +34,11 @@ def get_provider_info() -> dict:
             {"integration-name": "MLOps", "python-modules": [
                 "airflow_mlops.operators.validation", "airflow_mlops.operators.training",
                 "airflow_mlops.operators.registry", "airflow_mlops.operators.inference",
-                "airflow_mlops.operators.monitoring"]},
+                "airflow_mlops.operators.monitoring", "airflow_mlops.operators.data_quality"]},
+        ],
+        "notifications": [
+            "airflow_mlops.notifications.webhook.MLOpsWebhookNotifier",
+            "airflow_mlops.notifications.mlops.MLOpsAlertNotifier",
         ],
         "sensors": [
             {"integration-name": "MLOps", "python-modules": [

@@ -178,8 +178,21 @@ def monitoring_dag(config: ModelConfig, config_path: str, *, storage_uri: str | 
                f">= {config.drift.threshold} emits `mlops://{config.name}/retrain-request`, which schedules "
                f"`{config.name}_training`.",
     ) as dag:
+        from airflow_mlops.alerts import alert_notifier
+        from airflow_mlops.operators.data_quality import DataQualityMonitorOperator
+
+        on_failure = alert_notifier(config, storage_uri=storage_uri)  # failures/timeouts -> routed, deduped alert
         wait = DataPartitionSensor(task_id="wait_for_predictions", prefix=f"predictions/{config.name}",
-                                   storage_uri=storage_uri, poke_interval=60, timeout=6 * 3600, mode="reschedule")
+                                   storage_uri=storage_uri, poke_interval=60, timeout=6 * 3600, mode="reschedule",
+                                   on_failure_callback=on_failure)
+        # data quality of the day's input: freshness deadline (alert), then volume and duplicate checks
+        source = {"dataset": config.data.scoring_dataset} if config.data.scoring_dataset else {"config_path": config_path}
+        deadline = config.monitoring.freshness_deadline_hours
+        wait_data = DataPartitionSensor(task_id="wait_for_data", fmt=config.data.format, storage_uri=storage_uri,
+                                        poke_interval=300, timeout=(24 + deadline + 1) * 3600, mode="reschedule",
+                                        deadline_hours=deadline, alert_config_path=config_path,
+                                        on_failure_callback=on_failure, **source)
+        wait_data >> DataQualityMonitorOperator(task_id="data_quality", config_path=config_path, storage_uri=storage_uri)
         drift = DriftDetectionOperator(task_id="drift", config_path=config_path, storage_uri=storage_uri,
                                        outlets=[AssetAlias(retrain_alias_name(config.name))])
         wait >> drift

@@ -270,3 +270,28 @@ def test_volume_check_logic_ratio_z_and_history():
     late = freshness_check("2024-03-01", False, 6, now=now + dt.timedelta(hours=3))
     assert late["status"] == "late" and late["hours_late"] == 2.0
     assert freshness_check("2024-03-01", True, 6, now=now + dt.timedelta(days=9))["alert"] is False
+
+
+def test_fresh_and_volume_tasks_wired_into_the_monitoring_dag(tmp_path):
+    """The factory's <model>_monitoring DAG: wait_for_data (freshness deadline, alert config, alert
+    callback) -> data_quality, and the alert callback on the predictions sensor too."""
+    import yaml
+
+    from airflow_mlops.dag_factory import monitoring_dag
+    from airflow_mlops.ml.config import load_model_config
+    from airflow_mlops.notifications.mlops import MLOpsAlertNotifier
+    from airflow_mlops.sensors.data import DataPartitionSensor
+
+    path = tmp_path / "churn.yaml"
+    config = make_config(monitoring={"freshness_deadline_hours": 4})
+    path.write_text(yaml.safe_dump(config.to_dict()))
+    config = load_model_config(path)
+    dag = monitoring_dag(config, str(path), storage_uri="file://" + str(tmp_path / "store"))
+    wait_data, dq = dag.get_task("wait_for_data"), dag.get_task("data_quality")
+    assert isinstance(wait_data, DataPartitionSensor) and isinstance(dq, DataQualityMonitorOperator)
+    assert dq.upstream_task_ids == {"wait_for_data"}
+    assert wait_data.deadline_hours == 4.0 and wait_data.alert_config_path == str(path)
+    assert wait_data.timeout == (24 + 4 + 1) * 3600
+    for task_id in ("wait_for_data", "wait_for_predictions"):
+        callbacks = dag.get_task(task_id).on_failure_callback
+        assert any(isinstance(c, MLOpsAlertNotifier) for c in callbacks), task_id
