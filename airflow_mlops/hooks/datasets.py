@@ -131,7 +131,11 @@ class Dataset:
 
     def read_window(self, end: str | dt.date, days: int, columns: list[str] | None = None,
                     require_end: bool = True) -> tuple[pd.DataFrame, list[str]]:
-        """Partitions in ``(end - days, end]`` concatenated, with the list of dates used."""
+        """Partitions in ``(end - days, end]`` concatenated, with the list of dates actually read.
+
+        An unreadable partition other than ``end`` is skipped with a warning and left out of the
+        returned dates (lineage must not claim data that was not used); ``end`` itself must be readable.
+        """
         import pandas as pd
 
         end_date = dt.date.fromisoformat(str(end)[:10])
@@ -141,7 +145,7 @@ class Dataset:
             raise DataError(f"partition {self.uri(end_date.isoformat())} is missing")
         if not dates:
             raise DataError(f"no partitions of {self.uri()} in the {days} day(s) ending {end_date}")
-        frames = []
+        frames, used = [], []
         for d in dates:
             try:
                 frames.append(self.read(d, columns))
@@ -149,7 +153,9 @@ class Dataset:
                 if d == end_date.isoformat():
                     raise
                 log.warning("skipping partition %s: %s", d, e)
-        return pd.concat(frames, ignore_index=True), dates
+                continue
+            used.append(d)
+        return pd.concat(frames, ignore_index=True), used
 
     def schema(self, ds: str | dt.date | None = None) -> dict[str, str] | None:
         """Column -> Arrow type string of one partition (the latest by default), from file metadata only."""

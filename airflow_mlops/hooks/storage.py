@@ -345,17 +345,42 @@ class _S3Backend:
     def upload_file(self, key: str, local_path: str) -> None:
         self._call("upload", key, self.client.upload_file, local_path, self.bucket, self.key(key))
 
+    def _own_write(self, key: str, data: bytes) -> str | None:
+        """After a 412 on a conditional put: the ETag when the object already holds exactly ``data``.
+
+        botocore retries a put whose response was lost (timeout, connection reset) although S3 applied
+        it; the retry then fails its own precondition. The documents written conditionally (version
+        metadata, the registry state) are small and unique (timestamps, ids), so equal bytes mean
+        this very write landed. (Comparing the ETag with md5(data) would not hold on SSE-KMS buckets.)
+        """
+        try:
+            current, etag = self.read_versioned(key)
+        except ArtifactNotFoundError:
+            return None
+        return etag if current == data else None
+
     def create(self, key: str, data: bytes) -> None:
         try:
             self._call("create", key, self.client.put_object, Bucket=self.bucket, Key=self.key(key),
                        Body=data, IfNoneMatch="*")
         except PreconditionFailedError:
+            if self._own_write(key, data) is not None:
+                log.info("create %s: the first attempt's response was lost but it was applied", self.uri(key))
+                return
             raise ArtifactExistsError(f"{self.uri(key)} already exists") from None
 
     def write_if_match(self, key: str, data: bytes, etag: str | None) -> str:
         kwargs: dict[str, Any] = {"IfMatch": etag} if etag is not None else {"IfNoneMatch": "*"}
-        resp = self._call("conditional write", key, self.client.put_object, Bucket=self.bucket,
-                          Key=self.key(key), Body=data, **kwargs)
+        try:
+            resp = self._call("conditional write", key, self.client.put_object, Bucket=self.bucket,
+                              Key=self.key(key), Body=data, **kwargs)
+        except PreconditionFailedError:
+            applied = self._own_write(key, data)
+            if applied is None:
+                raise
+            log.info("conditional write %s: the first attempt's response was lost but it was applied",
+                     self.uri(key))
+            return applied
         return resp["ETag"]
 
     def _paginate(self, prefix: str, delimiter: str | None = None) -> Iterator[dict]:
@@ -574,15 +599,20 @@ class ArtifactStore:
         except ArtifactNotFoundError:
             manifest = None
         if manifest is not None:
+            if manifest.get("pending"):  # first commit of this partition in progress (or failed)
+                return []
             return [join(p, name) for name in manifest.get("files", [])]
         return [k for k in self.list(p)
                 if k.endswith(DATA_SUFFIXES) and not k.rsplit("/", 1)[-1].startswith(("_", "."))]
 
     def read_manifest(self, prefix: str) -> dict | None:
+        """The partition's committed ``_SUCCESS`` manifest, or ``None`` (no manifest, or only the
+        placeholder of a first commit that has not completed)."""
         try:
-            return self.read_json(join(prefix, SUCCESS_MANIFEST))
+            manifest = self.read_json(join(prefix, SUCCESS_MANIFEST))
         except ArtifactNotFoundError:
             return None
+        return None if manifest.get("pending") else manifest
 
     @contextlib.contextmanager
     def partition_writer(self, prefix: str, **manifest_extra: Any) -> Iterator[PartitionWriter]:
@@ -605,7 +635,10 @@ class PartitionWriter:
     Files are written to a local staging directory (the final directory's sibling on file://, a temp
     directory for s3://). Commit: file:// swaps the directory in with a rename; s3:// uploads the
     files under attempt-unique names, then replaces the ``_SUCCESS`` manifest (the commit point),
-    then deletes files of earlier attempts.
+    then deletes files of earlier attempts. When the partition has no manifest yet, a placeholder
+    manifest marked ``pending`` (listing no files) is written first, so readers never list the files of
+    a first commit that is still uploading or failed halfway (they see no partition); a failed
+    attempt deletes its own uploads.
     """
 
     def __init__(self, store: ArtifactStore, prefix: str) -> None:
@@ -642,17 +675,34 @@ class PartitionWriter:
                 f.write(data)
             b.commit_dir(self.prefix, self.dir)
         else:
+            manifest_key = join(self.prefix, SUCCESS_MANIFEST)
+            uploaded: list[str] = []
             try:
                 previous = set(self.store.list(self.prefix))
+                if manifest_key not in previous:
+                    self.store.write_bytes(manifest_key, ArtifactStore.dumps(
+                        {"files": [], "rows": 0, "attempt": self.attempt, "pending": True}))
                 for name in names:
-                    self.store.upload_file(join(self.prefix, name), os.path.join(self.dir, name))
-                self.store.write_bytes(join(self.prefix, SUCCESS_MANIFEST), data)
-                keep = {join(self.prefix, n) for n in names} | {join(self.prefix, SUCCESS_MANIFEST)}
-                self.store.delete(sorted(previous - keep))
+                    uploaded.append(join(self.prefix, name))
+                    self.store.upload_file(uploaded[-1], os.path.join(self.dir, name))
+                self.store.write_bytes(manifest_key, data)
+            except BaseException:
+                self._discard(uploaded)
+                raise
             finally:
                 shutil.rmtree(self.dir, ignore_errors=True)
+            keep = {join(self.prefix, n) for n in names} | {manifest_key}
+            self.store.delete(sorted(previous - keep))
         log.info("committed partition %s: %d file(s), %d row(s)", self.store.uri(self.prefix), len(names), self.rows)
         return manifest
+
+
+    def _discard(self, keys: list[str]) -> None:
+        try:
+            self.store.delete(keys)
+        except StorageError as e:  # readers never list them (manifest); the next commit deletes them
+            log.warning("could not delete %d file(s) of the failed attempt %s under %s: %s", len(keys),
+                        self.attempt, self.store.uri(self.prefix), e)
 
 
 class ArtifactStoreHook(BaseHook):
