@@ -196,6 +196,11 @@ def monitoring_dag(config: ModelConfig, config_path: str, *, storage_uri: str | 
         drift = DriftDetectionOperator(task_id="drift", config_path=config_path, storage_uri=storage_uri,
                                        outlets=[AssetAlias(retrain_alias_name(config.name))])
         wait >> drift
+        if config.data.ground_truth_dataset:  # performance on late-arriving labels, per slice, with alerts
+            from airflow_mlops.operators.monitoring import PerformanceMonitorOperator
+
+            wait >> PerformanceMonitorOperator(task_id="performance", config_path=config_path,
+                                               storage_uri=storage_uri)
     return dag
 
 

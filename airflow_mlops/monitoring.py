@@ -481,7 +481,7 @@ def retrain_cooldown(requests: list[dict[str, Any]], ds: str, cooldown_days: int
 
 
 def record_retrain_request(store: ArtifactStore, model: str, ds: str, info: dict[str, Any],
-                           attempts: int = 5) -> list[dict[str, Any]]:
+                           attempts: int = 10) -> list[dict[str, Any]]:
     """Add (or replace) the request of ``ds`` in ``retrain_requests.json`` with compare-and-swap,
     so concurrent monitors never lose each other's request. Returns the requests."""
     import json
