@@ -706,9 +706,14 @@ def fallback_baseline(registry: ModelRegistry, name: str, version: int, meta: di
     td = meta.get("training_data") or {}
     split = meta.get("split") or {}
     root = registry.store.uri("").rstrip("/") + "/"
-    if hold is not None and target and td.get("uri", "").startswith(root) and td.get("partitions"):
-        fmt = ((meta.get("config") or {}).get("data") or {}).get("format") or "parquet"
-        data = Dataset(registry.store, td["uri"][len(root):], fmt)
+    data_cfg = (meta.get("config") or {}).get("data") or {}
+    prefix = None
+    if td.get("uri", "").startswith(root):
+        prefix = td["uri"][len(root):]
+    elif data_cfg.get("dataset"):  # the store was moved/copied: the same dataset under this root
+        prefix = join("data", data_cfg["dataset"])
+    if hold is not None and target and prefix and td.get("partitions"):
+        data = Dataset(registry.store, prefix, data_cfg.get("format") or "parquet")
         try:
             parts = [data.read_table(p, columns=[target]).column(0).to_pandas() for p in td["partitions"]]
             import pandas as pd
