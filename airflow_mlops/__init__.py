@@ -19,8 +19,9 @@ def get_provider_info() -> dict:
     return {
         "package-name": "airflow-mlops",
         "name": "MLOps",
-        "description": "Validation, training, model registry, gated promotion, batch inference and "
-        "drift-triggered retraining for Apache Airflow.",
+        "description": "Validation, training, model registry, gated promotion, batch inference, "
+        "drift-triggered retraining and performance monitoring on late ground truth "
+        "(PerformanceMonitorOperator) for Apache Airflow.",
         "versions": [__version__],
         "integrations": [
             {"integration-name": "MLOps", "external-doc-url": "https://example.invalid/airflow-mlops",
