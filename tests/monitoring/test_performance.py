@@ -126,3 +126,36 @@ def test_alert_missing_ground_truth_is_a_skip_notice(scored):
     assert read_performance_summary(store, "churn", WEEK2)["status"] == "skipped"
     # no dataset at all: the same notice, no crash
     assert monitor_performance(with_truth(cfg, "labels_never"), store, WEEK2)["status"] == "skipped"
+
+
+def test_alert_operator_skips_without_ground_truth_and_returns_small_xcom(scored, tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    import yaml
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from airflow_mlops.operators.monitoring import PerformanceMonitorOperator
+
+    root, cfg, _ = scored
+    store = ArtifactStore(root)
+    context = {"ti": SimpleNamespace(dag_id="churn_monitoring", run_id="manual__t", task_id="performance",
+                                     try_number=1), "logical_date": None}
+
+    def operator(dataset: str) -> PerformanceMonitorOperator:
+        raw = with_truth(cfg, dataset).to_dict()
+        path = tmp_path / f"{dataset}.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        return PerformanceMonitorOperator(task_id="performance", config_path=str(path), storage_uri=root,
+                                          ds=WEEK2, send_alerts=False)
+
+    with pytest.raises(AirflowSkipException, match="no ground truth for 2024-01-08..2024-01-14"):
+        operator("labels_nowhere").execute(context)
+    assert read_performance_summary(store, "churn", WEEK2)["status"] == "skipped"
+
+    write_truth(store, "labels_xcom", SCORED_DAYS)
+    out = operator("labels_xcom").execute(context)
+    assert out["status"] == "ok" and out["window"] == "2024-01-08..2024-01-14" and out["rows"] == 7 * ROWS
+    assert {s["slice"] for s in out["slices"]} >= {"segment=enterprise", "region=west"}
+    assert len(json.dumps(out)) < 4000  # XCom carries a small summary; the full one is in performance.json
+    assert read_performance_summary(store, "churn", WEEK2)["run_id"] == "manual__t"
