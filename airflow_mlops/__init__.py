@@ -35,7 +35,8 @@ def get_provider_info() -> dict:
             {"integration-name": "MLOps", "python-modules": [
                 "airflow_mlops.operators.validation", "airflow_mlops.operators.training",
                 "airflow_mlops.operators.registry", "airflow_mlops.operators.inference",
-                "airflow_mlops.operators.monitoring", "airflow_mlops.operators.data_quality"]},
+                "airflow_mlops.operators.monitoring", "airflow_mlops.operators.data_quality",
+                "airflow_mlops.operators.reproduce"]},
         ],
         "notifications": [
             "airflow_mlops.notifications.webhook.MLOpsWebhookNotifier",

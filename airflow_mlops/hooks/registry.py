@@ -698,7 +698,7 @@ def _is_hash_prefix(query: str) -> bool:
     return bool(re.fullmatch(r"[0-9a-fA-F]{8,63}", query))
 
 
-def _split_dataset_uri(uri: str) -> tuple[str, str | None]:
+def split_dataset_uri(uri: str) -> tuple[str, str | None]:
     """``(dataset root URI, partition date or None)``: trailing slashes, a ``ds=`` partition and a file
     name after it are removed; a bare local path becomes ``file://``."""
     import re
@@ -722,8 +722,8 @@ def _lineage_match(training_data: dict, query: str) -> str | None:
         return None
     if not training_data.get("uri"):
         return None
-    root, ds = _split_dataset_uri(query)
-    own_root, _ = _split_dataset_uri(str(training_data["uri"]))
+    root, ds = split_dataset_uri(query)
+    own_root, _ = split_dataset_uri(str(training_data["uri"]))
     if root != own_root:
         return None
     if ds is None:

@@ -1,7 +1,18 @@
-"""Shared plumbing of the airflow-mlops operators: config, store, registry, logical date, context."""
+"""Shared plumbing of the airflow-mlops operators: config, store, registry, logical date, context,
+and OpenLineage reporting.
+
+OpenLineage: every operator derived from :class:`MLOpsBaseOperator` implements
+``get_openlineage_facets_on_complete`` (the hook the ``apache-airflow-providers-openlineage``
+listener calls after a successful task). Input and output datasets and the model version come from
+what the operator recorded during ``execute`` (:meth:`MLOpsBaseOperator.set_lineage`), from its
+returned XCom dict (``input_uri``/``dataset_uri``, ``output_uri``, ``model`` + ``version``, a
+registration's ``uri``) and from ``openlineage_default_inputs``. The provider is optional (extra
+``openlineage``) and imported only inside that method.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from functools import cached_property
@@ -30,6 +41,26 @@ class MLOpsBaseOperator(BaseOperator):
     template_fields: Sequence[str] = ("config_path", "ds", "storage_uri")
     ui_color = "#d6ecff"
 
+    #: Datasets this operator reads besides what its XCom names, resolved from the config for the
+    #: logical date: ``"config_data"`` (the config's input dataset), ``"scoring_data"``
+    #: (``data.scoring``), ``"predictions"`` (``predictions/<model>``), ``"ground_truth"``
+    #: (``data.ground_truth_dataset``). For OpenLineage.
+    openlineage_default_inputs: Sequence[str] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Wrap each subclass's ``execute`` so its return value is kept for lineage reporting."""
+        super().__init_subclass__(**kwargs)
+        execute = cls.__dict__.get("execute")
+        if callable(execute) and not getattr(execute, "_mlops_keeps_result", False):
+            @functools.wraps(execute)
+            def keep_result(self: MLOpsBaseOperator, *args: Any, **kw: Any) -> Any:
+                result = execute(self, *args, **kw)
+                self._lineage_result = result
+                return result
+
+            keep_result._mlops_keeps_result = True  # type: ignore[attr-defined]
+            cls.execute = keep_result  # type: ignore[method-assign]
+
     def __init__(self, *, config_path: str, ds: str | None = None, storage_uri: str | None = None,
                  aws_conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -53,7 +84,118 @@ class MLOpsBaseOperator(BaseOperator):
         return ModelRegistry(self.store)
 
     def logical_ds(self, context: Context) -> str:
-        return str(self.ds or context_ds(context))[:10]
+        ds = str(self.ds or context_ds(context))[:10]
+        self._lineage_ds = ds
+        return ds
+
+    # ---- lineage -------------------------------------------------------------------
+    def set_lineage(self, *, inputs: Sequence[str] = (), outputs: Sequence[str] = (), model: str | None = None,
+                    version: int | None = None, model_role: str | None = None) -> None:
+        """Record, during ``execute``, dataset URIs read/written and the model version used
+        (``model_role="input"``) or produced (``"output"``), for OpenLineage. Adds to what the
+        returned XCom dict names."""
+        rec = self.__dict__.setdefault("_lineage_recorded", {"inputs": [], "outputs": []})
+        rec["inputs"].extend(str(u) for u in inputs if u)
+        rec["outputs"].extend(str(u) for u in outputs if u)
+        if model is not None:
+            rec["model"], rec["version"] = model, (int(version) if version is not None else None)
+        if model_role is not None:
+            rec["model_role"] = model_role
+
+    def lineage_info(self) -> dict[str, Any]:
+        """What the last ``execute`` read and wrote: ``{"inputs": [uri], "outputs": [uri], "model",
+        "version", "model_role", "model_uri", "partitions": {dataset uri: [ds]}}``; dataset URIs are
+        dataset roots (a ``ds=`` partition is listed under ``partitions``)."""
+        from airflow_mlops.hooks.registry import split_dataset_uri
+
+        rec = dict(getattr(self, "_lineage_recorded", None) or {"inputs": [], "outputs": []})
+        result = getattr(self, "_lineage_result", None)
+        result = result if isinstance(result, dict) else {}
+        inputs = list(rec["inputs"]) + [result[k] for k in ("input_uri", "dataset_uri", "training_data_uri")
+                                         if isinstance(result.get(k), str)]
+        outputs = list(rec["outputs"]) + [result[k] for k in ("output_uri", "quarantine_uri")
+                                          if isinstance(result.get(k), str)]
+        model = rec.get("model") or (result.get("model") if isinstance(result.get("model"), str) else None)
+        version = rec.get("version") if rec.get("model") else result.get("version")
+        try:
+            version = int(version) if version is not None else None
+        except (TypeError, ValueError):
+            version = None
+        role = rec.get("model_role")
+        model_uri = None
+        fingerprint = None
+        if model and version is not None:
+            model_uri = self.registry.version_uri(model, version)
+            if role is None:  # a registration returns the new version's URI
+                role = "output" if str(result.get("uri", "")).rstrip("/") == model_uri.rstrip("/") else "input"
+            if role == "output":
+                try:
+                    td = self.registry.get_metadata(model, version).get("training_data") or {}
+                except Exception:  # lineage must never fail the task
+                    td = {}
+                if td.get("uri"):
+                    inputs += [f"{str(td['uri']).rstrip('/')}/ds={d}" for d in td.get("partitions") or []] or [td["uri"]]
+                fingerprint = (td.get("fingerprint") or {}).get("content_hash")
+        ds = getattr(self, "_lineage_ds", None)
+        for name in self.openlineage_default_inputs:
+            uri = self._default_input_uri(name)
+            if uri:
+                inputs.append(f"{uri.rstrip('/')}/ds={ds}" if ds else uri)
+        partitions: dict[str, list[str]] = {}
+
+        def roots(uris: list[str]) -> list[str]:
+            out: list[str] = []
+            for u in uris:
+                root, part = split_dataset_uri(u)
+                if root not in out:
+                    out.append(root)
+                if part and part not in partitions.setdefault(root, []):
+                    partitions[root].append(part)
+            return out
+
+        return {"inputs": roots(inputs), "outputs": roots(outputs), "model": model, "version": version,
+                "model_role": role, "model_uri": model_uri, "partitions": partitions,
+                "fingerprint": fingerprint or (result.get("fingerprint") if role == "output" else None)}
+
+    def _default_input_uri(self, name: str) -> str | None:
+        from airflow_mlops.hooks.datasets import Dataset
+        from airflow_mlops.hooks.storage import join
+
+        try:
+            config = self.config
+            if name == "config_data":
+                return Dataset.from_config(config, self.store).uri()
+            if name == "scoring_data":
+                return Dataset.for_name(self.store, config.data.scoring, config.data.format).uri()
+            if name == "predictions":
+                return self.store.uri(join("predictions", config.name))
+            if name == "ground_truth":
+                gt = config.data.ground_truth_dataset
+                return Dataset.for_name(self.store, gt, config.data.format).uri() if gt else None
+        except Exception:  # lineage must never fail the task
+            return None
+        raise ValueError(f"unknown openlineage_default_inputs entry {name!r}; "
+                         "use config_data, scoring_data, predictions or ground_truth")
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage ``OperatorLineage`` of the finished task: input/output datasets (namespace and
+        name as the OpenLineage naming spec: ``file`` + path, ``s3://bucket`` + key) with the model
+        version as a dataset (output of training, input of scoring/monitoring), and the run facet
+        ``mlops_model_version`` (model, version, URI, role, data fingerprint, partitions)."""
+        from airflow.providers.openlineage.extractors import OperatorLineage
+
+        info = self.lineage_info()
+        inputs = [openlineage_dataset(u) for u in info["inputs"]]
+        outputs = [openlineage_dataset(u) for u in info["outputs"]]
+        run_facets: dict[str, Any] = {}
+        if info["model"] and info["version"] is not None:
+            (outputs if info["model_role"] == "output" else inputs).append(openlineage_dataset(info["model_uri"]))
+            run_facets["mlops_model_version"] = model_version_facet_class()(
+                name=info["model"], version=int(info["version"]), uri=info["model_uri"],
+                role=info["model_role"], training_data_fingerprint=info["fingerprint"],
+                partitions=info["partitions"] or None,
+            )
+        return OperatorLineage(inputs=inputs, outputs=outputs, run_facets=run_facets)
 
     @staticmethod
     def run_info(context: Context) -> dict[str, Any]:
@@ -64,6 +206,44 @@ class MLOpsBaseOperator(BaseOperator):
                 "try_number": getattr(ti, "try_number", None),
                 "logical_date": logical.isoformat() if logical is not None else None,
                 "hostname": os.uname().nodename}
+
+
+def openlineage_dataset(uri: str) -> Any:
+    """An OpenLineage ``Dataset`` for a storage URI, named like Airflow's asset converters do
+    (``file:///p`` -> namespace ``file``, name ``/p``; ``s3://b/k`` -> ``s3://b``, ``k``)."""
+    from urllib.parse import urlsplit
+
+    from airflow.providers.common.compat.openlineage.facet import Dataset
+
+    parts = urlsplit(uri)
+    if parts.scheme in ("", "file"):
+        return Dataset(namespace=f"file://{parts.netloc}" if parts.netloc else "file", name=parts.path or uri)
+    return Dataset(namespace=f"{parts.scheme}://{parts.netloc}", name=parts.path.lstrip("/") or "/")
+
+
+@functools.cache
+def model_version_facet_class() -> type:
+    """The ``mlops_model_version`` run facet (an OpenLineage ``RunFacet``), built on first use so the
+    OpenLineage client stays an optional dependency."""
+    import attr
+    from airflow.providers.common.compat.openlineage.facet import RunFacet
+
+    @attr.define
+    class MLOpsModelVersionRunFacet(RunFacet):  # type: ignore[misc]
+        """The registered model version a task produced (``role="output"``) or used (``"input"``)."""
+
+        name: str
+        version: int
+        uri: str
+        role: str = "input"
+        training_data_fingerprint: str | None = None
+        partitions: dict | None = None
+
+        @staticmethod
+        def _get_schema() -> str:
+            return "https://example.invalid/airflow-mlops/spec/MLOpsModelVersionRunFacet.json"
+
+    return MLOpsModelVersionRunFacet
 
 
 def context_ds(context: Context) -> str:

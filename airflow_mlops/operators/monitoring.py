@@ -46,6 +46,7 @@ class DriftDetectionOperator(MLOpsBaseOperator):
 
     template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields,)
     ui_color = "#ffe0cc"
+    openlineage_default_inputs: Sequence[str] = ("scoring_data", "predictions")
 
     def __init__(self, *, emit_retrain_request: bool = True, send_alerts: bool = True, **kwargs: Any) -> None:
         """``outlets`` must include ``AssetAlias(retrain_alias_name(<model>))`` for the event to be

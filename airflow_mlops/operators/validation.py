@@ -34,6 +34,7 @@ class DataValidationOperator(MLOpsBaseOperator):
 
     template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields,)
     ui_color = "#fff3c4"
+    openlineage_default_inputs: Sequence[str] = ("config_data",)
 
     def __init__(self, *, with_target: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
