@@ -10,6 +10,7 @@
     python -m airflow_mlops.cli enable churn --actor oncall --reason "incident 123 resolved"
     python -m airflow_mlops.cli lineage s3://bucket/mlops/data/churn/ds=2024-01-03   # or a fingerprint
     python -m airflow_mlops.cli reproduce churn 1 [--tolerance 1e-9]
+    python -m airflow_mlops.cli scaffold-dag dags/configs/churn.yaml [--dags-folder dags]
 
 The store is ``--storage-uri`` or ``[mlops] storage_uri``; every change lands in the audit log.
 Exit codes: 0 ok; 2 a registry/storage error (message on stderr); 3 ``reproduce`` did not
@@ -67,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--config", help="model config YAML, used only if metadata.json has no config snapshot")
     s.add_argument("--actor")
     s.add_argument("--full", action="store_true", help="print the whole report, not the summary")
+    s = sub.add_parser("scaffold-dag", help="write the per-model DAG file <dags-folder>/<model>.py for a config")
+    s.add_argument("config", help="the model config, e.g. dags/configs/churn.yaml")
+    s.add_argument("--dags-folder", help="default: the parent folder of the config's folder")
     return p
 
 
@@ -76,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
 
     a = _parser().parse_args(argv)
     _logs_to_stderr()
+    if a.command == "scaffold-dag":
+        return _scaffold(a)
     reg = ModelRegistry(ArtifactStore(a.storage_uri, conn_id=a.aws_conn_id))
     code = 0
     try:
@@ -100,6 +106,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(json.dumps(out, indent=2, default=str))
     return code
+
+
+def _scaffold(a: argparse.Namespace) -> int:
+    import os
+
+    from airflow_mlops.dag_factory import write_dag_file
+    from airflow_mlops.ml.config import ConfigError, load_model_config
+
+    folder = a.dags_folder or os.path.dirname(os.path.dirname(os.path.abspath(a.config)))
+    try:
+        load_model_config(a.config)  # a broken config is reported now, not at parse time
+        path = write_dag_file(a.config, folder)
+    except (ConfigError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({"dag_file": path, "config": os.path.abspath(a.config)}, indent=2))
+    return 0
 
 
 def _logs_to_stderr() -> None:

@@ -58,6 +58,23 @@ def predictions_asset(model: str):
     return Asset(name=f"mlops.{model}.predictions", uri=f"mlops://{model}/predictions", group="mlops")
 
 
+def data_asset(config: ModelConfig, storage_uri: str | None = None, dataset: str | None = None):
+    """The asset of an input dataset at its root URI (``s3://bucket/mlops/data/churn``, ``file:///...``):
+    the ``inlets`` of the tasks that read it, so Airflow's asset view and OpenLineage show data -> model.
+    ``dataset``: a dataset name under ``<root>/data/`` (default: the config's input dataset)."""
+    from airflow.sdk import Asset
+
+    from airflow_mlops.hooks.datasets import Dataset
+    from airflow_mlops.hooks.storage import ArtifactStore
+
+    store = ArtifactStore(storage_uri)
+    if dataset and dataset != config.data.dataset:
+        return Asset(name=f"mlops.data.{dataset}", uri=Dataset.for_name(store, dataset).uri(), group="mlops")
+    uri = Dataset.from_config(config, store).uri()
+    return Asset(name=f"mlops.data.{config.data.dataset}" if not config.data.uri else f"mlops.data.{uri}", uri=uri,
+                 group="mlops")
+
+
 def check_against_data(config: ModelConfig, storage_uri: str | None = None) -> None:
     """Parse-time check of the config against the latest partition's schema, when data exists."""
     from airflow_mlops.hooks.datasets import Dataset
@@ -108,8 +125,10 @@ def training_dag(config: ModelConfig, config_path: str, *, storage_uri: str | No
     ) as dag:
         wait = DataPartitionSensor(task_id="wait_for_data", config_path=config_path, storage_uri=storage_uri,
                                    poke_interval=60, timeout=6 * 3600, mode="reschedule")
-        validate = DataValidationOperator(task_id="validate", with_target=True, retries=0, **common)
-        train = TrainModelOperator(task_id="train", outlets=[model_version_asset(config.name)], **common)
+        data = data_asset(config, storage_uri)
+        validate = DataValidationOperator(task_id="validate", with_target=True, retries=0, inlets=[data], **common)
+        train = TrainModelOperator(task_id="train", inlets=[data], outlets=[model_version_asset(config.name)],
+                                   **common)
         promote = PromoteModelOperator(task_id="promote", candidate_task_id="train", **common)
         wait >> validate >> train >> promote
         if config.promotion.require_approval:
@@ -153,6 +172,8 @@ def batch_scoring_dag(config: ModelConfig, config_path: str, *, storage_uri: str
                                    storage_uri=storage_uri, poke_interval=60, timeout=6 * 3600, mode="reschedule")
         validate = DataValidationOperator(task_id="validate", with_target=False, retries=0, **common)
         score = BatchInferenceOperator(task_id="score", alias="champion", as_of_logical_date=True,
+                                       inlets=[data_asset(config, storage_uri, config.data.scoring),
+                                               model_version_asset(config.name)],
                                        outlets=[predictions_asset(config.name)], **common)
         wait >> validate >> score
     return dag
@@ -194,6 +215,7 @@ def monitoring_dag(config: ModelConfig, config_path: str, *, storage_uri: str | 
                                         on_failure_callback=on_failure, **source)
         wait_data >> DataQualityMonitorOperator(task_id="data_quality", config_path=config_path, storage_uri=storage_uri)
         drift = DriftDetectionOperator(task_id="drift", config_path=config_path, storage_uri=storage_uri,
+                                       inlets=[predictions_asset(config.name)],
                                        outlets=[AssetAlias(retrain_alias_name(config.name))])
         wait >> drift
         if config.data.ground_truth_dataset:  # performance on late-arriving labels, per slice, with alerts

@@ -180,3 +180,22 @@ def test_operators_work_without_the_openlineage_provider(env):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr
     assert f"{store.root}/data/churn" in out.stdout and "ImportError blocked" in out.stdout
+
+
+def test_ready_made_dags_declare_data_and_model_assets(env):
+    """Inlets/outlets of the factory DAGs: data -> validate/train -> model versions -> score -> predictions -> drift."""
+    from airflow_mlops.dag_factory import build_dags_for_config
+
+    store, _, cfg = env
+    dags = build_dags_for_config(cfg, storage_uri=store.root, check_data=False)
+
+    def uris(dag_id, task_id, what):
+        return [getattr(a, "uri", None) or a.name for a in getattr(dags[dag_id].get_task(task_id), what)]
+
+    data = f"{store.root}/data/churn"
+    assert uris("churn_training", "validate", "inlets") == [data]
+    assert uris("churn_training", "train", "inlets") == [data]
+    assert uris("churn_training", "train", "outlets") == ["mlops://churn/versions"]
+    assert uris("churn_batch_scoring", "score", "inlets") == [data, "mlops://churn/versions"]
+    assert uris("churn_batch_scoring", "score", "outlets") == ["mlops://churn/predictions"]
+    assert uris("churn_monitoring", "drift", "inlets") == ["mlops://churn/predictions"]
