@@ -107,3 +107,22 @@ def test_tampered_staged_artifact_is_refused(store, registry):
         registry.register("churn", pipe, artifacts={"holdout.parquet": _parquet(sample)},
                           before_commit=tamper_then_check)
     assert registry.exists("churn") is False
+
+
+def test_smoke_test_reads_the_staged_version_from_s3(s3_root):
+    """The child process reads the staged artifacts through the same S3 connection (moto server)."""
+    from gov_helpers import DAYS
+
+    from airflow_mlops.hooks.datasets import Dataset
+    from airflow_mlops.hooks.registry import ModelRegistry
+    from airflow_mlops.hooks.storage import ArtifactStore
+    from airflow_mlops.ml.example_data import churn_day
+
+    store = ArtifactStore(s3_root)
+    data = Dataset.for_name(store, "churn")
+    for day in DAYS:
+        data.write(day, churn_day(day, rows=200))
+    summary = train_and_register(churn_config(), store, DS)
+    meta = ModelRegistry(store).get_metadata("churn", summary["version"])
+    assert meta["profile"]["predictions_equal"] is True and meta["profile"]["rows_checked"] == meta["holdout_rows"]
+    assert store.exists(f"registry/churn/versions/{summary['version']}/reports/model_card.md")
