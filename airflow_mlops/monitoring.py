@@ -427,11 +427,11 @@ def performance_xcom(summary: dict[str, Any]) -> dict[str, Any]:
     out = {k: summary.get(k) for k in keep if k in summary}
     out["rows"] = (summary.get("rows") or {}).get("joined", 0)
     out["previous_metrics"] = (summary.get("previous") or {}).get("metrics", {})
+    primary = summary.get("primary_metric")
     out["slices"] = [{"slice": s.get("slice"), "rows": s.get("rows"), "alertable": s.get("alertable"),
-                      config_metric: s.get("metrics", {}).get(config_metric)}
-                     for s in summary.get("slices", []) for config_metric in [summary.get("primary_metric")]]
-    out["alerts"] = [{"slice": a.get("slice"), "metric": (a.get("details") or {}).get("metric"), "value": a.get("value"),
-                      "threshold": a.get("threshold")} for a in summary.get("alerts", [])]
+                      primary: (s.get("metrics") or {}).get(primary)} for s in summary.get("slices", [])]
+    out["alerts"] = [{"slice": a.get("slice"), "metric": (a.get("details") or {}).get("metric"),
+                      "value": a.get("value"), "threshold": a.get("threshold")} for a in summary.get("alerts", [])]
     return out
 
 
@@ -472,8 +472,8 @@ def retrain_cooldown(requests: list[dict[str, Any]], ds: str, cooldown_days: int
     next_allowed = (dt.date.fromisoformat(previous["ds"]) + dt.timedelta(days=cooldown_days)).isoformat()
     if age < cooldown_days:
         out.update({"allowed": False, "next_allowed": next_allowed,
-                    "reason": (f"cooldown: retraining was requested for {previous['ds']}, {age} day(s) before {ds[:10]}; "
-                               f"monitoring.drift_cooldown_days={cooldown_days}, next request allowed from "
+                    "reason": (f"cooldown: retraining was requested for {previous['ds']}, {age} day(s) before "
+                               f"{ds[:10]}; monitoring.drift_cooldown_days={cooldown_days}, next request allowed from "
                                f"{next_allowed}")})
     else:
         out["reason"] = f"last request {previous['ds']} is {age} day(s) old (cooldown {cooldown_days})"
