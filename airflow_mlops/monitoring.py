@@ -202,14 +202,26 @@ def drift_alerts(summary: dict[str, Any]) -> list[AlertRecord]:
 def raise_alerts(config: ModelConfig, store: ArtifactStore, records: list[AlertRecord] | list[dict[str, Any]], *,
                  context: Any = None) -> list[Any]:
     """Send every record through :func:`airflow_mlops.alerts.raise_alert` (deduplicated there per
-    model, check, window and slice); returns what it returns for each record."""
-    from airflow_mlops.alerts import Alert, raise_alert
+    model, check, window and slice); returns what it returns for each record (True: sent now,
+    False: already sent, or not routed).
+
+    Every record is attempted even when one fails; then one
+    :class:`~airflow_mlops.alerts.AlertDeliveryError` names all failures (each failed record is
+    marked so that a retry re-sends only the failed channels)."""
+    from airflow_mlops.alerts import Alert, AlertDeliveryError, raise_alert
     from airflow_mlops.ml.performance import AlertRecord
 
-    out = []
+    out: list[Any] = []
+    errors: list[str] = []
     for rec in records:
         fields = rec.as_dict() if isinstance(rec, AlertRecord) else dict(rec)
-        out.append(raise_alert(config, store, Alert(**fields), context=context))
+        try:
+            out.append(raise_alert(config, store, Alert(**fields), context=context))
+        except AlertDeliveryError as e:
+            out.append(False)
+            errors.append(str(e))
+    if errors:
+        raise AlertDeliveryError(f"{len(errors)} of {len(out)} alert(s) not delivered: " + " | ".join(errors))
     return out
 
 

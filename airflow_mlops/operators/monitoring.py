@@ -48,12 +48,22 @@ class DriftDetectionOperator(MLOpsBaseOperator):
     ui_color = "#ffe0cc"
     openlineage_default_inputs: Sequence[str] = ("scoring_data", "predictions")
 
-    def __init__(self, *, emit_retrain_request: bool = True, send_alerts: bool = True, **kwargs: Any) -> None:
+    def __init__(self, *, emit_retrain_request: bool = True, send_alerts: bool = True,
+                 fail_on_alert_error: bool = False, **kwargs: Any) -> None:
         """``outlets`` must include ``AssetAlias(retrain_alias_name(<model>))`` for the event to be
-        emitted (the DAG factory does this)."""
+        emitted (the DAG factory does this).
+
+        :param send_alerts: raise drift alerts through :func:`airflow_mlops.alerts.raise_alert`.
+        :param fail_on_alert_error: fail the task when an alert cannot be delivered (its retry
+            re-sends the failed channels). Default False: the retraining request is this task's
+            main output and a failed task would drop its asset event, so a delivery error is logged
+            and reported in XCom (``alert_errors``); the alert record stays ``failed`` and the next
+            run of the same date re-sends it.
+        """
         super().__init__(**kwargs)
         self.emit_retrain_request = emit_retrain_request
         self.send_alerts = send_alerts
+        self.fail_on_alert_error = fail_on_alert_error
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.hooks.datasets import DataError
@@ -70,9 +80,16 @@ class DriftDetectionOperator(MLOpsBaseOperator):
         if summary["dataset_drift"] and self.emit_retrain_request:
             self._request_retraining(context, ds, summary, out)
         if self.send_alerts and summary.get("alerts"):
+            from airflow_mlops.alerts import AlertDeliveryError
             from airflow_mlops.monitoring import raise_alerts
 
-            raise_alerts(self.config, self.store, summary["alerts"], context=context)
+            try:
+                raise_alerts(self.config, self.store, summary["alerts"], context=context)
+            except AlertDeliveryError as e:
+                if self.fail_on_alert_error:
+                    raise
+                out["alert_errors"] = str(e)[:1000]
+                self.log.error("drift alert(s) of %s on %s not delivered: %s", self.config.name, ds, e)
         return out
 
     def _request_retraining(self, context: Context, ds: str, summary: dict[str, Any], out: dict[str, Any]) -> None:

@@ -159,3 +159,27 @@ def test_alert_operator_skips_without_ground_truth_and_returns_small_xcom(scored
     assert {s["slice"] for s in out["slices"]} >= {"segment=enterprise", "region=west"}
     assert len(json.dumps(out)) < 4000  # XCom carries a small summary; the full one is in performance.json
     assert read_performance_summary(store, "churn", WEEK2)["run_id"] == "manual__t"
+
+
+def test_alert_delivery_failure_is_raised_then_resent(scored, monkeypatch):
+    from airflow_mlops.alerts import AlertDeliveryError
+    from perf_helpers import free_port, start_smtp
+
+    root, cfg, _ = scored
+    store = ArtifactStore(root)
+    write_truth(store, "labels_retry", SCORED_DAYS, label_noise=0.4)
+    cfg = alerting(with_truth(cfg, "labels_retry", slices=()))
+    summary = monitor_performance(cfg, store, "2024-01-21")  # its own window: 2024-01-15..2024-01-21
+    assert len(summary["alerts"]) == 1
+    inbox, controller, conn = start_smtp()
+    try:
+        dead = conn.replace(f'"port": {controller.port}', f'"port": {free_port()}')  # nothing listens there
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_MONITORING", dead)
+        with pytest.raises(AlertDeliveryError, match="1 of 1 alert"):
+            raise_alerts(cfg, store, summary["alerts"])
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_MONITORING", conn)
+        assert raise_alerts(cfg, store, summary["alerts"]) == [True]  # the retry re-sends the failed alert
+        assert raise_alerts(cfg, store, summary["alerts"]) == [False]
+        assert len(inbox.messages) == 1 and "2024-01-15..2024-01-21" in inbox.texts()[0]
+    finally:
+        controller.stop()

@@ -114,3 +114,37 @@ def test_slice_drift_table_in_summary(scored):
     assert "Drift per slice" in html and "region=north" in html
     small = xcom_summary(summary)
     assert small["drifted_slices"] == ["region=north", "segment=consumer"] and len(small["slices"]) == 6
+
+
+def test_slice_drift_alert_delivery_error_does_not_fail_the_drift_task(scored, tmp_path, monkeypatch):
+    """The drift task's main output is the retraining request: an undeliverable alert is logged and
+    reported in XCom, not a task failure (unless fail_on_alert_error=True)."""
+    from types import SimpleNamespace
+
+    import yaml
+
+    from airflow_mlops.alerts import AlertDeliveryError
+    from airflow_mlops.operators.monitoring import DriftDetectionOperator
+    from perf_helpers import free_port
+
+    root, cfg, _ = scored
+    day = "2024-01-22"  # written by test_slice_drift_table_in_summary when run first; else written here
+    store = ArtifactStore(root)
+    if not Dataset(store, "predictions/churn").exists(day):
+        from airflow_mlops.scoring import score_partition
+
+        Dataset.for_name(store, "churn").write(day, _north_drifts(day))
+        score_partition(cfg, store, day, version=scored[2], run_id="test__drift")
+    path = tmp_path / "churn.yaml"
+    path.write_text(yaml.safe_dump(alerting(cfg).to_dict()))
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_MONITORING",
+                       '{"conn_type": "smtp", "host": "127.0.0.1", "port": %d, "extra": {"from_email": '
+                       '"mlops@example.com", "disable_tls": true, "disable_ssl": true, "retry_limit": 0}}' % free_port())
+    context = {"ti": SimpleNamespace(dag_id="churn_monitoring", run_id="manual__t", task_id="drift", try_number=1),
+               "logical_date": None}
+    out = DriftDetectionOperator(task_id="drift", config_path=str(path), storage_uri=root, ds=day).execute(context)
+    assert out["retrain_requested"] is False and "region=north" in out["drifted_slices"]
+    assert "not delivered" in out["alert_errors"]
+    with pytest.raises(AlertDeliveryError):
+        DriftDetectionOperator(task_id="drift", config_path=str(path), storage_uri=root, ds=day,
+                               fail_on_alert_error=True).execute(context)
