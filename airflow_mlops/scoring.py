@@ -806,7 +806,7 @@ def _column_hash(col: pa.Array | pa.ChunkedArray) -> Any:
     if pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_temporal(t):
         if pa.types.is_temporal(t):
             col = col.cast(pa.int64()) if pa.types.is_timestamp(t) or pa.types.is_date64(t) else                 col.cast(pa.int32()).cast(pa.int64())
-        v = pc.fill_null(col.cast(pa.int64()), 0).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        v = pc.fill_null(col.cast(pa.int64(), safe=False), 0).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
         h = _splitmix64(v.view(np.uint64))
     elif pa.types.is_floating(t):
         v = pc.fill_null(col.cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False).astype(np.float64)
