@@ -183,3 +183,19 @@ def test_alert_delivery_failure_is_raised_then_resent(scored, monkeypatch):
         assert len(inbox.messages) == 1 and "2024-01-15..2024-01-21" in inbox.texts()[0]
     finally:
         controller.stop()
+
+
+def test_evaluate_aligns_label_types_and_handles_regression():
+    from airflow_mlops.ml.performance import evaluate, slice_performance
+
+    joined = pd.DataFrame({"prediction": [1, 0, 1, 0], "proba_0": [0.2, 0.9, 0.4, 0.6], "proba_1": [0.8, 0.1, 0.6, 0.4],
+                           "churned": ["1", "0", "0", "0"], "region": ["n", "n", "s", None]})  # labels read as text
+    m = evaluate(joined, "binary", "churned", [0, 1], ["proba_0", "proba_1"])
+    assert m["accuracy"] == 0.75 and m["roc_auc"] == 1.0
+    rows = slice_performance(joined, ["region", "segment"], "binary", "churned", [0, 1], ["proba_0", "proba_1"], 2)
+    by = {r["slice"]: r for r in rows}
+    assert by["region=n"]["rows"] == 2 and by["region=n"]["alertable"] and by["region=n"]["metrics"]["accuracy"] == 1.0
+    assert by["region=s"]["alertable"] is False and "roc_auc" not in by["region=s"]["metrics"]  # one class only
+    assert by[None]["column"] == "segment" and "neither in the prediction log" in by[None]["note"]
+    reg = pd.DataFrame({"prediction": [1.0, 2.0, 3.0], "y": [1.0, 2.0, 5.0]})
+    assert evaluate(reg, "regression", "y")["mae"] == pytest.approx(2 / 3)
