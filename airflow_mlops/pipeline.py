@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_mlops.hooks.datasets import DataError, Dataset, partition_name
 from airflow_mlops.hooks.registry import (
     AliasNotFoundError,
+    ConcurrentUpdateError,
     ModelNotFoundError,
     ModelRegistry,
     RegistryError,
@@ -244,30 +245,22 @@ def evaluate_on_holdout(registry: ModelRegistry, name: str, version: int, holdou
     return compute_metrics(task, holdout[target].to_numpy(), pred["prediction"].to_numpy(), proba, classes)
 
 
-def promote_candidate(config: ModelConfig, store: ArtifactStore, version: int, *, actor: str | None = None,
-                      run_info: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run the champion/challenger gate for ``version`` and move the aliases accordingly.
+MAX_GATE_ATTEMPTS = 5
 
-    The champion is re-scored on the candidate's holdout so both are compared on the same rows.
-    Promoted: ``champion`` -> version (the previous champion keeps alias ``previous_champion``).
-    Rejected (or awaiting approval): ``challenger`` -> version. The decision, with its reasons and
-    metrics, is stored as ``reports/promotion.json``/``.html`` of the version and in the audit log.
-    """
+
+def _gate(config: ModelConfig, registry: ModelRegistry, meta: dict, version: int, champion_v: int | None,
+          actor: str, run_info: dict[str, Any] | None) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+    """One run of the champion/challenger gate: (decision dict, Decision, audit details)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from airflow_mlops.ml import reports
     from airflow_mlops.ml.promotion import constraint_values, decide
 
-    registry = ModelRegistry(store)
     name = config.name
-    actor = actor or config.owner
-    meta = registry.get_metadata(name, version)
     primary = meta.get("primary_metric") or config.metrics.primary
     candidate = dict(meta["metrics"]["holdout"])
-    champion_v = champion_or_none(registry, name)
     champion_metrics = None
-    if champion_v is not None and champion_v != version:
+    if champion_v is not None:
         holdout = pq.read_table(pa.BufferReader(registry.read_artifact(name, version, HOLDOUT_FILE))).to_pandas()
         try:
             champion_metrics = evaluate_on_holdout(registry, name, champion_v, holdout)
@@ -275,9 +268,6 @@ def promote_candidate(config: ModelConfig, store: ArtifactStore, version: int, *
             log.warning("champion v%s cannot score the candidate's holdout (%s); using its recorded metrics",
                         champion_v, e)
             champion_metrics = registry.get_metadata(name, champion_v)["metrics"]["holdout"]
-    elif champion_v == version:
-        return {"model": name, "version": version, "promote": True, "summary": "already champion",
-                "alias": "champion"}
     fcfg = config.fairness
     decision = decide(primary, candidate, champion_metrics, champion_version=champion_v,
                       min_improvement=config.promotion.min_improvement,
@@ -299,18 +289,55 @@ def promote_candidate(config: ModelConfig, store: ArtifactStore, version: int, *
                "decision": {k: d.get(k) for k in ("promote", "summary", "reasons", "checks", "violations",
                                                   "champion_version", "decided_by", "awaiting_approval")}}
     details["decision"]["alias"] = "champion" if d["promote"] else "challenger"
+    return d, decision, details
+
+
+def promote_candidate(config: ModelConfig, store: ArtifactStore, version: int, *, actor: str | None = None,
+                      run_info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run the champion/challenger gate for ``version`` and move the aliases accordingly.
+
+    The champion is re-scored on the candidate's holdout so both are compared on the same rows.
+    Promoted: ``champion`` -> version (the previous champion keeps alias ``previous_champion``).
+    Rejected (or awaiting approval): ``challenger`` -> version. The decision, with its reasons and
+    metrics, is stored as ``reports/promotion.json``/``.html`` of the version and in the audit log.
+    """
+    from airflow_mlops.ml import reports
+
+    registry = ModelRegistry(store)
+    name = config.name
+    actor = actor or config.owner
+    meta = registry.get_metadata(name, version)
     effective = (run_info or {}).get("logical_date")  # backfills see the model production had that day
-    if d["promote"]:
+    # The champion may change while the gate runs (another promotion). The champion alias moves only by
+    # compare-and-swap from the champion the gate compared with; on a conflict the gate runs again
+    # against the new champion, so no promotion replaces a champion it was never compared with.
+    for attempt in range(1, MAX_GATE_ATTEMPTS + 1):
+        champion_v = champion_or_none(registry, name)
+        if champion_v == version:
+            return {"model": name, "version": version, "promote": True, "summary": "already champion",
+                    "alias": "champion"}
+        d, decision, details = _gate(config, registry, meta, version, champion_v, actor, run_info)
+        if not d["promote"]:
+            registry.set_alias(name, "challenger", version, actor=actor, reason=d["summary"], details=details,
+                               effective_at=effective)
+            d["alias"] = "challenger"
+            break
+        try:
+            registry.set_alias(name, "champion", version, actor=actor, reason=d["summary"], details=details,
+                               effective_at=effective, expected=champion_v)
+        except ConcurrentUpdateError as e:
+            log.warning("%s v%d: the champion changed while the gate ran (%s); re-running the gate (attempt %d/%d)",
+                        name, version, e, attempt + 1, MAX_GATE_ATTEMPTS)
+            continue
         if champion_v is not None:
             registry.set_alias(name, "previous_champion", champion_v, actor=actor,
                                reason=f"replaced by v{version}", details=details, effective_at=effective)
-        registry.set_alias(name, "champion", version, actor=actor, reason=d["summary"], details=details,
-                           effective_at=effective)
         d["alias"] = "champion"
+        break
     else:
-        registry.set_alias(name, "challenger", version, actor=actor, reason=d["summary"], details=details,
-                           effective_at=effective)
-        d["alias"] = "challenger"
+        raise RegistryError(f"{name} v{version}: the champion changed {MAX_GATE_ATTEMPTS} times while the "
+                            f"promotion gate ran; nothing was changed. Retry the task once concurrent "
+                            f"promotions of {name} have finished.")
     try:
         registry.add_report(name, version, "promotion.json", ArtifactStore.dumps(d))
         registry.add_report(name, version, "promotion.html", reports.decision_html(name, version, d).encode())
