@@ -13,6 +13,7 @@ from airflow_mlops.hooks.registry import (
     AliasNotFoundError,
     ApprovalError,
     ConcurrentUpdateError,
+    DeprecatedVersionWarning,
     IntegrityError,
     LifecycleError,
     ModelNotFoundError,
@@ -132,7 +133,8 @@ def test_approval_rules(registry):
 def test_lifecycle_retired_refuses_to_load(registry):
     registry.register("m", _model()[0])
     registry.set_lifecycle("m", 1, "deprecated", actor="a", reason="old features")
-    registry.load_model("m", version=1)
+    with pytest.warns(DeprecatedVersionWarning, match="m v1 is deprecated.*old features"):
+        registry.load_model("m", version=1)
     registry.set_lifecycle("m", 1, "retired", actor="risk-team", reason="biased")
     with pytest.raises(LifecycleError, match="retired.*risk-team.*biased"):
         registry.load_model("m", version=1)
