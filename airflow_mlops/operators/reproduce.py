@@ -52,15 +52,18 @@ class ReproduceModelOperator(MLOpsBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.hooks.datasets import DataError
         from airflow_mlops.hooks.registry import RegistryError
+        from airflow_mlops.ml.config import ConfigError
         from airflow_mlops.ml.reproduce import ReproduceError, reproduce_version, summary_for_xcom
         from airflow_mlops.operators.base import fail
 
         name = self.model or self.config.name
         try:
             version = self.registry.resolve(name, version=self.version if self.version not in (None, "") else None)
+            # the config file is only a fallback for versions registered without a config snapshot
+            fallback = None if self.registry.get_metadata(name, version).get("config") else self.config
             report = reproduce_version(self.registry, name, version, tolerance=float(self.tolerance),
-                                       config=self.config, actor=self.owner)
-        except (RegistryError, ReproduceError, DataError) as e:
+                                       config=fallback, actor=self.owner)
+        except (RegistryError, ReproduceError, DataError, ConfigError) as e:
             fail(f"reproducing {name} v{self.version or 'champion'} failed: {e}")
             raise
         data = report["data"]

@@ -76,7 +76,7 @@ def test_cli_reproduce(trained):
     assert answer["metrics"].startswith("all ") and answer["report_uri"].endswith(".json")
 
 
-def test_operator_returns_summary_and_fails_on_mismatch_only(trained):
+def test_operator_returns_the_summary(trained):
     from airflow_mlops.operators.reproduce import ReproduceModelOperator
 
     store, _, _ = trained
@@ -114,6 +114,14 @@ def test_mismatch_names_metrics_and_differing_libraries(trained):
         {"library": "sklearn", "recorded": "0.24.2", "current": library_versions()["sklearn"]}]
     assert "NOT reproduced on the same data" in report["summary"] and "sklearn 0.24.2 recorded" in report["summary"]
     assert report["predictions"] is None  # no holdout.parquet registered with it
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from airflow_mlops.operators.reproduce import ReproduceModelOperator
+
+    op = ReproduceModelOperator(task_id="reproduce", config_path=CONFIG, storage_uri=store.root,
+                                model="churn_mismatch", version=1)
+    with pytest.raises(AirflowFailException, match=r"churn_mismatch v1 NOT reproduced.*reproduce-.*\.json"):
+        op.execute({})
 
 
 def test_changed_partition_gives_data_changed_verdict(tmp_path):
@@ -129,6 +137,18 @@ def test_changed_partition_gives_data_changed_verdict(tmp_path):
     assert report["summary"].startswith(f"data changed: fingerprint {summary['fingerprint']} recorded, {now} now")
     assert "not a model problem" in report["summary"]
     assert report["metrics"] == [] and report["data"]["rows_now"] == report["data"]["rows_recorded"] == 2400
+    # the operator reports it (default) or fails without retry when asked to
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from airflow_mlops.operators.reproduce import ReproduceModelOperator
+
+    op = ReproduceModelOperator(task_id="reproduce", config_path=CONFIG, storage_uri=store.root, version=1)
+    out = op.execute({})
+    assert out["verdict"] == "data_changed" and out["data_changed"] and out["metrics_off"] == []
+    strict = ReproduceModelOperator(task_id="reproduce", config_path=CONFIG, storage_uri=store.root, version=1,
+                                    fail_on=("mismatch", "data_changed"))
+    with pytest.raises(AirflowFailException, match=f"data changed: fingerprint {summary['fingerprint']} recorded"):
+        strict.execute({})
     # a partition deleted since training is named
     store.delete_prefix(data.key(DAYS[0]))
     assert not data.exists(DAYS[0])
