@@ -140,6 +140,9 @@ def _read_training_data(meta: dict, config: ModelConfig, conn_id: str | None) ->
     dataset = Dataset(ArtifactStore(td["uri"], conn_id=config.data.conn_id or conn_id), "", config.data.format)
     present = set(dataset.partitions())
     wanted = list(td.get("partitions") or [])
+    if not wanted and td.get("window_end"):  # partitions not recorded: the window the pipeline reads
+        df, dates = dataset.read_window(td["window_end"], config.data.training_window_days, require_end=False)
+        return df, dates, []
     missing = [d for d in wanted if d not in present or not dataset.exists(d)]
     read = [d for d in wanted if d not in missing]
     if not read:
