@@ -249,6 +249,23 @@ def _send_email(config: ModelConfig, recipients: list[str], content: Mapping[str
                                  "the connection's extra or [email] from_email)") from None
 
 
+def _smtp_configured(conn_id: str) -> bool:
+    """Whether the SMTP connection exists. A missing connection means e-mail alerts are not set up (the
+    embedded default): the e-mail channel is skipped with a warning. A connection that exists but fails
+    is a delivery failure (retried)."""
+    from airflow.exceptions import AirflowNotFoundException
+
+    try:
+        from airflow.sdk import BaseHook
+    except ImportError:  # pragma: no cover - older task SDK layout
+        from airflow.hooks.base import BaseHook
+    try:
+        BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        return False
+    return True
+
+
 def _webhook_notifier(config: ModelConfig, alert: Alert, content: Mapping[str, str],
                       run: Mapping[str, Any]):
     from airflow_mlops.notifications.webhook import MLOpsWebhookNotifier
@@ -304,7 +321,8 @@ def raise_alert(config: ModelConfig, store: ArtifactStore, alert: Alert, *, cont
     """Route one alert to the model's owner/recipients; True if delivered now, False if this (model, check, window[, slice]) was already alerted (no floods on reruns).
 
     Also ``False`` (logged, no record written) when ``alert.check`` is not in ``alerts.checks`` or no
-    channel is configured (no e-mail recipient and no webhook).
+    channel is configured (no e-mail recipient and no webhook, or e-mail recipients but no Airflow
+    connection ``alerts.smtp_conn_id``: the embedded default without SMTP logs the alert as a warning).
 
     Raises:
         AlertDeliveryError: a channel failed; the record is marked ``failed`` and a later call
@@ -317,6 +335,11 @@ def raise_alert(config: ModelConfig, store: ArtifactStore, alert: Alert, *, cont
         log.info("alert %s not sent: check %r is not in alerts.checks of %s", name, alert.check, config.source)
         return False
     recipients = alert_recipients(config)
+    if recipients and not _smtp_configured(config.alerts.smtp_conn_id):
+        log.warning("alert %s: no e-mail sent to %d recipient(s): the Airflow connection %r (alerts.smtp_conn_id) "
+                    "does not exist; create it to receive e-mail alerts", name, len(recipients),
+                    config.alerts.smtp_conn_id)
+        recipients = []
     channels: list[str] = (["email"] if recipients else []) + (["webhook"] if config.alerts.webhook else [])
     if not channels:
         log.warning("alert %s not sent: %s has no e-mail recipient (owner %r is not an address) and no "

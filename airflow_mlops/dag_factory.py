@@ -8,7 +8,7 @@ One DAG file per model, ``dags/<model>.py`` next to ``dags/configs/<model>.yaml`
 (``python -m airflow_mlops.cli scaffold-dag dags/configs/<model>.yaml`` writes it.) For every config this
 yields:
 
-* ``<model>_training``: wait_for_data -> validate -> train -> promote; scheduled nightly by cron and by
+* ``<model>_training``: wait_for_data -> validate -> train -> promote -> notify; scheduled nightly by cron and by
   the model's retraining-request asset (emitted by drift monitoring).
 * ``<model>_batch_scoring``: daily, ``catchup=True`` (backfillable): wait_for_data -> validate -> score,
   scoring each day with the champion *as of that day*; updates the predictions asset.
@@ -100,10 +100,11 @@ def _default_args(config: ModelConfig) -> dict[str, Any]:
 
 
 def training_dag(config: ModelConfig, config_path: str, *, storage_uri: str | None = None) -> DAG:
-    """``<model>_training``: wait_for_data -> validate -> train -> promote."""
+    """``<model>_training``: wait_for_data -> validate -> train -> promote -> notify."""
     from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable
 
     from airflow_mlops.operators import DataValidationOperator, PromoteModelOperator, TrainModelOperator
+    from airflow_mlops.operators.registry import NotifyPromotionOperator
     from airflow_mlops.sensors.data import DataPartitionSensor
 
     request = retrain_request_asset(config.name)
@@ -130,7 +131,8 @@ def training_dag(config: ModelConfig, config_path: str, *, storage_uri: str | No
         train = TrainModelOperator(task_id="train", inlets=[data], outlets=[model_version_asset(config.name)],
                                    **common)
         promote = PromoteModelOperator(task_id="promote", candidate_task_id="train", **common)
-        wait >> validate >> train >> promote
+        notify = NotifyPromotionOperator(task_id="notify", promote_task_id="promote", **common)
+        wait >> validate >> train >> promote >> notify
         if config.promotion.require_approval:
             from airflow_mlops.sensors.registry import ModelApprovalSensor
 
@@ -138,7 +140,8 @@ def training_dag(config: ModelConfig, config_path: str, *, storage_uri: str | No
             approval = ModelApprovalSensor(task_id="wait_for_approval", model=config.name, version=version,
                                            storage_uri=storage_uri, deferrable=True, poke_interval=600,
                                            timeout=7 * 24 * 3600)
-            promote >> approval >> PromoteModelOperator(task_id="promote_approved", version=version, **common)
+            promote >> approval >> PromoteModelOperator(task_id="promote_approved", version=version, **common) \
+                >> NotifyPromotionOperator(task_id="notify_approved", promote_task_id="promote_approved", **common)
     return dag
 
 

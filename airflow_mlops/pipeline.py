@@ -349,5 +349,61 @@ def promote_candidate(config: ModelConfig, store: ArtifactStore, version: int, *
     log.info("%s v%d -> %s: %s", name, version, d["alias"], d["summary"])
     out = {k: d[k] for k in ("model", "version", "promote", "alias", "summary", "champion_version")}
     out["broken"] = list(decision.violations)
+    out["broken_checks"] = details["broken"]
+    out["awaiting_approval"] = bool(d.get("awaiting_approval"))
+    out["primary_metric"] = details["primary_metric"]
+    out["candidate_score"] = details["candidate"][details["primary_metric"]]
+    out["champion_score"] = details["champion"][details["primary_metric"]]
     out["model_card"] = card.get("model_card")
     return out
+
+
+def notify_promotion(config: ModelConfig, store: ArtifactStore, result: dict[str, Any], ds: str, *,
+                     context: Any = None) -> dict[str, Any]:
+    """Tell the model's owner what the promotion gate decided (the training DAG's ``notify`` step).
+
+    * a broken constraint (floor, ceiling, profile limit) -> a ``gate`` alert, or ``fairness`` when a
+      fairness limit broke; value and limit of the first broken constraint, all of them in the message;
+    * promoted, awaiting approval, or not better than the champion -> a ``promotion`` notice.
+
+    One message per model, check and logical date (per version and stage for ``promotion`` notices, so the
+    "awaits approval" notice and the later "new champion" one are both sent); reruns do not re-send (see
+    :mod:`airflow_mlops.alerts`).
+    Returns ``{"check", "sent", "message"}``.
+    """
+    from airflow_mlops.alerts import Alert, raise_alert
+
+    name, version = config.name, int(result["version"])
+    from airflow_mlops.ml.model_card import CARD_HTML
+
+    report = ModelRegistry(store).version_uri(name, version, CARD_HTML)
+    broken = result.get("broken_checks") or []
+    primary = result.get("primary_metric") or config.metrics.primary
+    cand, champ = result.get("candidate_score"), result.get("champion_score")
+    if broken:
+        fairness = [b for b in broken if b.get("constraint", "").startswith("fairness")]
+        first = (fairness or broken)[0]
+        check = "fairness" if fairness else "gate"
+        message = (f"{name} v{version} was not promoted: {len(broken)} constraint(s) broken: "
+                   + "; ".join(b["violation"] for b in broken)
+                   + f". It is kept as challenger; see the model card.")
+        alert = Alert(name, check, ds, first["value"], first["limit"], message, report_uri=report,
+                      details={"version": version, "broken": [b["violation"] for b in broken]})
+    else:
+        if result.get("promote"):
+            what = f"{name} v{version} is the new champion"
+        elif result.get("awaiting_approval"):
+            what = (f"{name} v{version} passed the gate and awaits approval: "
+                    f"python -m airflow_mlops.cli approve {name} {version} --approver <you>")
+        else:
+            what = f"{name} v{version} did not beat the champion and is kept as challenger"
+        champ_txt = "no champion" if result.get("champion_version") is None else \
+            f"champion v{result['champion_version']}: {champ}"
+        message = f"{what} ({primary}: {cand} vs {champ_txt}). {result.get('summary', '')}".strip()
+        threshold: Any = champ if champ is not None else "n/a"
+        window = f"{ds} v{version}" + (" awaiting approval" if result.get("awaiting_approval") else "")
+        alert = Alert(name, "promotion", window, cand if cand is not None else "n/a", threshold, message,
+                      report_uri=report, details={"version": version, "alias": result.get("alias")})
+    sent = raise_alert(config, store, alert, context=context)
+    log.info("notify %s v%d: %s alert %s", name, version, alert.check, "sent" if sent else "already sent")
+    return {"check": alert.check, "sent": sent, "message": message}

@@ -114,3 +114,40 @@ class RollbackModelOperator(MLOpsBaseOperator):
         tv = int(self.to_version) if self.to_version not in (None, "") else None
         ev = self.registry.rollback(self.config.name, self.alias, tv, actor=self.owner, reason=self.reason)
         return {"model": self.config.name, "alias": self.alias, "from": ev["from"], "to": ev["to"]}
+
+
+class NotifyPromotionOperator(MLOpsBaseOperator):
+    """Tell the model's owner what the promotion gate decided (the ``notify`` step of ``<model>_training``).
+
+    Reads the XCom of ``promote_task_id`` and routes, through :func:`airflow_mlops.alerts.raise_alert`
+    (e-mail via the SMTP provider, chat webhook; config ``owner`` and ``alerts``):
+
+    * a ``gate`` alert (``fairness`` for a fairness limit) when the candidate broke a constraint, naming
+      each constraint with its value and limit;
+    * a ``promotion`` notice when it became champion, awaits approval (with the CLI command to approve),
+      or did not beat the champion.
+
+    One message per model, check and logical date: a rerun does not send it again.
+
+    XCom: ``{"check", "sent", "message"}``.
+
+    Example::
+
+        NotifyPromotionOperator(task_id="notify", config_path="dags/configs/churn.yaml",
+                                promote_task_id="promote")
+    """
+
+    template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields, "promote_task_id")
+    ui_color = "#fff3c4"
+
+    def __init__(self, *, promote_task_id: str = "promote", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.promote_task_id = promote_task_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.pipeline import notify_promotion
+
+        result = context["ti"].xcom_pull(task_ids=self.promote_task_id)
+        if not result or "version" not in result:
+            raise ValueError(f"task {self.promote_task_id!r} pushed no promotion result; nothing to notify")
+        return notify_promotion(self.config, self.store, result, self.logical_ds(context), context=context)
