@@ -622,7 +622,7 @@ class _FallbackScorer:
 # ------------------------------------------------------------------------------------------
 # kill switch: naive fallback from the training baseline
 # ------------------------------------------------------------------------------------------
-_FALSY = ("", "0", "false", "no", "off", "none", "null", "disabled=false")
+_FALSY = ("", "0", "false", "no", "off", "none", "null")
 
 
 def switch_is_on(value: Any) -> bool:
