@@ -137,7 +137,7 @@ def _parquet_bytes(df: pd.DataFrame) -> bytes:
 
 
 def train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_info: dict[str, Any] | None = None,
-                       *, actor: str | None = None) -> dict[str, Any]:
+                       *, actor: str | None = None, segment: tuple[str, Any] | None = None) -> dict[str, Any]:
     """Train on the window of partitions ending at ``ds`` and register a new version.
 
     The version carries the model, the drift reference, the holdout (with the training-time
@@ -148,6 +148,9 @@ def train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_i
     :class:`~airflow_mlops.ml.smoke.SmokeTestError` and no version becomes visible). With
     ``sensitive_features``, group fairness on the holdout goes to ``metadata["fairness"]``. A model card
     is written to ``reports/model_card.{md,html}``. Returns a small summary for XCom.
+
+    ``segment=(column, value)`` trains on the window's rows whose ``column`` equals ``value`` (compared
+    as text; see :mod:`airflow_mlops.segments`); the metadata's ``training_data.segment`` records it.
     """
     from airflow_mlops.ml import reports
     from airflow_mlops.ml.fairness import evaluate_fairness
@@ -158,6 +161,10 @@ def train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_i
     registry = ModelRegistry(store)
     dataset = Dataset.from_config(config, store)
     df, dates = dataset.read_window(ds, config.data.training_window_days)
+    if segment is not None:
+        from airflow_mlops.segments import segment_rows
+
+        df = segment_rows(df, *segment)
     fingerprint = fingerprint_table(df, keys=list(config.keys))
     log.info("training %s on %d rows from %d partition(s) of %s", config.name, len(df), len(dates), dataset.uri())
     result = train_model(config, df)
@@ -171,7 +178,8 @@ def train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_i
         "intended_use": config.intended_use, "limitations": config.limitations,
         **(run_info or {}),
         "training_data": {"uri": dataset.uri(), "partitions": dates, "window_end": ds,
-                          "fingerprint": fingerprint},
+                          "fingerprint": fingerprint,
+                          **({"segment": {"column": segment[0], "value": str(segment[1])}} if segment else {})},
         **result.summary(),
         "libraries": library_versions(),
         "config": config.to_dict(),

@@ -928,6 +928,7 @@ def score_partition(
     disabled: Any = None,
     disabled_source: str = "caller",
     explain: ExplainConfig | bool | None = None,
+    segment: tuple[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score the input partition ``ds`` with a registered model into the prediction log.
 
@@ -966,6 +967,9 @@ def score_partition(
     :param disabled_source: where ``disabled`` came from, for the summary and the log.
     :param explain: explanations: an :class:`~airflow_mlops.ml.config.ExplainConfig`, ``True``
         (defaults), ``False`` (off) or ``None`` = ``config.explain``.
+    :param segment: ``(column, value)``: score only the rows whose ``column`` equals ``value``
+        (compared as text) into a part (all files unless ``files``), for :func:`merge_parts`;
+        see :mod:`airflow_mlops.segments`.
     :returns: JSON-safe summary ``{"model", "version", "scored_by", "selection", "as_of", "rows",
         "files", "output_files", "output_uri", "output_key", "input_uri", "seconds",
         "shadow_version", "shadow_error", "scored_at", "run_id", "part", "canary_alias",
@@ -1050,8 +1054,8 @@ def score_partition(
         if unknown or not files:
             raise DataError(f"file(s) {unknown or files} are not data files of partition {input_uri}; "
                             f"its files: {all_files}")
-    part = files is not None
-    if not part:
+    part = files is not None or segment is not None
+    if files is None:
         files = all_files
 
     # -- shadow and canary models (never with the kill switch on) ---------------------------------
@@ -1161,7 +1165,7 @@ def score_partition(
         first = schemas[files[0]]
         key_types = {k: first.field(k).type for k in keys}
         needed = list(dict.fromkeys([*keys, *scorer.features, *(shadow.features if shadow else []),
-                                     *(canary.features if canary else [])]))
+                                     *(canary.features if canary else []), *([segment[0]] if segment else [])]))
         has_proba = scorer.has_proba
         schema = prediction_log_schema(scorer.meta, key_types, has_proba=has_proba, explain_k=explain_k)
         proba_cols = _proba_columns(scorer.meta) if has_proba else []
@@ -1200,7 +1204,8 @@ def score_partition(
             return gidx, gval
 
         output = predictions_dataset(config, store, output_prefix)
-        out_key = (join(output.prefix, PARTS_DIR, partition_name(ds), _part_id(files)) if part
+        part_id = _part_id(files) if segment is None else f"seg={_segment_slug(segment[1])}--{_part_id(files)}"
+        out_key = (join(output.prefix, PARTS_DIR, partition_name(ds), part_id) if part
                    else output.key(ds))
         canary_salt = name
         manifest = {"model": name, "version": scorer.version, "scored_by": chosen["scored_by"],
@@ -1212,7 +1217,8 @@ def score_partition(
                     "canary_share": canary_share if canary is not None else None,
                     "kill_switch": kill, "fallback": fallback,
                     "explain": ({"top_k": explain_k, "method": explain_info["method"]} if explain_info else None),
-                    "schema": {f.name: str(f.type) for f in schema}}
+                    "schema": {f.name: str(f.type) for f in schema},
+                    "segment": {"column": segment[0], "value": str(segment[1])} if segment else None}
         rows = canary_rows = 0
         with store.partition_writer(out_key, **manifest) as w:
             for f in files:
@@ -1229,6 +1235,8 @@ def score_partition(
                                                           uri, csv_types))
                     try:
                         for batch in batches:
+                            if segment is not None:
+                                batch = batch.filter(_segment_mask(batch.column(segment[0]), segment[1]))
                             n = batch.num_rows
                             if n == 0:
                                 continue
@@ -1317,6 +1325,7 @@ def score_partition(
         "canary_error": canary_error, "kill_switch": kill,
         "fallback": ({k: fallback[k] for k in ("source", "rows", "prediction", "proba")} if fallback else None),
         "explain": explain_info,
+        "segment": str(segment[1]) if segment else None,
     }
     if fallback is not None:  # JSON-safe (numpy scalars from the target column)
         summary["fallback"]["prediction"] = _plain_value(fallback["prediction"])
@@ -1337,6 +1346,24 @@ def score_partition(
                  explain_info["method"]["method"], explain_k, explain_info["seconds"], rows,
                  explain_info["setup_seconds"], seconds)
     return summary
+
+
+def _segment_slug(value: Any) -> str:
+    from airflow_mlops.segments import segment_slug
+
+    return segment_slug(value)
+
+
+def _segment_mask(column: pa.Array | pa.ChunkedArray, value: Any) -> Any:
+    """Rows of a batch whose segment column equals ``value`` compared as text (nulls: never)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    text = column if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) \
+        else pc.cast(column, pa.string())
+    return pc.fill_null(pc.equal(text, pa.scalar(str(value), type=text.type)), False)
 
 
 def _plain_value(value: Any) -> Any:
@@ -1416,9 +1443,11 @@ def merge_parts(config: ModelConfig, store: ArtifactStore, ds: str, parts: Seque
     must be committed, scored by the same model version, and (``require_complete``) the parts
     together must cover exactly the files of the input partition, each once. The files are
     hard-linked (file://) or copied into one new partition commit; then the parts are removed.
-    """
-    import pyarrow.parquet as pq
 
+    Segment parts (``score_partition(segment=...)``) are checked per segment: one model per segment,
+    each segment covering the input files once; the manifest records ``segments`` (value -> model,
+    version, rows).
+    """
     started = time.perf_counter()
     ds = str(ds)[:10]
     keys = [_part_key(p) for p in parts]
@@ -1432,26 +1461,56 @@ def merge_parts(config: ModelConfig, store: ArtifactStore, ds: str, parts: Seque
         if m.get("ds") != ds:
             raise DataError(f"part {store.uri(k)} is for {m.get('ds')}, not {ds}")
         manifests.append(m)
+    segmented = {bool(m.get("segment")) for m in manifests}
+    if len(segmented) > 1:
+        raise DataError(f"parts of {config.name} {ds} mix segment parts and whole-partition parts; re-run the scoring")
+    if len({_json_key(m.get("schema")) for m in manifests}) > 1:
+        raise DataError(f"parts of {config.name} {ds} have different output schemas; re-run the scoring")
+    by_segment: dict[Any, list[dict]] = {}
+    for m in manifests:
+        by_segment.setdefault((m.get("segment") or {}).get("value"), []).append(m)
+    for seg, group in by_segment.items():
+        _check_parts(config, ds, seg, group, require_complete, input_dataset, store)
+    first = manifests[0]
+    if segmented == {True}:
+        return _merge_files(config, store, ds, keys, manifests, output_prefix, cleanup, started, extra={
+            "model": config.name, "version": None, "scored_by": first.get("scored_by"), "selection": "segments",
+            "segments": {str(seg): {"model": g[0].get("model"), "version": g[0].get("version"),
+                                    "rows": sum(int(m.get("rows", 0)) for m in g)}
+                         for seg, g in sorted(by_segment.items(), key=lambda kv: str(kv[0]))}})
+    return _merge_files(config, store, ds, keys, manifests, output_prefix, cleanup, started)
+
+
+def _check_parts(config: ModelConfig, ds: str, segment: Any, manifests: list[dict], require_complete: bool,
+                 input_dataset: Dataset | None, store: ArtifactStore) -> None:
+    """The parts of one segment (or of the whole partition) were scored by one model and cover the input
+    files exactly once."""
+    where = f"{config.name} {ds}" + (f" segment {segment!r}" if segment is not None else "")
     models = {(m.get("model"), m.get("version"), m.get("scored_by"), m.get("shadow_version"), m.get("canary_version"),
                m.get("canary_share")) for m in manifests}
     if len(models) > 1:
         raise DataError(
-            f"parts of {config.name} {ds} were scored by different models {sorted(models, key=str)} (model, version, "
+            f"parts of {where} were scored by different models {sorted(models, key=str)} (model, version, "
             "scored_by, shadow, canary version, canary share); an alias or the kill switch changed during the "
             "fan-out. Resolve the version once (version=...) and re-run the parts")
-    schemas = {_json_key(m.get("schema")) for m in manifests}
-    if len(schemas) > 1:
-        raise DataError(f"parts of {config.name} {ds} have different output schemas; re-run the scoring")
     covered: list[str] = [f for m in manifests for f in m.get("input_files", [])]
     dupes = sorted({f for f in covered if covered.count(f) > 1})
     if dupes:
-        raise DataError(f"input file(s) scored by more than one part: {dupes}")
+        raise DataError(f"input file(s) of {where} scored by more than one part: {dupes}")
     if require_complete:
         expected = set(partition_input_files(config, store, ds, input_dataset))
         missing, extra = sorted(expected - set(covered)), sorted(set(covered) - expected)
         if missing or extra:
-            raise DataError(f"parts do not cover the input partition of {ds}: missing {missing or 'none'}, "
-                            f"not in the partition {extra or 'none'}")
+            raise DataError(f"parts of {where} do not cover the input partition of {ds}: missing "
+                            f"{missing or 'none'}, not in the partition {extra or 'none'}")
+
+
+def _merge_files(config: ModelConfig, store: ArtifactStore, ds: str, keys: list[str], manifests: list[dict],
+                 output_prefix: str | None, cleanup: bool, started: float,
+                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    covered: list[str] = list(dict.fromkeys(f for m in manifests for f in m.get("input_files", [])))
     rows = sum(int(m.get("rows", 0)) for m in manifests)
     if rows == 0:
         raise DataError(f"input partition of {config.name} {ds} is empty (0 rows in all parts)")
@@ -1461,7 +1520,7 @@ def merge_parts(config: ModelConfig, store: ArtifactStore, ds: str, parts: Seque
                                                 "run_id", "scored_at", "input_uri", "shadow_version", "schema",
                                                 "canary_alias", "canary_version", "canary_share", "kill_switch",
                                                 "fallback", "explain")}
-    extra_manifest.update({"input_files": covered, "part": False, "merged_from": keys})
+    extra_manifest.update({"input_files": covered, "part": False, "merged_from": keys, **(extra or {})})
     with store.partition_writer(output.key(ds), **extra_manifest) as w:
         for k, m in zip(keys, manifests):
             for fname in m.get("files", []):
@@ -1477,8 +1536,9 @@ def merge_parts(config: ModelConfig, store: ArtifactStore, ds: str, parts: Seque
             for leftover in (join(output.prefix, PARTS_DIR, partition_name(ds)), join(output.prefix, PARTS_DIR)):
                 with contextlib.suppress(OSError):
                     os.rmdir(store.local_path(leftover))
-    summary = {"model": first.get("model"), "version": first.get("version"), "scored_by": first.get("scored_by"),
-               "selection": first.get("selection"), "rows": rows, "files": len(covered), "parts": len(keys),
+    summary = {"model": extra_manifest["model"], "version": extra_manifest["version"],
+               "scored_by": extra_manifest["scored_by"], "selection": extra_manifest["selection"], "rows": rows,
+               "files": len(covered), "parts": len(keys), "segments": extra_manifest.get("segments"),
                "output_files": n_out, "output_uri": output.uri(ds), "output_key": output.key(ds),
                "input_uri": first.get("input_uri"), "shadow_version": first.get("shadow_version"),
                "seconds": round(time.perf_counter() - started, 3), "ds": ds}

@@ -371,6 +371,17 @@ class CanaryConfig:
 
 
 @dataclass(frozen=True)
+class SegmentsConfig:
+    """``segments``: one model per value of ``column`` (see :mod:`airflow_mlops.segments`)."""
+
+    column: str
+    #: segments with fewer rows in the training window are not trained (logged and in the XCom)
+    min_rows: int = 200
+    #: batch scoring maps over (segment, input file) pairs instead of segments (large partitions)
+    map_files: bool = False
+
+
+@dataclass(frozen=True)
 class AlertsConfig:
     """``alerts``: where alerts go (the config's ``owner`` is always a recipient when it is an
     e-mail address)."""
@@ -419,6 +430,8 @@ class ModelConfig:
     explain: ExplainConfig | None = None
     canary: CanaryConfig | None = None
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    #: one model per value of a column (``segments.column``); never a feature
+    segments: SegmentsConfig | None = None
     #: where the config came from (file path or ``"<dict>"``); not part of equality
     source: str = field(default="<dict>", compare=False)
 
@@ -434,6 +447,8 @@ class ModelConfig:
         if self.features is not None:
             return list(self.features)
         excluded = set(self.keys) | {self.target} | RESERVED_COLUMNS
+        if self.segments is not None:
+            excluded.add(self.segments.column)
         return [
             c for c in all_columns
             if c not in excluded and not str(c).startswith("__index_level_")
@@ -543,7 +558,7 @@ _TOP_FIELDS = (
     "name", "owner", "description", "intended_use", "limitations", "data", "keys", "target",
     "features", "categorical_features", "task", "estimator", "search", "training", "metrics",
     "promotion", "validation", "schedules", "drift", "monitoring", "slices", "sensitive_features",
-    "fairness", "explain", "canary", "alerts",
+    "fairness", "explain", "canary", "alerts", "segments",
 )
 _SECTION_FIELDS: dict[str, tuple[str, ...]] = {
     "data": ("dataset", "uri", "format", "conn_id", "training_window_days", "ground_truth_dataset",
@@ -563,6 +578,7 @@ _SECTION_FIELDS: dict[str, tuple[str, ...]] = {
     "explain": ("top_k", "method"),
     "canary": ("alias", "share"),
     "alerts": ("email", "smtp_conn_id", "webhook", "checks"),
+    "segments": ("column", "min_rows", "map_files"),
 }
 _MISSING = object()
 
@@ -739,6 +755,7 @@ class _Parser:
             explain=self.parse_explain(raw.get("explain")),
             canary=self.parse_canary(raw.get("canary")),
             alerts=self.parse_alerts(self.section(raw, "alerts")),
+            segments=self.parse_segments(raw.get("segments"), keys, target, features),  # type: ignore[arg-type]
             source=self.source,
         )
 
@@ -1066,6 +1083,21 @@ class _Parser:
                             share=self.number(self.get(sec, "share", "canary"), "canary.share", 0.0, 0.5,
                                               low_open=True))
 
+    def parse_segments(self, raw: Any, keys: tuple[str, ...], target: str,
+                       features: tuple[str, ...] | None) -> SegmentsConfig | None:
+        if raw is None:
+            return None
+        sec = self.mapping(raw, "segments", _SECTION_FIELDS["segments"])
+        column = self.string(self.get(sec, "column", "segments"), "segments.column")
+        if column in keys or column == target:
+            raise self.error("segments.column", f"{column!r} is a key or the target; segment by another column")
+        if features is not None and column in features:
+            raise self.error("segments.column", f"{column!r} is listed in features; a segment column is "
+                                                "constant within each segment's model, remove it from features")
+        return SegmentsConfig(column=column,
+                              min_rows=self.integer(sec.get("min_rows", 200), "segments.min_rows", 1),
+                              map_files=self.boolean(sec.get("map_files", False), "segments.map_files"))
+
     def parse_alerts(self, sec: Mapping[str, Any]) -> AlertsConfig:
         emails = sec.get("email") or []
         if isinstance(emails, str):
@@ -1164,7 +1196,8 @@ def check_config_against_data(
         if missing:
             raise _missing_error("features", "feature", missing, columns, src)
     for path, what, cols in (("slices", "slice", config.slices),
-                             ("sensitive_features", "sensitive feature", config.sensitive_features)):
+                             ("sensitive_features", "sensitive feature", config.sensitive_features),
+                             ("segments.column", "segment", (config.segments.column,) if config.segments else ())):
         missing = [c for c in cols if c not in schema]
         if missing:
             raise _missing_error(path, what, missing, columns, src)

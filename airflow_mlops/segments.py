@@ -1,0 +1,254 @@
+"""Segmented models: one registered model per value of a config's ``segments.column``.
+
+A config with ``segments: {column: region, min_rows: 200}`` trains, promotes and scores one model per
+segment value. Each segment's model is an ordinary registered model named
+``<model>__<slug of the value>`` (:func:`segment_model_name`), so versions, aliases, the promotion
+gate, model cards and the audit log are per segment with no registry changes. :func:`segment_config`
+derives that model's config (``dataclasses.replace`` with the segment model's name); the pipeline
+functions (:func:`~airflow_mlops.pipeline.train_and_register`, ``promote_candidate``,
+``notify_promotion``, :func:`~airflow_mlops.scoring.score_partition`) run unchanged on it.
+
+* training: :func:`list_training_segments` (values in the training window, segments under
+  ``min_rows`` skipped) -> :func:`train_segment` per value (window filtered to the segment; the
+  segment column is never a feature) -> promote / notify per value;
+* scoring: :func:`plan_segment_scoring` (values in the scoring partition, each segment's champion as
+  of the logical date, resolved once; fails listing the segments without one, before anything is
+  written) -> :func:`score_segment` per value (a part of the output partition, optionally per input
+  file) -> :func:`merge_segment_parts` (one atomic commit of ``predictions/<model>/ds=<ds>/``; the
+  ``model_name`` column says which segment model scored each row). :func:`score_segments` runs all
+  three in one process.
+
+The DAG factory maps these steps over the segment values with dynamic task mapping.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops.hooks.datasets import DataError, Dataset
+from airflow_mlops.hooks.storage import ArtifactStore
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from airflow_mlops.ml.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+SEPARATOR = "__"
+
+
+class SegmentError(DataError):
+    """Segment values that cannot be trained or scored (no champion, clashing slugs, null values)."""
+
+
+def segment_slug(value: Any) -> str:
+    """The registry-safe form of a segment value: lowercase, runs of characters outside
+    ``[a-z0-9_]`` replaced by ``_`` (``"North-East"`` -> ``"north_east"``)."""
+    slug = re.sub(r"[^a-z0-9_]+", "_", str(value).strip().lower()).strip("_")
+    if not slug:
+        raise SegmentError(f"segment value {value!r} has no letters or digits; it cannot name a model")
+    return slug
+
+
+def _require_segments(config: ModelConfig) -> str:
+    if config.segments is None:
+        raise ValueError(f"config {config.name} ({config.source}) has no segments section")
+    return config.segments.column
+
+
+def segment_model_name(config: ModelConfig, value: Any) -> str:
+    """``<model>__<slug>``: the registered model of one segment value."""
+    _require_segments(config)
+    return f"{config.name}{SEPARATOR}{segment_slug(value)}"
+
+
+def segment_config(config: ModelConfig, value: Any) -> ModelConfig:
+    """The config of one segment's model: the same config named :func:`segment_model_name`
+    (the ``segments`` section stays, so the segment column stays out of the features)."""
+    return dataclasses.replace(config, name=segment_model_name(config, value))
+
+
+def segment_rows(df: pd.DataFrame, column: str, value: Any) -> pd.DataFrame:
+    """The rows of ``df`` whose ``column`` equals ``value`` compared as text (nulls never match)."""
+    if column not in df.columns:
+        raise DataError(f"segment column {column!r} is not in the data (columns: {sorted(map(str, df.columns))})")
+    col = df[column]
+    return df[col.notna() & (col.astype(str) == str(value))].reset_index(drop=True)
+
+
+def _check_slugs(config: ModelConfig, values: list[str]) -> None:
+    seen: dict[str, str] = {}
+    for v in values:
+        slug = segment_slug(v)
+        if slug in seen:
+            raise SegmentError(f"segment values {seen[slug]!r} and {v!r} of {config.name}.{config.segments.column} "
+                               f"both map to the model {config.name}{SEPARATOR}{slug}; clean the column so that "
+                               "values differ after lowercasing")
+        seen[slug] = v
+
+
+def _value_counts(frame: pd.DataFrame, column: str, where: str) -> dict[str, int]:
+    col = frame[column]
+    nulls = int(col.isna().sum())
+    if nulls:
+        raise SegmentError(f"{nulls} row(s) of {where} have no {column!r} value, so no segment model can take "
+                           f"them; fill the column upstream")
+    counts = col.astype(str).value_counts()
+    return {str(k): int(v) for k, v in sorted(counts.items())}
+
+
+# ------------------------------------------------------------------------------------------
+# training
+# ------------------------------------------------------------------------------------------
+def list_training_segments(config: ModelConfig, store: ArtifactStore, ds: str) -> dict[str, Any]:
+    """The segment values of the training window ending at ``ds`` (only the segment column is read).
+
+    Returns ``{"segments": [values with >= min_rows rows], "skipped": [{"segment", "rows", "min_rows"}],
+    "rows": {value: rows}}``; every skipped segment is logged with its row count.
+    """
+    column = _require_segments(config)
+    dataset = Dataset.from_config(config, store)
+    df, dates = dataset.read_window(ds, config.data.training_window_days, columns=[column])
+    counts = _value_counts(df, column, f"the training window of {dataset.uri()} ending {str(ds)[:10]}")
+    _check_slugs(config, list(counts))
+    min_rows = config.segments.min_rows
+    keep = [v for v, n in counts.items() if n >= min_rows]
+    skipped = [{"segment": v, "rows": n, "min_rows": min_rows} for v, n in counts.items() if n < min_rows]
+    for s in skipped:
+        log.warning("segment %s=%s of %s skipped: %d row(s) in the training window, fewer than segments.min_rows=%d",
+                    column, s["segment"], config.name, s["rows"], min_rows)
+    log.info("%s: %d segment(s) of %r to train from %d partition(s), %d skipped", config.name, len(keep), column,
+             len(dates), len(skipped))
+    return {"segments": keep, "skipped": skipped, "rows": counts}
+
+
+def train_segment(config: ModelConfig, store: ArtifactStore, ds: str, value: Any,
+                  run_info: dict[str, Any] | None = None, *, actor: str | None = None) -> dict[str, Any]:
+    """Train and register the model of one segment on the window's rows of that segment.
+
+    A segment with fewer than ``segments.min_rows`` rows is not trained: the result is
+    ``{"segment", "model", "skipped": <reason>, "rows"}`` (the promote/notify steps pass it through).
+    """
+    from airflow_mlops.pipeline import train_and_register
+
+    column = _require_segments(config)
+    cfg = segment_config(config, value)
+    dataset = Dataset.from_config(config, store)
+    df, _ = dataset.read_window(ds, config.data.training_window_days, columns=[column])
+    rows = int(len(segment_rows(df, column, value)))
+    if rows < config.segments.min_rows:
+        reason = f"{rows} row(s) in the training window, fewer than segments.min_rows={config.segments.min_rows}"
+        log.warning("segment %s=%s of %s not trained: %s", column, value, config.name, reason)
+        return {"segment": str(value), "model": cfg.name, "skipped": reason, "rows": rows}
+    out = train_and_register(cfg, store, ds, run_info, actor=actor, segment=(column, value))
+    return {**out, "segment": str(value)}
+
+
+def promote_segment(config: ModelConfig, store: ArtifactStore, value: Any, trained: dict[str, Any], *,
+                    run_info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The promotion gate of one segment's candidate (``trained``: the :func:`train_segment` result)."""
+    from airflow_mlops.pipeline import promote_candidate
+
+    if trained.get("skipped"):
+        return {"segment": str(value), "model": trained.get("model"), "skipped": trained["skipped"]}
+    out = promote_candidate(segment_config(config, value), store, int(trained["version"]), run_info=run_info)
+    return {**out, "segment": str(value)}
+
+
+# ------------------------------------------------------------------------------------------
+# scoring
+# ------------------------------------------------------------------------------------------
+def plan_segment_scoring(config: ModelConfig, store: ArtifactStore, ds: str, *, alias: str = "champion",
+                         as_of_logical_date: bool = True, if_alias_missing: str = "fail",
+                         input_dataset: Dataset | None = None, map_files: bool | None = None) -> dict[str, Any]:
+    """The mapped scoring tasks of ``ds``: ``{"tasks": [{"segment"} (+ "files" per input file with
+    ``segments.map_files``) per segment value in the scoring partition], "versions": {value: version},
+    "rows": {value: rows}}``. Every segment must have a version for ``alias`` (as of the end of the
+    logical day by default) before any part is scored; the scoring tasks resolve it the same way and
+    :func:`merge_segment_parts` refuses a segment whose parts disagree.
+
+    :raises SegmentError: segments of the partition without a model (all of them listed), null segment
+        values or clashing slugs; nothing is written.
+    """
+    from airflow_mlops.hooks.registry import ModelRegistry, RegistryError
+    from airflow_mlops.scoring import partition_input_files, scoring_input, select_model
+
+    column = _require_segments(config)
+    ds = str(ds)[:10]
+    dataset = input_dataset or scoring_input(config, store)
+    frame = dataset.read(ds, columns=[column])
+    counts = _value_counts(frame, column, dataset.uri(ds))
+    if not counts:
+        raise DataError(f"partition {dataset.uri(ds)} is empty; nothing to score")
+    _check_slugs(config, list(counts))
+    registry = ModelRegistry(store)
+    versions: dict[str, int] = {}
+    missing: list[str] = []
+    for value in counts:
+        name = segment_model_name(config, value)
+        try:
+            versions[value] = int(select_model(registry, name, ds, alias=alias, as_of_logical_date=as_of_logical_date,
+                                               if_alias_missing=if_alias_missing)["version"])
+        except RegistryError as e:
+            missing.append(f"{value!r} ({counts[value]} row(s); {name}: {str(e).splitlines()[0]})")
+    if missing:
+        when = f" as of {ds}" if as_of_logical_date else ""
+        raise SegmentError(f"{len(missing)} segment(s) of {dataset.uri(ds)} by {column!r} have no {alias}{when}: "
+                           f"{'; '.join(missing)}. Nothing was written. Train and promote those segments (they may "
+                           f"have been skipped for segments.min_rows) or remove their rows from the input")
+    map_files = config.segments.map_files if map_files is None else map_files
+    files = partition_input_files(config, store, ds, dataset) if map_files else [None]
+    tasks = [{"segment": v, **({"files": f} if f is not None else {})} for v in counts for f in files]
+    log.info("%s %s: %d segment(s) of %r, %d scoring task(s)", config.name, ds, len(counts), column, len(tasks))
+    return {"tasks": tasks, "versions": versions, "rows": counts}
+
+
+def _predictions_prefix(config: ModelConfig, output_prefix: str | None) -> str:
+    return output_prefix or f"predictions/{config.name}"
+
+
+def score_segment(config: ModelConfig, store: ArtifactStore, ds: str, value: Any, *, version: int | str | None = None,
+                  files: list[str] | str | None = None, output_prefix: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Score the rows of one segment of ``ds`` with that segment's model into a part of the model's
+    prediction partition (``predictions/<model>/_parts/...``); :func:`merge_segment_parts` commits it.
+    ``kwargs`` go to :func:`~airflow_mlops.scoring.score_partition` (``alias``, ``as_of_logical_date``...)."""
+    from airflow_mlops.scoring import score_partition
+
+    column = _require_segments(config)
+    if isinstance(files, str):
+        files = [files]
+    out = score_partition(segment_config(config, value), store, ds, version=version, files=files,
+                          output_prefix=_predictions_prefix(config, output_prefix), segment=(column, value), **kwargs)
+    return out
+
+
+def merge_segment_parts(config: ModelConfig, store: ArtifactStore, ds: str, parts: list[dict[str, Any]], *,
+                        output_prefix: str | None = None, input_dataset: Dataset | None = None) -> dict[str, Any]:
+    """Commit ``predictions/<model>/ds=<ds>/`` from the segment parts, after checking that the parts cover
+    every segment value of the input partition (one model per segment, every file once per segment)."""
+    from airflow_mlops.scoring import merge_parts, scoring_input
+
+    column = _require_segments(config)
+    ds = str(ds)[:10]
+    dataset = input_dataset or scoring_input(config, store)
+    expected = set(_value_counts(dataset.read(ds, columns=[column]), column, dataset.uri(ds)))
+    got = {str(p.get("segment")) for p in parts if p}
+    if expected - got or got - expected:
+        raise SegmentError(f"segment parts of {config.name} {ds} do not match the segments of {dataset.uri(ds)}: "
+                           f"not scored {sorted(expected - got) or 'none'}, not in the partition "
+                           f"{sorted(got - expected) or 'none'}; re-run the scoring")
+    return merge_parts(config, store, ds, [p for p in parts if p], output_prefix=_predictions_prefix(config, output_prefix),
+                       input_dataset=input_dataset)
+
+
+def score_segments(config: ModelConfig, store: ArtifactStore, ds: str, *, alias: str = "champion",
+                   as_of_logical_date: bool = True, run_id: str = "", **kwargs: Any) -> dict[str, Any]:
+    """Plan, score every segment and merge, in this process (what the mapped DAG does across workers)."""
+    plan = plan_segment_scoring(config, store, ds, alias=alias, as_of_logical_date=as_of_logical_date)
+    parts = [score_segment(config, store, ds, p["segment"], files=p.get("files"), alias=alias,
+                           as_of_logical_date=as_of_logical_date, run_id=run_id, **kwargs) for p in plan["tasks"]]
+    return merge_segment_parts(config, store, ds, parts)
