@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install demo test clean standalone
+.PHONY: install demo test clean standalone scale-demo
 
 install: $(VENV)/.installed
 
@@ -20,6 +20,11 @@ demo: install
 test: install
 	@sh scripts/ensure-chromium.sh || echo "chromium unavailable: the browser test will be skipped"
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+# CeleryExecutor with two workers on this machine (Postgres, Redis, moto S3): see docs/deploy.md.
+scale-demo: install
+	$(VENV)/bin/uv pip install -q --python $(PY) --compile-bytecode -e ".[dev,celery]"
+	$(PY) scripts/celery_multiworker.py $(SCALE_ARGS)
 
 clean:
 	rm -rf .demo build dist *.egg-info
