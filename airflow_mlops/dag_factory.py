@@ -128,6 +128,9 @@ def training_dag(config: ModelConfig, config_path: str, *, storage_uri: str | No
                                    poke_interval=60, timeout=6 * 3600, mode="reschedule")
         data = data_asset(config, storage_uri)
         validate = DataValidationOperator(task_id="validate", with_target=True, retries=0, inlets=[data], **common)
+        if config.segments is not None:
+            _segmented_training(config, config_path, storage_uri, wait >> validate, data)
+            return dag
         train = TrainModelOperator(task_id="train", inlets=[data], outlets=[model_version_asset(config.name)],
                                    **common)
         promote = PromoteModelOperator(task_id="promote", candidate_task_id="train", **common)
@@ -143,6 +146,75 @@ def training_dag(config: ModelConfig, config_path: str, *, storage_uri: str | No
             promote >> approval >> PromoteModelOperator(task_id="promote_approved", version=version, **common) \
                 >> NotifyPromotionOperator(task_id="notify_approved", promote_task_id="promote_approved", **common)
     return dag
+
+
+def _segmented_training(config: ModelConfig, config_path: str, storage_uri: str | None, upstream: Any,
+                        data: Any) -> None:
+    """list_segments -> train / promote / notify mapped over the segment values of the training window."""
+    from airflow.sdk import get_current_context, task
+
+    from airflow_mlops.operators import PromoteModelOperator, TrainModelOperator
+    from airflow_mlops.operators.registry import NotifyPromotionOperator
+
+    common = {"config_path": config_path, "storage_uri": storage_uri}
+
+    @task(task_id="list_segments")
+    def list_segments() -> list[str]:
+        """The segment values of the training window with at least ``segments.min_rows`` rows (the
+        mapped list); the skipped ones with their row counts go to the XCom key ``skipped``, the row
+        counts of every value to ``rows``."""
+        from airflow_mlops.hooks.storage import ArtifactStore
+        from airflow_mlops.ml.config import load_model_config
+        from airflow_mlops.operators.base import context_ds
+        from airflow_mlops.segments import list_training_segments
+
+        context = get_current_context()
+        out = list_training_segments(load_model_config(config_path), ArtifactStore(storage_uri), context_ds(context))
+        context["ti"].xcom_push(key="skipped", value=out["skipped"])
+        context["ti"].xcom_push(key="rows", value=out["rows"])
+        return out["segments"]
+
+    segments = values = list_segments()
+    train = TrainModelOperator.partial(task_id="train", inlets=[data], outlets=[model_version_asset(config.name)],
+                                       **common).expand(segment=values)
+    promote = PromoteModelOperator.partial(task_id="promote", candidate_task_id="train", **common).expand(
+        segment=values)
+    notify = NotifyPromotionOperator.partial(task_id="notify", promote_task_id="promote", **common).expand(
+        segment=values)
+    upstream >> segments >> train >> promote >> notify
+
+
+def _segmented_scoring(config: ModelConfig, config_path: str, storage_uri: str | None, upstream: Any) -> None:
+    """plan_segments -> score mapped over the segments (or segment x input file) -> merge."""
+    from airflow.sdk import get_current_context, task
+
+    from airflow_mlops.operators.inference import BatchInferenceOperator, MergePredictionPartsOperator
+
+    common = {"config_path": config_path, "storage_uri": storage_uri}
+
+    @task(task_id="plan_segments", retries=0)
+    def plan_segments() -> list[dict[str, Any]]:
+        """One scoring task per segment value of the partition (per value and file with
+        ``segments.map_files``); fails listing the segments without a champion as of the logical date.
+        Each segment's champion version goes to the XCom key ``versions``."""
+        from airflow_mlops.hooks.storage import ArtifactStore
+        from airflow_mlops.ml.config import load_model_config
+        from airflow_mlops.operators.base import context_ds
+        from airflow_mlops.segments import plan_segment_scoring
+
+        context = get_current_context()
+        out = plan_segment_scoring(load_model_config(config_path), ArtifactStore(storage_uri), context_ds(context))
+        context["ti"].xcom_push(key="versions", value=out["versions"])
+        context["ti"].xcom_push(key="rows", value=out["rows"])
+        return out["tasks"]
+
+    plan = plan_segments()
+    score = BatchInferenceOperator.partial(
+        task_id="score", alias="champion", as_of_logical_date=True,
+        inlets=[data_asset(config, storage_uri, config.data.scoring)], **common).expand_kwargs(plan)
+    merge = MergePredictionPartsOperator(task_id="merge", parts_task_id="score", segments=True,
+                                         outlets=[predictions_asset(config.name)], **common)
+    upstream >> plan >> score >> merge
 
 
 def _start(config: ModelConfig) -> dt.datetime:
@@ -174,6 +246,9 @@ def batch_scoring_dag(config: ModelConfig, config_path: str, *, storage_uri: str
         wait = DataPartitionSensor(task_id="wait_for_data", dataset=config.data.scoring, fmt=config.data.format,
                                    storage_uri=storage_uri, poke_interval=60, timeout=6 * 3600, mode="reschedule")
         validate = DataValidationOperator(task_id="validate", with_target=False, retries=0, **common)
+        if config.segments is not None:
+            _segmented_scoring(config, config_path, storage_uri, wait >> validate)
+            return dag
         score = BatchInferenceOperator(task_id="score", alias="champion", as_of_logical_date=True,
                                        inlets=[data_asset(config, storage_uri, config.data.scoring),
                                                model_version_asset(config.name)],

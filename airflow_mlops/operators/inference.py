@@ -74,6 +74,11 @@ class BatchInferenceOperator(MLOpsBaseOperator):
     :param explain: ``None`` = the config's ``explain`` section; ``True`` / ``False`` force it on/off.
     :param kill_switch_variable: Airflow Variable read as the kill switch (default
         ``mlops_<model>_disabled``); ``""`` = only the registry flag.
+    :param segment: with a config's ``segments`` section, score only the rows of this segment value
+        with that segment's model (``<model>__<slug>``, same alias rules) into a part of
+        ``predictions/<model>/``, committed by :class:`MergePredictionPartsOperator`
+        (``segments=True``); the kill switch variable is then the segment model's. See
+        :mod:`airflow_mlops.segments`. (templated)
 
     Example (the daily scoring DAG; ``catchup=True`` makes backfills reproducible)::
 
@@ -93,7 +98,7 @@ class BatchInferenceOperator(MLOpsBaseOperator):
     """
 
     template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields, "alias", "version", "shadow_alias",
-                                      "input_dataset", "output_prefix", "files", "canary_alias")
+                                      "input_dataset", "output_prefix", "files", "canary_alias", "segment")
     ui_color = "#ffe8cc"
 
     def __init__(self, *, alias: str = "champion", version: int | str | None = None,
@@ -102,8 +107,9 @@ class BatchInferenceOperator(MLOpsBaseOperator):
                  input_format: str | None = None, output_prefix: str | None = None,
                  files: str | list[str] | None = None, canary_alias: str | None = None,
                  canary_share: float | None = None, explain: bool | None = None,
-                 kill_switch_variable: str | None = None, **kwargs: Any) -> None:
+                 kill_switch_variable: str | None = None, segment: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.segment = segment
         self.canary_alias = canary_alias
         self.canary_share = canary_share
         self.explain = explain
@@ -132,14 +138,23 @@ class BatchInferenceOperator(MLOpsBaseOperator):
         if isinstance(files, str):
             files = [files]
         version = self.version if self.version not in (None, "", "None") else None
+        config, output_prefix, segment = self.config, self.output_prefix or None, None
+        if self.segment not in (None, ""):
+            from airflow_mlops.segments import segment_config
+
+            if config.segments is None:
+                fail(f"segment={self.segment!r} given but {self.config_path} has no segments section")
+            segment = (config.segments.column, self.segment)
+            output_prefix = output_prefix or f"predictions/{config.name}"
+            config = segment_config(config, self.segment)
         variable = (self.kill_switch_variable if self.kill_switch_variable is not None
-                    else kill_switch_variable(self.config.name))
+                    else kill_switch_variable(config.name))
         switch = read_variable(variable) if variable else None
         try:
             return score_partition(
-                self.config, self.store, self.logical_ds(context),
+                config, self.store, self.logical_ds(context),
                 alias=self.alias or "champion", version=version, as_of_logical_date=self.as_of_logical_date,
-                input_dataset=dataset, output_prefix=self.output_prefix or None,
+                input_dataset=dataset, output_prefix=output_prefix, segment=segment,
                 batch_size=int(self.batch_size or DEFAULT_BATCH_SIZE), shadow_alias=self.shadow_alias or None,
                 run_id=str(context.get("run_id") or ""), files=files, if_alias_missing=self.if_alias_missing,
                 canary_alias=self.canary_alias or None,
@@ -147,7 +162,7 @@ class BatchInferenceOperator(MLOpsBaseOperator):
                 disabled=switch, disabled_source=f"Airflow Variable {variable}", explain=self.explain,
             )
         except (DataError, RegistryError) as e:  # SchemaMismatchError is a DataError
-            fail(f"batch scoring of {self.config.name} failed: {e}")
+            fail(f"batch scoring of {config.name} failed: {e}")
             raise
 
 
@@ -175,6 +190,9 @@ class MergePredictionPartsOperator(MLOpsBaseOperator):
 
     :param parts_task_id: the mapped scoring task whose XComs are the part summaries.
     :param output_prefix: prediction dataset prefix (default ``predictions/<model>``). (templated)
+    :param segments: the parts are segment parts (``BatchInferenceOperator(segment=...)``): checked per
+        segment and against the segment values of the input partition
+        (:func:`airflow_mlops.segments.merge_segment_parts`).
 
     Example::
 
@@ -190,8 +208,10 @@ class MergePredictionPartsOperator(MLOpsBaseOperator):
     ui_color = "#ffe8cc"
 
     def __init__(self, *, parts_task_id: str = "score", output_prefix: str | None = None,
-                 input_dataset: str | None = None, input_format: str | None = None, **kwargs: Any) -> None:
+                 input_dataset: str | None = None, input_format: str | None = None, segments: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.segments = segments
         self.parts_task_id = parts_task_id
         self.output_prefix = output_prefix
         self.input_dataset = input_dataset
@@ -210,6 +230,11 @@ class MergePredictionPartsOperator(MLOpsBaseOperator):
         if self.input_dataset:
             dataset = Dataset.for_name(self.store, self.input_dataset, self.input_format or self.config.data.format)
         try:
+            if self.segments:
+                from airflow_mlops.segments import merge_segment_parts
+
+                return merge_segment_parts(self.config, self.store, self.logical_ds(context), parts,
+                                           output_prefix=self.output_prefix or None, input_dataset=dataset)
             return merge_parts(self.config, self.store, self.logical_ds(context), parts,
                                output_prefix=self.output_prefix or None, input_dataset=dataset)
         except DataError as e:

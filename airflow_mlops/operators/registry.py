@@ -11,6 +11,12 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
+def _pull_same_index(context: Context, task_id: str) -> Any:
+    """The XCom of ``task_id`` at this (mapped) task instance's map index: the same segment."""
+    ti = context["ti"]
+    return ti.xcom_pull(task_ids=task_id, map_indexes=ti.map_index)
+
+
 def _version_from(context: Context, version: Any, task_id: str | None) -> int:
     if version not in (None, ""):
         return int(version)
@@ -42,23 +48,36 @@ class PromoteModelOperator(MLOpsBaseOperator):
     :param version: candidate version (templated); default: the ``version`` in the XCom of
         ``candidate_task_id``.
     :param candidate_task_id: task whose XCom names the candidate (default ``train``).
+    :param segment: gate the candidate of this segment's model (``<model>__<slug>``), read from the
+        XCom of the mapped ``candidate_task_id`` instance with the same map index; a skipped segment is
+        passed through. (templated)
 
     Example::
 
         PromoteModelOperator(task_id="promote", config_path="dags/configs/churn.yaml")
     """
 
-    template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields, "version")
+    template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields, "version", "segment")
     ui_color = "#e8dcff"
 
     def __init__(self, *, version: int | str | None = None, candidate_task_id: str | None = "train",
-                 **kwargs: Any) -> None:
+                 segment: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.version = version
         self.candidate_task_id = candidate_task_id
+        self.segment = segment
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.pipeline import promote_candidate
+
+        if self.segment not in (None, ""):
+            from airflow_mlops.segments import promote_segment
+
+            trained = ({"version": int(self.version)} if self.version not in (None, "")
+                       else _pull_same_index(context, self.candidate_task_id or "train"))
+            if not trained:
+                raise ValueError(f"task {self.candidate_task_id!r} pushed no result for segment {self.segment!r}")
+            return promote_segment(self.config, self.store, self.segment, trained, run_info=self.run_info(context))
 
         version = _version_from(context, self.version, self.candidate_task_id)
         return promote_candidate(self.config, self.store, version, run_info=self.run_info(context))
@@ -135,18 +154,34 @@ class NotifyPromotionOperator(MLOpsBaseOperator):
 
         NotifyPromotionOperator(task_id="notify", config_path="dags/configs/churn.yaml",
                                 promote_task_id="promote")
+
+    ``segment``: notify the decision of this segment's model (the mapped ``promote_task_id`` instance
+    with the same map index); a skipped segment sends nothing. (templated)
     """
 
-    template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields, "promote_task_id")
+    template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields, "promote_task_id", "segment")
     ui_color = "#fff3c4"
 
-    def __init__(self, *, promote_task_id: str = "promote", **kwargs: Any) -> None:
+    def __init__(self, *, promote_task_id: str = "promote", segment: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.promote_task_id = promote_task_id
+        self.segment = segment
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.pipeline import notify_promotion
 
+        if self.segment not in (None, ""):
+            from airflow_mlops.segments import segment_config
+
+            result = _pull_same_index(context, self.promote_task_id)
+            if result and result.get("skipped"):
+                return {"segment": str(self.segment), "check": None, "sent": False, "skipped": result["skipped"]}
+            if not result or "version" not in result:
+                raise ValueError(f"task {self.promote_task_id!r} pushed no promotion result for segment "
+                                 f"{self.segment!r}; nothing to notify")
+            out = notify_promotion(segment_config(self.config, self.segment), self.store, result,
+                                   self.logical_ds(context), context=context)
+            return {**out, "segment": str(self.segment)}
         result = context["ti"].xcom_pull(task_ids=self.promote_task_id)
         if not result or "version" not in result:
             raise ValueError(f"task {self.promote_task_id!r} pushed no promotion result; nothing to notify")

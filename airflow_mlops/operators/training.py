@@ -35,10 +35,19 @@ class TrainModelOperator(MLOpsBaseOperator):
 
     XCom: ``{"model", "version", "uri", "primary_metric", "holdout", "baseline", "rows", "fingerprint",
     "evaluation_report", "model_card", "profile"}`` (+ ``"fairness"`` with sensitive features).
+
+    :param segment: with a config's ``segments`` section, train the model of this segment value on its
+        rows only (``<model>__<slug>``; see :mod:`airflow_mlops.segments`); a segment with fewer than
+        ``segments.min_rows`` rows is not trained (XCom ``{"segment", "model", "skipped", "rows"}``).
+        Mapped over the values with ``.partial(...).expand(segment=...)``. (templated)
     """
 
-    template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields,)
+    template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields, "segment")
     ui_color = "#d9f2d9"
+
+    def __init__(self, *, segment: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.segment = segment
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.hooks.datasets import DataError
@@ -49,6 +58,11 @@ class TrainModelOperator(MLOpsBaseOperator):
         from airflow_mlops.pipeline import train_and_register
 
         try:
+            if self.segment not in (None, ""):
+                from airflow_mlops.segments import train_segment
+
+                return train_segment(self.config, self.store, self.logical_ds(context), self.segment,
+                                     self.run_info(context))
             return train_and_register(self.config, self.store, self.logical_ds(context), self.run_info(context))
         except (DataError, ConfigError, FairnessError) as e:
             fail(f"training data problem: {e}")
