@@ -184,9 +184,10 @@ class Demo:
                 print(f"  {ev['at'][:19]} {ev['actor']:<24} {what:<36} {ev.get('reason', '')[:90]}")
         print("\n=== Scored partitions and drift per day ===")
         from airflow_mlops.hooks.datasets import Dataset
-        from airflow_mlops.monitoring import read_drift_summary
+        from airflow_mlops.monitoring import read_drift_summary, read_retrain_requests
 
         preds = Dataset(self.store, "predictions/churn")
+        requested = {r["ds"][:10] for r in read_retrain_requests(self.store, "churn")}
         print(f"  {'day':<11} {'rows':>6}  {'model version':<14} {'drift share':>11}  drifted features")
         for ds in preds.partitions():
             t = preds.read_table(ds, columns=["model_version", "scored_by"])
@@ -194,7 +195,8 @@ class Demo:
             d = read_drift_summary(self.store, "churn", ds) or {}
             drifted = [c["column"] for c in d.get("columns", []) if c.get("drifted")]
             share = f"{d['share_drifted']:.2f}" if "share_drifted" in d else "-"
-            flag = "  <- retraining requested" if d.get("dataset_drift") else ""
+            flag = ("  <- retraining requested" if ds in requested else
+                    "  (drift; no new request within monitoring.drift_cooldown_days)" if d.get("dataset_drift") else "")
             print(f"  {ds:<11} {t.num_rows:>6}  v{','.join(map(str, versions)):<13} {share:>11}  "
                   f"{', '.join(drifted) or '-'}{flag}")
         print("\n=== Airflow runs ===")
