@@ -119,7 +119,7 @@ def test_pipeline_runs_with_a_fresh_cwd_and_tmpdir_per_task(tmp_path, moto_serve
     order = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("ORDER "))[6:])
     assert order["churn_mapped_scoring"] == [["plan", False], ["score", True], ["merge", False]]
 
-    for dag_id, ds in zip(dag_ids, (HISTORY_END, DS)):
+    for dag_id, ds in zip(dag_ids, (HISTORY_END, DS), strict=True):
         run_id = f"no_shared_disk_{ds}"
         wait(start("dags", "trigger", dag_id, "--logical-date", f"{ds}T00:00:00+00:00", "--run-id", run_id,
                    label=f"trigger-{dag_id}"))
