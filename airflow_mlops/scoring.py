@@ -1361,6 +1361,9 @@ def _segment_mask(column: pa.Array | pa.ChunkedArray, value: Any) -> Any:
 
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+            or pa.types.is_integer(column.type)):
+        raise DataError(f"segment column has type {column.type}; segments need a string or integer column")
     text = column if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) \
         else pc.cast(column, pa.string())
     return pc.fill_null(pc.equal(text, pa.scalar(str(value), type=text.type)), False)

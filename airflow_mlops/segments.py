@@ -212,7 +212,8 @@ def _predictions_prefix(config: ModelConfig, output_prefix: str | None) -> str:
 
 
 def score_segment(config: ModelConfig, store: ArtifactStore, ds: str, value: Any, *, version: int | str | None = None,
-                  files: list[str] | str | None = None, output_prefix: str | None = None, **kwargs: Any) -> dict[str, Any]:
+                  files: list[str] | str | None = None, output_prefix: str | None = None,
+                  **kwargs: Any) -> dict[str, Any]:
     """Score the rows of one segment of ``ds`` with that segment's model into a part of the model's
     prediction partition (``predictions/<model>/_parts/...``); :func:`merge_segment_parts` commits it.
     ``kwargs`` go to :func:`~airflow_mlops.scoring.score_partition` (``alias``, ``as_of_logical_date``...)."""
@@ -221,9 +222,9 @@ def score_segment(config: ModelConfig, store: ArtifactStore, ds: str, value: Any
     column = _require_segments(config)
     if isinstance(files, str):
         files = [files]
-    out = score_partition(segment_config(config, value), store, ds, version=version, files=files,
-                          output_prefix=_predictions_prefix(config, output_prefix), segment=(column, value), **kwargs)
-    return out
+    return score_partition(segment_config(config, value), store, ds, version=version, files=files,
+                           output_prefix=_predictions_prefix(config, output_prefix), segment=(column, value),
+                           **kwargs)
 
 
 def merge_segment_parts(config: ModelConfig, store: ArtifactStore, ds: str, parts: list[dict[str, Any]], *,
@@ -241,14 +242,16 @@ def merge_segment_parts(config: ModelConfig, store: ArtifactStore, ds: str, part
         raise SegmentError(f"segment parts of {config.name} {ds} do not match the segments of {dataset.uri(ds)}: "
                            f"not scored {sorted(expected - got) or 'none'}, not in the partition "
                            f"{sorted(got - expected) or 'none'}; re-run the scoring")
-    return merge_parts(config, store, ds, [p for p in parts if p], output_prefix=_predictions_prefix(config, output_prefix),
-                       input_dataset=input_dataset)
+    return merge_parts(config, store, ds, [p for p in parts if p],
+                       output_prefix=_predictions_prefix(config, output_prefix), input_dataset=input_dataset)
 
 
 def score_segments(config: ModelConfig, store: ArtifactStore, ds: str, *, alias: str = "champion",
-                   as_of_logical_date: bool = True, run_id: str = "", **kwargs: Any) -> dict[str, Any]:
+                   as_of_logical_date: bool = True, run_id: str = "", map_files: bool | None = None,
+                   **kwargs: Any) -> dict[str, Any]:
     """Plan, score every segment and merge, in this process (what the mapped DAG does across workers)."""
-    plan = plan_segment_scoring(config, store, ds, alias=alias, as_of_logical_date=as_of_logical_date)
+    plan = plan_segment_scoring(config, store, ds, alias=alias, as_of_logical_date=as_of_logical_date,
+                                map_files=map_files)
     parts = [score_segment(config, store, ds, p["segment"], files=p.get("files"), alias=alias,
                            as_of_logical_date=as_of_logical_date, run_id=run_id, **kwargs) for p in plan["tasks"]]
     return merge_segment_parts(config, store, ds, parts)

@@ -1201,6 +1201,12 @@ def check_config_against_data(
         missing = [c for c in cols if c not in schema]
         if missing:
             raise _missing_error(path, what, missing, columns, src)
+    if config.segments is not None:
+        seg_dtype = str(schema[config.segments.column]).strip().lower()
+        if seg_dtype.startswith(("float", "double", "half", "decimal", "bool")):
+            raise ConfigError(f"segment column {config.segments.column!r} has dtype {seg_dtype}; segments need a "
+                              f"string or integer column (values name the models) — derive one upstream",
+                              field="segments.column", source=src)
     features = config.feature_columns(columns)
     if not features:
         raise ConfigError("no feature columns left after removing keys, target and ds",

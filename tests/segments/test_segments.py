@@ -79,6 +79,11 @@ def test_config_segments_section_and_checks():
     with pytest.raises(ConfigError) as e:
         check_config_against_data(cfg, schema)
     assert e.value.field == "segments.column" and "region" in str(e.value)
+    with pytest.raises(ConfigError, match="string or integer") as e:
+        check_config_against_data(cfg, {**schema, "region": "double"})
+    assert e.value.field == "segments.column"
+    check_config_against_data(cfg, {**schema, "region": "int64"})
+    check_config_against_data(cfg, {**schema, "region": "dictionary<values=string, indices=int32, ordered=0>"})
 
 
 def test_slugs_and_names():
@@ -181,3 +186,41 @@ def test_merge_refuses_parts_missing_a_segment(trained):
     with pytest.raises(SegmentError, match=r"not scored \['east'\]"):
         merge_segment_parts(cfg, store, day, parts)
     assert not Dataset(store, "predictions/segchurn").exists(day)
+
+
+def test_rerun_replaces_the_partition(trained):
+    cfg, store, _, _ = trained
+    before = Dataset(store, "predictions/segchurn").read(SCORE_DAY)
+    again = score_segments(cfg, store, SCORE_DAY, run_id="rerun")
+    after = Dataset(store, "predictions/segchurn").read(SCORE_DAY)
+    assert again["rows"] == len(before) == len(after) and after["customer_id"].is_unique
+    assert set(after["run_id"]) == {"rerun"}
+    cols = ["customer_id", "model_name", "prediction", "proba_1"]
+    a = before[cols].sort_values("customer_id").reset_index(drop=True)
+    b = after[cols].sort_values("customer_id").reset_index(drop=True)
+    assert a.equals(b)
+
+
+def test_integer_segment_values_on_s3(store_root):
+    """Segments of an integer column, trained and scored through the S3 (moto) and file:// stores."""
+    store = ArtifactStore(store_root)
+    data = Dataset.for_name(store, "churn")
+    for i, day in enumerate(DAYS):
+        frame = churn_day(day, rows=300)
+        frame["tier"] = (frame["customer_id"] % 2).astype("int64") + 1  # tiers 1 and 2
+        data.write(day, frame)
+    cfg = parse_model_config({**seg_config(min_rows=100), "segments": {"column": "tier", "min_rows": 100},
+                              "data": {"dataset": "churn", "training_window_days": 3}})
+    listed = list_training_segments(cfg, store, DAYS[-1])
+    assert listed["segments"] == ["1", "2"] and listed["rows"] == {"1": 450, "2": 450}
+    for value in listed["segments"]:
+        promote_segment(cfg, store, value, train_segment(cfg, store, DAYS[-1], value),
+                        run_info={"logical_date": f"{DAYS[-1]}T00:00:00+00:00"})
+    score_day = churn_day(SCORE_DAY, rows=200)
+    score_day["tier"] = (score_day["customer_id"] % 2).astype("int64") + 1
+    data.write(SCORE_DAY, [score_day.iloc[:120], score_day.iloc[120:]])
+    out = score_segments(cfg, store, SCORE_DAY, map_files=True)
+    assert out["rows"] == 200 and out["parts"] == 4 and set(out["segments"]) == {"1", "2"}
+    pred = Dataset(store, "predictions/segchurn").read(SCORE_DAY).merge(score_day, on="customer_id")
+    assert len(pred) == 200
+    assert (pred["model_name"] == "segchurn__" + pred["tier"].astype(str)).all()
