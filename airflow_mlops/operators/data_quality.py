@@ -223,6 +223,7 @@ class DataQualityMonitorOperator(MLOpsBaseOperator):
 
     template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields, "dataset")
     ui_color = "#fff4c2"
+    openlineage_default_inputs: Sequence[str] = ("scoring_data",)
 
     def __init__(self, *, dataset: str | None = None, fail_on: Sequence[str] = (), **kwargs: Any) -> None:
         super().__init__(**kwargs)

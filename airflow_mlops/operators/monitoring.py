@@ -146,6 +146,7 @@ class PerformanceMonitorOperator(MLOpsBaseOperator):
 
     template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields,)
     ui_color = "#ffd6e7"
+    openlineage_default_inputs: Sequence[str] = ("predictions", "ground_truth")
 
     def __init__(self, *, send_alerts: bool = True, skip_if_no_ground_truth: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
