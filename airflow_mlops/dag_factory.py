@@ -150,8 +150,9 @@ def training_dag(config: ModelConfig, config_path: str, *, storage_uri: str | No
 
 def _segmented_training(config: ModelConfig, config_path: str, storage_uri: str | None, upstream: Any,
                         data: Any) -> None:
-    """list_segments -> train / promote / notify mapped over the segment values of the training window."""
-    from airflow.sdk import get_current_context, task
+    """list_segments -> a task group (train -> promote -> notify) mapped over the segment values of the
+    training window: ``segment.train[i] -> segment.promote[i] -> segment.notify[i]``."""
+    from airflow.sdk import get_current_context, task, task_group
 
     from airflow_mlops.operators import PromoteModelOperator, TrainModelOperator
     from airflow_mlops.operators.registry import NotifyPromotionOperator
@@ -174,14 +175,19 @@ def _segmented_training(config: ModelConfig, config_path: str, storage_uri: str 
         context["ti"].xcom_push(key="rows", value=out["rows"])
         return out["segments"]
 
-    segments = values = list_segments()
-    train = TrainModelOperator.partial(task_id="train", inlets=[data], outlets=[model_version_asset(config.name)],
-                                       **common).expand(segment=values)
-    promote = PromoteModelOperator.partial(task_id="promote", candidate_task_id="train", **common).expand(
-        segment=values)
-    notify = NotifyPromotionOperator.partial(task_id="notify", promote_task_id="promote", **common).expand(
-        segment=values)
-    upstream >> segments >> train >> promote >> notify
+    @task_group(group_id="segment")
+    def per_segment(segment: Any) -> None:
+        """train -> promote -> notify of one segment: a failure stays in its segment."""
+        train = TrainModelOperator(task_id="train", segment=segment, inlets=[data],
+                                   outlets=[model_version_asset(config.name)], **common)
+        promote = PromoteModelOperator(task_id="promote", candidate_task_id="segment.train", segment=segment,
+                                       **common)
+        notify = NotifyPromotionOperator(task_id="notify", promote_task_id="segment.promote", segment=segment,
+                                         **common)
+        train >> promote >> notify
+
+    segments = list_segments()
+    upstream >> segments >> per_segment.expand(segment=segments)
 
 
 def _segmented_scoring(config: ModelConfig, config_path: str, storage_uri: str | None, upstream: Any) -> None:

@@ -107,30 +107,46 @@ def _value_counts(frame: pd.DataFrame, column: str, where: str) -> dict[str, int
 def list_training_segments(config: ModelConfig, store: ArtifactStore, ds: str) -> dict[str, Any]:
     """The segment values of the training window ending at ``ds`` (only the segment column is read).
 
-    Returns ``{"segments": [values with >= min_rows rows], "skipped": [{"segment", "rows", "min_rows"}],
-    "rows": {value: rows}}``; every skipped segment is logged with its row count.
+    Returns ``{"segments": [trainable values], "skipped": [{"segment", "rows", "min_rows", "reason"}],
+    "rows": {value: rows}}``. A segment is skipped (logged with its row count) when it has fewer than
+    ``segments.min_rows`` rows or, for classification, a single target class.
     """
     column = _require_segments(config)
     dataset = Dataset.from_config(config, store)
-    df, dates = dataset.read_window(ds, config.data.training_window_days, columns=[column])
+    df, dates = dataset.read_window(ds, config.data.training_window_days, columns=[column, config.target])
     counts = _value_counts(df, column, f"the training window of {dataset.uri()} ending {str(ds)[:10]}")
     _check_slugs(config, list(counts))
     min_rows = config.segments.min_rows
-    keep = [v for v, n in counts.items() if n >= min_rows]
-    skipped = [{"segment": v, "rows": n, "min_rows": min_rows} for v, n in counts.items() if n < min_rows]
-    for s in skipped:
-        log.warning("segment %s=%s of %s skipped: %d row(s) in the training window, fewer than segments.min_rows=%d",
-                    column, s["segment"], config.name, s["rows"], min_rows)
+    keep, skipped = [], []
+    for value, n in counts.items():
+        reason = _skip_reason(config, segment_rows(df, column, value))
+        if reason:
+            skipped.append({"segment": value, "rows": n, "min_rows": min_rows, "reason": reason})
+            log.warning("segment %s=%s of %s skipped: %s", column, value, config.name, reason)
+        else:
+            keep.append(value)
     log.info("%s: %d segment(s) of %r to train from %d partition(s), %d skipped", config.name, len(keep), column,
              len(dates), len(skipped))
     return {"segments": keep, "skipped": skipped, "rows": counts}
+
+
+def _skip_reason(config: ModelConfig, rows: pd.DataFrame) -> str | None:
+    """Why a segment's training rows cannot be trained on, or None."""
+    n, min_rows = len(rows), config.segments.min_rows
+    if n < min_rows:
+        return f"{n} row(s) in the training window, fewer than segments.min_rows={min_rows}"
+    if config.is_classification:
+        classes = rows[config.target].dropna().nunique()
+        if classes < 2:
+            return f"{n} row(s) in the training window but {classes} target class(es); a classifier needs 2 or more"
+    return None
 
 
 def train_segment(config: ModelConfig, store: ArtifactStore, ds: str, value: Any,
                   run_info: dict[str, Any] | None = None, *, actor: str | None = None) -> dict[str, Any]:
     """Train and register the model of one segment on the window's rows of that segment.
 
-    A segment with fewer than ``segments.min_rows`` rows is not trained: the result is
+    A segment with fewer than ``segments.min_rows`` rows (or a single class) is not trained: the result is
     ``{"segment", "model", "skipped": <reason>, "rows"}`` (the promote/notify steps pass it through).
     """
     from airflow_mlops.pipeline import train_and_register
@@ -138,10 +154,11 @@ def train_segment(config: ModelConfig, store: ArtifactStore, ds: str, value: Any
     column = _require_segments(config)
     cfg = segment_config(config, value)
     dataset = Dataset.from_config(config, store)
-    df, _ = dataset.read_window(ds, config.data.training_window_days, columns=[column])
-    rows = int(len(segment_rows(df, column, value)))
-    if rows < config.segments.min_rows:
-        reason = f"{rows} row(s) in the training window, fewer than segments.min_rows={config.segments.min_rows}"
+    df, _ = dataset.read_window(ds, config.data.training_window_days, columns=[column, config.target])
+    rows_df = segment_rows(df, column, value)
+    rows = int(len(rows_df))
+    reason = _skip_reason(config, rows_df)
+    if reason:
         log.warning("segment %s=%s of %s not trained: %s", column, value, config.name, reason)
         return {"segment": str(value), "model": cfg.name, "skipped": reason, "rows": rows}
     out = train_and_register(cfg, store, ds, run_info, actor=actor, segment=(column, value))

@@ -92,14 +92,14 @@ def test_training_and_scoring_dags_map_over_segments(env):
     out = run_dag(af, dags, "segchurn_training", DAYS[-1])
     assert out["state"].endswith("success"), out["log"]
     tis = out["tis"]
-    for task_id in ("train", "promote", "notify"):
+    for task_id in ("segment.train", "segment.promote", "segment.notify"):
         assert [t for t in tis if t[0] == task_id] == [[task_id, i, "success"] for i in range(3)], tis
     assert ["list_segments", -1, "success"] in tis
     listed = {k.split(".", 1)[1]: xcom(v) for k, v in out["xcom"].items() if k.startswith("list_segments[-1].")}
     assert listed["return_value"] == ["east", "north", "south"]
     assert set(listed["rows"]) == {"east", "north", "south", "west"} and sum(listed["rows"].values()) == 1200
     assert [s["segment"] for s in listed["skipped"]] == ["west"]
-    trained = {xcom(v)["segment"]: xcom(v) for k, v in out["xcom"].items() if k.startswith("train[")
+    trained = {xcom(v)["segment"]: xcom(v) for k, v in out["xcom"].items() if k.startswith("segment.train[")
                and k.endswith(".return_value")}
     assert {s: t["model"] for s, t in trained.items()} == {
         "east": "segchurn__east", "north": "segchurn__north", "south": "segchurn__south"}
@@ -107,7 +107,7 @@ def test_training_and_scoring_dags_map_over_segments(env):
     for seg in ("east", "north", "south"):
         assert reg.resolve(f"segchurn__{seg}", alias="champion") == 1
         meta = reg.get_metadata(f"segchurn__{seg}", 1)
-        assert meta["dag_id"] == "segchurn_training" and meta["task_id"] == "train"
+        assert meta["dag_id"] == "segchurn_training" and meta["task_id"] == "segment.train"
         assert meta["training_data"]["segment"] == {"column": "region", "value": seg}
     assert not reg.exists("segchurn__west")
 
@@ -140,3 +140,29 @@ def test_training_and_scoring_dags_map_over_segments(env):
     assert ["plan_segments", -1, "failed"] in out["tis"]
     assert "segchurn__west" in out["log"] and "Nothing was written" in out["log"]
     assert not Dataset(store, "predictions/segchurn").exists(bad)
+
+
+def test_segmented_dag_shapes(tmp_path):
+    """Without running: training maps one task group per segment (train -> promote -> notify of the same
+    segment, so a failing segment does not block the others); scoring maps score and merges once."""
+    from airflow.sdk.definitions.taskgroup import MappedTaskGroup
+
+    from airflow_mlops.dag_factory import build_dags_for_config
+
+    path = tmp_path / "segchurn.yaml"
+    path.write_text(yaml.safe_dump(CONFIG))
+    dags = build_dags_for_config(str(path), storage_uri="file://" + str(tmp_path / "mlops"), check_data=False)
+    train = dags["segchurn_training"]
+    assert isinstance(train.task_group_dict["segment"], MappedTaskGroup)
+    assert train.get_task("segment.promote").upstream_task_ids == {"segment.train", "list_segments"}
+    assert train.get_task("segment.notify").upstream_task_ids == {"segment.promote", "list_segments"}
+    assert train.get_task("list_segments").upstream_task_ids == {"validate"}
+    score = dags["segchurn_batch_scoring"]
+    assert score.get_task("score").upstream_task_ids == {"plan_segments"}
+    assert score.get_task("merge").upstream_task_ids == {"score"}
+    # without segments the DAGs keep their shape
+    plain = {k: v for k, v in CONFIG.items() if k != "segments"}
+    path.write_text(yaml.safe_dump(plain))
+    dags = build_dags_for_config(str(path), check_data=False)
+    assert set(dags["segchurn_training"].task_ids) == {"wait_for_data", "validate", "train", "promote", "notify"}
+    assert set(dags["segchurn_batch_scoring"].task_ids) == {"wait_for_data", "validate", "score"}

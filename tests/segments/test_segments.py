@@ -101,7 +101,9 @@ def test_each_segment_is_its_own_registered_model(trained):
     rows = listed["rows"]
     assert set(rows) == {"north", "south", "east", "west"} and sum(rows.values()) == 1200
     assert listed["segments"] == ["east", "north", "south"]
-    assert listed["skipped"] == [{"segment": "west", "rows": rows["west"], "min_rows": 200}]
+    assert listed["skipped"] == [{"segment": "west", "rows": rows["west"], "min_rows": 200,
+                                  "reason": f"{rows['west']} row(s) in the training window, fewer than "
+                                            "segments.min_rows=200"}]
     reg = ModelRegistry(store)
     for value, (t, p) in results.items():
         name = f"segchurn__{value}"
@@ -224,3 +226,19 @@ def test_integer_segment_values_on_s3(store_root):
     pred = Dataset(store, "predictions/segchurn").read(SCORE_DAY).merge(score_day, on="customer_id")
     assert len(pred) == 200
     assert (pred["model_name"] == "segchurn__" + pred["tier"].astype(str)).all()
+
+
+def test_single_class_segment_is_skipped(tmp_path):
+    store = ArtifactStore("file://" + str(tmp_path / "mlops"))
+    data = Dataset.for_name(store, "churn")
+    for day in DAYS:
+        frame = churn_day(day, rows=300)
+        frame.loc[frame["region"] == "east", "churned"] = 0  # east: one class only
+        data.write(day, frame)
+    cfg = parse_model_config(seg_config(min_rows=50))
+    listed = list_training_segments(cfg, store, DAYS[-1])
+    assert "east" not in listed["segments"] and {"north", "south", "west"} <= set(listed["segments"])
+    (east,) = [s for s in listed["skipped"] if s["segment"] == "east"]
+    assert "1 target class(es)" in east["reason"]
+    assert "target class" in train_segment(cfg, store, DAYS[-1], "east")["skipped"]
+    assert not ModelRegistry(store).exists("segchurn__east")
