@@ -15,6 +15,11 @@ yields:
 * ``<model>_monitoring``: daily: wait_for_predictions -> drift; a drift share over the threshold emits
   the retraining request that schedules ``<model>_training``.
 
+With a ``segments`` section (one model per segment value, :mod:`airflow_mlops.segments`), training is
+``... -> list_segments -> segment.train[i] -> segment.promote[i] -> segment.notify[i]`` (a task group
+mapped over the values) and scoring ``... -> plan_segments -> score[i] -> merge`` (mapped over the
+segments, or segment x input file with ``segments.map_files``).
+
 A bad config fails the parse of *its* DAG file with an error naming the config file and the field, so it
 shows up in ``airflow dags list-import-errors`` instead of failing at run time, and the other models'
 DAGs keep loading. When data for the model

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SEPARATOR = "__"
+#: the registry's limit on model names (:func:`airflow_mlops.hooks.registry._check_name`)
+MAX_NAME_LENGTH = 128
 
 
 class SegmentError(DataError):
@@ -63,7 +65,12 @@ def _require_segments(config: ModelConfig) -> str:
 def segment_model_name(config: ModelConfig, value: Any) -> str:
     """``<model>__<slug>``: the registered model of one segment value."""
     _require_segments(config)
-    return f"{config.name}{SEPARATOR}{segment_slug(value)}"
+    name = f"{config.name}{SEPARATOR}{segment_slug(value)}"
+    if len(name) > MAX_NAME_LENGTH:
+        raise SegmentError(f"segment value {str(value)[:40]!r}... of {config.name}.{config.segments.column} makes "
+                           f"the model name {len(name)} characters long (registry limit {MAX_NAME_LENGTH}); use "
+                           "shorter segment values (codes) in the column")
+    return name
 
 
 def segment_config(config: ModelConfig, value: Any) -> ModelConfig:

@@ -94,6 +94,11 @@ def test_slugs_and_names():
     assert sc.name == "segchurn__north" and sc.features == cfg.features and sc.segments == cfg.segments
     with pytest.raises(SegmentError, match="letters or digits"):
         segment_slug("--")
+    with pytest.raises(SegmentError, match="registry limit 128"):
+        segment_model_name(cfg, "x" * 130)
+    from airflow_mlops.hooks.registry import _check_name
+
+    _check_name(segment_model_name(cfg, "y" * (128 - len("segchurn__"))))  # the longest accepted name
 
 
 def test_each_segment_is_its_own_registered_model(trained):
