@@ -152,11 +152,8 @@ def train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_i
     ``segment=(column, value)`` trains on the window's rows whose ``column`` equals ``value`` (compared
     as text; see :mod:`airflow_mlops.segments`); the metadata's ``training_data.segment`` records it.
     """
-    from airflow_mlops.ml import reports
-    from airflow_mlops.ml.fairness import evaluate_fairness
     from airflow_mlops.ml.fingerprint import fingerprint_table
-    from airflow_mlops.ml.smoke import smoke_check, training_columns
-    from airflow_mlops.ml.training import PIPELINE_CUSTOM_TYPES, library_versions, train_model
+    from airflow_mlops.ml.smoke import SmokeProcess
 
     registry = ModelRegistry(store)
     dataset = Dataset.from_config(config, store)
@@ -167,6 +164,20 @@ def train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_i
         df = segment_rows(df, *segment)
     fingerprint = fingerprint_table(df, keys=list(config.keys))
     log.info("training %s on %d rows from %d partition(s) of %s", config.name, len(df), len(dates), dataset.uri())
+    with SmokeProcess() as smoke:  # a fresh interpreter importing the scoring libraries while we train
+        return _train_and_register(config, store, ds, run_info, actor, segment, registry, dataset, df, dates,
+                                   fingerprint, smoke)
+
+
+def _train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_info: dict[str, Any] | None,
+                        actor: str | None, segment: tuple[str, Any] | None, registry: ModelRegistry,
+                        dataset: Dataset, df: Any, dates: list[str], fingerprint: dict[str, Any],
+                        smoke: Any) -> dict[str, Any]:
+    from airflow_mlops.ml import reports
+    from airflow_mlops.ml.fairness import evaluate_fairness
+    from airflow_mlops.ml.smoke import smoke_check, training_columns
+    from airflow_mlops.ml.training import PIPELINE_CUSTOM_TYPES, library_versions, train_model
+
     result = train_model(config, df)
     holdout = result.holdout.reset_index(drop=True).copy()
     for col, values in training_columns(result.holdout_predictions, result.holdout_proba, result.classes).items():
@@ -197,7 +208,7 @@ def train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_i
     trusted = [*PIPELINE_CUSTOM_TYPES] + ([config.estimator.class_path]
                                           if not config.estimator.class_path.startswith("sklearn.") else [])
     check = smoke_check(store, features=result.features, task=result.task, classes=result.classes,
-                        trusted_types=trusted)
+                        trusted_types=trusted, process=smoke)
     mv = registry.register(
         config.name, result.pipeline, metadata=meta, artifacts=artifacts, reference=result.reference,
         actor=actor or config.owner, reason=f"trained by {meta.get('dag_id', 'a script')} for {ds}",

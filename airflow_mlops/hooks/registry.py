@@ -42,11 +42,6 @@ from airflow_mlops.hooks.storage import (
     join,
 )
 
-try:
-    from airflow.sdk.bases.hook import BaseHook
-except ImportError:  # pragma: no cover
-    from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
-
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -797,22 +792,40 @@ def load_skops_bytes(data: bytes, trusted_types: Iterable[str] = (), source: str
         ctx.__exit__(None, None, None)
 
 
-class ModelRegistryHook(BaseHook):
-    """Airflow hook returning a :class:`ModelRegistry` on the configured artifact store.
+def _define_modelregistryhook() -> type:
+    """Build :class:`ModelRegistryHook` on first use, so importing this module does not import Airflow
+    (the fresh-process smoke test and plain-Python users of the store pay no Airflow import)."""
+    try:  # Airflow 3 task SDK
+        from airflow.sdk.bases.hook import BaseHook
+    except ImportError:  # pragma: no cover - Airflow 2 layout
+        from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
 
-    :param storage_uri: store root override (default ``[mlops] storage_uri``).
-    :param aws_conn_id: Airflow AWS connection for ``s3://`` roots.
-    """
+    class ModelRegistryHook(BaseHook):
+        """Airflow hook returning a :class:`ModelRegistry` on the configured artifact store.
 
-    hook_name = "MLOps model registry"
+        :param storage_uri: store root override (default ``[mlops] storage_uri``).
+        :param aws_conn_id: Airflow AWS connection for ``s3://`` roots.
+        """
 
-    def __init__(self, storage_uri: str | None = None, aws_conn_id: str | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.storage_uri = storage_uri
-        self.aws_conn_id = aws_conn_id
+        hook_name = "MLOps model registry"
 
-    def get_conn(self) -> ModelRegistry:
-        return ModelRegistry(ArtifactStore(self.storage_uri, conn_id=self.aws_conn_id))
+        def __init__(self, storage_uri: str | None = None, aws_conn_id: str | None = None, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.storage_uri = storage_uri
+            self.aws_conn_id = aws_conn_id
+
+        def get_conn(self) -> ModelRegistry:
+            return ModelRegistry(ArtifactStore(self.storage_uri, conn_id=self.aws_conn_id))
+
+    ModelRegistryHook.__qualname__ = "ModelRegistryHook"
+    return ModelRegistryHook
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ModelRegistryHook":
+        cls = globals()[name] = _define_modelregistryhook()
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

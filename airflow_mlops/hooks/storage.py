@@ -33,11 +33,6 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-try:  # Airflow 3 task SDK
-    from airflow.sdk.bases.hook import BaseHook
-except ImportError:  # pragma: no cover - Airflow 2 layout
-    from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
-
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
@@ -440,7 +435,8 @@ class ArtifactStore:
     def __init__(self, root: str | None = None, conn_id: str | None = None, max_attempts: int = 5) -> None:
         root = (root or default_storage_uri()).rstrip("/")
         self.root = root
-        self.conn_id = conn_id or default_conn_id()
+        # the AWS connection only matters for s3:// (reading the Airflow config costs an Airflow import)
+        self.conn_id = conn_id or (default_conn_id() if root.startswith("s3://") else None)
         if root.startswith("file://"):
             self._b: _LocalBackend | _S3Backend = _LocalBackend(root[len("file://"):] or "/")
         elif root.startswith("s3://"):
@@ -705,39 +701,56 @@ class PartitionWriter:
                         self.attempt, self.store.uri(self.prefix), e)
 
 
-class ArtifactStoreHook(BaseHook):
-    """Airflow hook giving operators an :class:`ArtifactStore`.
+def _define_artifactstorehook() -> type:
+    """Build :class:`ArtifactStoreHook` on first use, so importing this module does not import Airflow
+    (the fresh-process smoke test and plain-Python users of the store pay no Airflow import)."""
+    try:  # Airflow 3 task SDK
+        from airflow.sdk.bases.hook import BaseHook
+    except ImportError:  # pragma: no cover - Airflow 2 layout
+        from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
 
-    The root is, in order: ``storage_uri``; the ``host`` of the Airflow connection ``mlops_conn_id``
-    (type ``mlops_storage``; its extra may name ``aws_conn_id``); ``[mlops] storage_uri``.
+    class ArtifactStoreHook(BaseHook):
+        """Airflow hook giving operators an :class:`ArtifactStore`.
 
-    :param storage_uri: root URI override.
-    :param aws_conn_id: Airflow AWS connection for ``s3://`` roots.
-    :param mlops_conn_id: optional ``mlops_storage`` connection holding the root URI.
-    """
+        The root is, in order: ``storage_uri``; the ``host`` of the Airflow connection ``mlops_conn_id``
+        (type ``mlops_storage``; its extra may name ``aws_conn_id``); ``[mlops] storage_uri``.
 
-    conn_name_attr = "mlops_conn_id"
-    default_conn_name = "mlops_default"
-    conn_type = "mlops_storage"
-    hook_name = "MLOps artifact store"
+        :param storage_uri: root URI override.
+        :param aws_conn_id: Airflow AWS connection for ``s3://`` roots.
+        :param mlops_conn_id: optional ``mlops_storage`` connection holding the root URI.
+        """
 
-    def __init__(self, storage_uri: str | None = None, aws_conn_id: str | None = None,
-                 mlops_conn_id: str | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.storage_uri = storage_uri
-        self.aws_conn_id = aws_conn_id
-        self.mlops_conn_id = mlops_conn_id
+        conn_name_attr = "mlops_conn_id"
+        default_conn_name = "mlops_default"
+        conn_type = "mlops_storage"
+        hook_name = "MLOps artifact store"
 
-    def get_conn(self) -> ArtifactStore:
-        uri, aws_conn_id = self.storage_uri, self.aws_conn_id
-        if not uri and self.mlops_conn_id:
-            conn = self.get_connection(self.mlops_conn_id)
-            uri = conn.host
-            aws_conn_id = aws_conn_id or (conn.extra_dejson or {}).get("aws_conn_id")
-        return ArtifactStore(uri, conn_id=aws_conn_id)
+        def __init__(self, storage_uri: str | None = None, aws_conn_id: str | None = None,
+                     mlops_conn_id: str | None = None, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.storage_uri = storage_uri
+            self.aws_conn_id = aws_conn_id
+            self.mlops_conn_id = mlops_conn_id
 
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {"hidden_fields": ["port", "schema", "login", "password"],
-                "relabeling": {"host": "Storage URI (file:///path or s3://bucket/prefix)"}}
+        def get_conn(self) -> ArtifactStore:
+            uri, aws_conn_id = self.storage_uri, self.aws_conn_id
+            if not uri and self.mlops_conn_id:
+                conn = self.get_connection(self.mlops_conn_id)
+                uri = conn.host
+                aws_conn_id = aws_conn_id or (conn.extra_dejson or {}).get("aws_conn_id")
+            return ArtifactStore(uri, conn_id=aws_conn_id)
 
+        @classmethod
+        def get_ui_field_behaviour(cls) -> dict[str, Any]:
+            return {"hidden_fields": ["port", "schema", "login", "password"],
+                    "relabeling": {"host": "Storage URI (file:///path or s3://bucket/prefix)"}}
+
+    ArtifactStoreHook.__qualname__ = "ArtifactStoreHook"
+    return ArtifactStoreHook
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ArtifactStoreHook":
+        cls = globals()[name] = _define_artifactstorehook()
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

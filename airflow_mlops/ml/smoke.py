@@ -73,6 +73,9 @@ PROBA_TOLERANCE = 1e-12
 #: Batch sizes (rows) whose scoring latency is profiled.
 BATCH_SIZES: tuple[int, ...] = (1000, 10000)
 LATENCY_REPEATS = 3
+#: At most this many held-back rows (the first ones, a fixed choice) must reproduce the training-time
+#: predictions; enough to catch a transform that differs at load time, without re-scoring a big holdout.
+MAX_CHECK_ROWS = 10000
 #: How many differing row positions an error message lists.
 SHOWN_ROWS = 10
 DEFAULT_TIMEOUT = 900.0
@@ -108,34 +111,82 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def run_smoke_test(spec: dict[str, Any], *, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+class SmokeProcess:
+    """A fresh interpreter started ahead of time: it imports the scoring libraries while training runs
+    (on another core), then waits for its one spec on stdin. It never sees the training process's
+    state: it is a new interpreter that loads the model from the store like any scoring worker.
+
+    Use as a context manager (the process is killed if it was never used)::
+
+        with SmokeProcess() as proc:
+            ...train...
+            run_smoke_test(spec, process=proc)
+    """
+
+    def __init__(self) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="mlops-smoke-")
+        self.result_path = os.path.join(self._tmp.name, "result.json")
+        self.proc: subprocess.Popen[str] | None = subprocess.Popen(
+            [sys.executable, "-m", "airflow_mlops.ml.smoke", "--stdin", self.result_path], env=child_env(),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def run(self, spec: dict[str, Any], timeout: float) -> tuple[int, str, dict | None]:
+        """Send ``spec``; wait; ``(returncode, output tail, result or None)``."""
+        if self.proc is None:
+            raise RuntimeError("a SmokeProcess runs one spec only")
+        proc, self.proc = self.proc, None
+        try:
+            out, err = proc.communicate(json.dumps(spec) + "\n", timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise
+        result = None
+        if os.path.exists(self.result_path):
+            with open(self.result_path) as f:
+                result = json.load(f)
+        return proc.returncode, (err or out or ""), result
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.communicate()
+            self.proc = None
+        self._tmp.cleanup()
+
+    def __enter__(self) -> SmokeProcess:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def run_smoke_test(spec: dict[str, Any], *, timeout: float = DEFAULT_TIMEOUT,
+                   process: SmokeProcess | None = None) -> dict[str, Any]:
     """Run :func:`profile_staged` on ``spec`` in a fresh interpreter; return the profile.
 
     ``spec``: ``store_root``, ``conn_id``, ``model_key``, ``model_sha256``, ``sample_key``,
     ``sample_sha256``, ``features``, ``task``, ``classes``, ``trusted_types``, ``batch_sizes``, ``label``.
+    ``process``: a :class:`SmokeProcess` started earlier (its imports already done); default: a new one.
     Raises :class:`SmokeTestError` on a mismatch or when the child fails.
     """
     label = spec.get("label", spec.get("model_key"))
-    with tempfile.TemporaryDirectory(prefix="mlops-smoke-") as tmp:
-        spec_path, result_path = os.path.join(tmp, "spec.json"), os.path.join(tmp, "result.json")
-        with open(spec_path, "w") as f:
-            json.dump(spec, f)
-        started = time.perf_counter()
-        try:
-            proc = subprocess.run([sys.executable, "-m", "airflow_mlops.ml.smoke", spec_path, result_path],
-                                  env=child_env(), capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise SmokeTestError(f"smoke test of {label}: the fresh scoring process did not finish within "
-                                 f"{timeout:.0f} s; check the model size and the batch sizes") from None
-        result = None
-        if os.path.exists(result_path):
-            with open(result_path) as f:
-                result = json.load(f)
-    if result is None or proc.returncode not in (0, 3):
-        tail = (proc.stderr or proc.stdout or "").strip()[-2500:]
+    started = time.perf_counter()
+    own = process is None
+    process = process or SmokeProcess()
+    try:
+        returncode, tail, result = process.run(spec, timeout)
+    except subprocess.TimeoutExpired:
+        raise SmokeTestError(f"smoke test of {label}: the fresh scoring process did not finish within "
+                             f"{timeout:.0f} s; check the model size and the batch sizes") from None
+    finally:
+        if own:
+            process.close()
+    if result is None or returncode not in (0, 3):
+        tail = tail.strip()[-2500:]
         raise SmokeTestError(
             f"smoke test of {label}: the fresh process could not load or score the staged model "
-            f"(exit code {proc.returncode}). Its last output:\n{tail}\n"
+            f"(exit code {returncode}). Its last output:\n{tail}\n"
             "Check that every custom type in the pipeline is importable in a new interpreter and listed "
             "as trusted, and that the artifacts were not modified after they were written."
         )
@@ -157,6 +208,7 @@ def smoke_check(
     sample_file: str = "holdout.parquet",
     batch_sizes: Sequence[int] = BATCH_SIZES,
     timeout: float = DEFAULT_TIMEOUT,
+    process: SmokeProcess | None = None,
 ) -> Callable[[ModelVersion], None]:
     """A ``before_commit`` callback for :meth:`ModelRegistry.register`: smoke-test the staged
     version in a fresh process and put its profile under ``metadata["profile"]``.
@@ -181,7 +233,7 @@ def smoke_check(
             "classes": list(classes) if classes is not None else None,
             "trusted_types": sorted(set(trusted_types)), "batch_sizes": [int(b) for b in batch_sizes],
         }
-        profile = run_smoke_test(spec, timeout=timeout)
+        profile = run_smoke_test(spec, timeout=timeout, process=process)
         mv.metadata["profile"] = profile
         log.info("smoke test of %s v%d passed in a fresh process: %d rows reproduced, "
                  "%.1f ms per 10k rows, model %d bytes, peak RSS %.1f MB", mv.name, mv.version,
@@ -288,6 +340,17 @@ def _batch(sample: pd.DataFrame, rows: int) -> pd.DataFrame:
     return sample.iloc[idx].reset_index(drop=True)
 
 
+def _preload() -> None:
+    """The imports :func:`profile_staged` needs, done before the spec arrives."""
+    import pyarrow.parquet  # noqa: F401
+    import skops.io  # noqa: F401
+    import sklearn.compose  # noqa: F401
+    import sklearn.pipeline  # noqa: F401
+
+    import airflow_mlops.hooks.registry  # noqa: F401
+    import airflow_mlops.ml.training  # noqa: F401
+
+
 def profile_staged(spec: dict[str, Any]) -> dict[str, Any]:
     """The child's work (see the module docstring). Returns ``{"ok": bool, "profile"|"error": ...}``."""
     import platform
@@ -314,7 +377,8 @@ def profile_staged(spec: dict[str, Any]) -> dict[str, Any]:
                              source=store.uri(spec["model_key"]))
     load_seconds = time.perf_counter() - t0
     sample = pq.read_table(pa.BufferReader(
-        _read_verified(store, spec["sample_key"], spec["sample_sha256"], "held-back sample"))).to_pandas()
+        _read_verified(store, spec["sample_key"], spec["sample_sha256"], "held-back sample")))
+    sample = sample.slice(0, int(spec.get("max_check_rows") or MAX_CHECK_ROWS)).to_pandas()
     features, task, classes = spec["features"], spec["task"], spec.get("classes")
     missing = [c for c in [*features, TRAINING_PREDICTION] if c not in sample.columns]
     if missing:
@@ -371,10 +435,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.simplefilter("ignore")
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 2:
-        print("usage: python -m airflow_mlops.ml.smoke SPEC.json RESULT.json", file=sys.stderr)
+        print("usage: python -m airflow_mlops.ml.smoke SPEC.json|--stdin RESULT.json", file=sys.stderr)
         return 2
-    with open(args[0]) as f:
-        spec = json.load(f)
+    if args[0] == "--stdin":  # started ahead of time: import first, then wait for the spec
+        _preload()
+        line = sys.stdin.readline()
+        if not line.strip():
+            return 2  # the parent closed the pipe without a spec (training failed): nothing to do
+        spec = json.loads(line)
+    else:
+        with open(args[0]) as f:
+            spec = json.load(f)
     result = profile_staged(spec)
     with open(args[1], "w") as f:
         json.dump(result, f, default=str)

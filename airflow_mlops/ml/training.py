@@ -17,7 +17,7 @@
 7. K-fold CV on the train part (mean/std of every task metric);
 8. refit on the whole train part, holdout metrics, naive baseline (``DummyClassifier(prior)`` /
    ``DummyRegressor(mean)``) on the same split, per-class metrics;
-9. permutation importance on (at most 5000 rows of) the holdout, per input feature;
+9. permutation importance on (at most 2000 rows of) the holdout, per input feature;
 10. a reference sample (training features + ``prediction`` / ``proba_<class>``) for drift
     monitoring, and the holdout frame + predictions for reproducibility checks.
 
@@ -72,7 +72,7 @@ ONE_HOT_MIN_FREQUENCY = 5
 #: At most this many one-hot columns per categorical feature (high-cardinality guard).
 ONE_HOT_MAX_CATEGORIES = 50
 #: Permutation importance uses at most this many holdout rows.
-IMPORTANCE_MAX_ROWS = 5000
+IMPORTANCE_MAX_ROWS = 2000
 IMPORTANCE_REPEATS = 5
 
 #: Fully qualified names of the non-scikit-learn callables inside every pipeline built here; a
@@ -338,10 +338,16 @@ def _plain(value: Any) -> Any:
 def _predict(estimator: Any, X: Any, task: str, classes: Sequence[Any] | None) -> tuple[np.ndarray, np.ndarray | None]:
     import numpy as np
 
+    with_proba = task != "regression" and hasattr(estimator, "predict_proba")
+    steps = getattr(estimator, "steps", None)
+    if with_proba and steps is not None and len(steps) > 1:
+        # a Pipeline: one preprocessing pass shared by predict and predict_proba (Pipeline.predict and
+        # Pipeline.predict_proba would each run the transformers); the final step sees the same matrix
+        final = estimator[-1]
+        Xt = estimator[:-1].transform(X)
+        return np.asarray(final.predict(Xt)), _proba_aligned(final, Xt, classes)
     pred = np.asarray(estimator.predict(X))
-    proba = None
-    if task != "regression" and hasattr(estimator, "predict_proba"):
-        proba = _proba_aligned(estimator, X, classes)
+    proba = _proba_aligned(estimator, X, classes) if with_proba else None
     return pred, proba
 
 
@@ -514,9 +520,12 @@ def train_model(config: ModelConfig, df: pd.DataFrame) -> TrainResult:
     hold_pred, hold_proba = _predict(pipeline, X_hold, task, classes)
     holdout_metrics = compute_metrics(task, y_hold, hold_pred, hold_proba, classes)
 
+    # the naive baseline ignores the features (class prior / mean of the train part): fitting it on a
+    # constant column gives the same predictions as behind the preprocessing, without a second
+    # ColumnTransformer fit
     dummy = DummyClassifier(strategy="prior") if classification else DummyRegressor(strategy="mean")
-    baseline = build_pipeline(config, numeric, categorical, estimator=dummy).fit(X_train, y_train)
-    base_pred, base_proba = _predict(baseline, X_hold, task, classes)
+    baseline = dummy.fit(np.zeros((len(y_train), 1)), y_train)
+    base_pred, base_proba = _predict(baseline, np.zeros((len(X_hold), 1)), task, classes)
     baseline_metrics = compute_metrics(task, y_hold, base_pred, base_proba, classes)
     per_class = per_class_metrics(y_hold, hold_pred, classes) if classification else {}
 
