@@ -55,8 +55,6 @@ def detect_drift(config: ModelConfig, store: ArtifactStore, ds: str, *, run_info
     the key columns). Writes ``drift.json`` (the summary) and ``drift.html`` (evidently's report)
     and returns the summary with their URIs.
     """
-    from airflow_mlops.ml.drift import compute_drift
-
     name = config.name
     registry = ModelRegistry(store)
     predictions = Dataset(store, join("predictions", name))
@@ -67,8 +65,32 @@ def detect_drift(config: ModelConfig, store: ArtifactStore, ds: str, *, run_info
     scored = log_df[log_df["scored_by"].isin(["champion", "pinned", "canary"])] if "scored_by" in log_df else log_df
     if scored.empty:
         raise DataError(f"the prediction log {predictions.uri(ds)} has no model-scored rows (all fallback?)")
+    prefix = monitoring_prefix(name, ds)
+    if config.segments is not None and "model_name" in scored:
+        summary = _segmented_drift(config, store, registry, ds, scored, predictions, prefix, html)
+    else:
+        summary, report = _drift_of(config, store, registry, name, ds, scored, html)
+        if report is not None:
+            summary["report_uri"] = store.write_bytes(join(prefix, "drift.html"), report.encode())
+    summary.update({"model": name, "ds": ds, "input_uri": Dataset.for_name(store, config.data.scoring).uri(ds),
+                    "predictions_uri": predictions.uri(ds), **(run_info or {})})
+    summary["summary_uri"] = store.uri(join(prefix, "drift.json"))
+    summary["alerts"] = [a.as_dict() for a in drift_alerts(summary)]
+    store.write_json(join(prefix, "drift.json"), summary)
+    log.info("drift %s v%s %s: %d/%d features drifted (share %.2f, threshold %.2f) -> %s", name, summary["version"],
+             ds, summary["n_drifted"], summary["n_features"], summary["share_drifted"], summary["threshold"],
+             "DRIFT" if summary["dataset_drift"] else "no drift")
+    return summary
+
+
+def _drift_of(config: ModelConfig, store: ArtifactStore, registry: ModelRegistry, model: str, ds: str,
+              scored: pd.DataFrame, html: bool) -> tuple[dict[str, Any], str | None]:
+    """Drift of the rows ``model`` scored (its most-used version) vs that version's reference:
+    ``(summary, html report or None)``."""
+    from airflow_mlops.ml.drift import compute_drift
+
     version, n = Counter(scored["model_version"].astype(int)).most_common(1)[0]
-    meta = registry.get_metadata(name, version)
+    meta = registry.get_metadata(model, version)
     keys = list(meta.get("keys") or config.keys)
     features = list(meta["features"])
     input_dataset = Dataset.for_name(store, config.data.scoring, config.data.format)
@@ -77,7 +99,7 @@ def detect_drift(config: ModelConfig, store: ArtifactStore, ds: str, *, run_info
     inputs = input_dataset.read(ds, columns=[*keys, *features, *extra])
     current = inputs.merge(scored.loc[scored["model_version"] == version, [*keys, "prediction"]], on=keys,
                            how="inner")
-    reference = registry.load_reference(name, version)
+    reference = registry.load_reference(model, version)
     result = compute_drift(
         reference, current, numeric=list(meta.get("numeric_features") or []),
         categorical=list(meta.get("categorical_features") or []), prediction_column="prediction",
@@ -85,24 +107,43 @@ def detect_drift(config: ModelConfig, store: ArtifactStore, ds: str, *, run_info
         sample_size=config.drift.sample_size, seed=config.training.seed, html=html,
     )
     summary = dict(result.summary)
-    prefix = monitoring_prefix(name, ds)
     summary["slices"] = drift_by_slice(config, reference, current, meta)
     summary["min_slice_size"] = config.monitoring.min_slice_size
-    summary.update({"model": name, "version": int(version), "ds": ds, "rows_scored_by_version": int(n),
-                    "input_uri": Dataset.for_name(store, config.data.scoring).uri(ds),
-                    "predictions_uri": predictions.uri(ds), **(run_info or {})})
+    summary.update({"version": int(version), "rows_scored_by_version": int(n)})
+    report = None
     if result.html is not None:
         from airflow_mlops.ml.reports import drift_slices_section, insert_section
 
         report = insert_section(result.html, drift_slices_section(summary["slices"], summary["min_slice_size"]))
-        summary["report_uri"] = store.write_bytes(join(prefix, "drift.html"), report.encode())
-    summary["summary_uri"] = store.uri(join(prefix, "drift.json"))
-    summary["alerts"] = [a.as_dict() for a in drift_alerts(summary)]
-    store.write_json(join(prefix, "drift.json"), summary)
-    log.info("drift %s v%d %s: %d/%d features drifted (share %.2f, threshold %.2f) -> %s", name, version, ds,
-             summary["n_drifted"], summary["n_features"], summary["share_drifted"], summary["threshold"],
-             "DRIFT" if summary["dataset_drift"] else "no drift")
-    return summary
+    return summary, report
+
+
+def _segmented_drift(config: ModelConfig, store: ArtifactStore, registry: ModelRegistry, ds: str,
+                     scored: pd.DataFrame, predictions: Dataset, prefix: str, html: bool) -> dict[str, Any]:
+    """A segmented model (``segments``): each segment model's rows against its own reference.
+
+    The summary is the most drifted segment's (its share, features and report, so the alerts and the
+    retraining request follow the worst segment), with a ``segments`` table of every segment; each
+    segment's report is ``drift__<segment model>.html``. The model drifts when any segment does."""
+    per: dict[str, dict[str, Any]] = {}
+    for model, rows in sorted(scored.groupby("model_name"), key=lambda kv: str(kv[0])):
+        summary, report = _drift_of(config, store, registry, str(model), ds, rows, html)
+        if report is not None:
+            summary["report_uri"] = store.write_bytes(join(prefix, f"drift__{model}.html"), report.encode())
+        per[str(model)] = summary
+    worst_model = max(per, key=lambda m: (per[m]["share_drifted"], m))
+    combined = dict(per[worst_model])
+    combined["segment_model"] = worst_model
+    combined["dataset_drift"] = any(s["dataset_drift"] for s in per.values())
+    combined["segments"] = [
+        {"model": m, "version": s["version"], "rows": s["rows_scored_by_version"],
+         "share_drifted": s["share_drifted"], "n_drifted": s["n_drifted"], "n_features": s["n_features"],
+         "dataset_drift": s["dataset_drift"], "report_uri": s.get("report_uri")}
+        for m, s in per.items()
+    ]
+    log.info("drift of %d segment model(s) of %s on %s: worst %s (share %.2f)", len(per), config.name, ds,
+             worst_model, combined["share_drifted"])
+    return combined
 
 
 def xcom_summary(summary: dict[str, Any]) -> dict[str, Any]:
@@ -116,6 +157,9 @@ def xcom_summary(summary: dict[str, Any]) -> dict[str, Any]:
                      for s in summary.get("slices", [])]
     out["drifted_slices"] = [s["slice"] for s in summary.get("slices", []) if s.get("dataset_drift")]
     out["alerts"] = len(summary.get("alerts", []))
+    if summary.get("segments"):
+        out["segments"] = [{k: s.get(k) for k in ("model", "version", "share_drifted", "dataset_drift")}
+                           for s in summary["segments"]]
     return out
 
 
@@ -325,7 +369,11 @@ def _classes(registry: ModelRegistry, config: ModelConfig, joined: pd.DataFrame)
         return None, [], {str(k): v for k, v in sorted(versions.items())}
     classes = None
     if versions:
-        meta = registry.get_metadata(config.name, versions.most_common(1)[0][0])
+        # segmented models (``segments``): the log's model_name names the segment model of each row
+        names = Counter(zip(joined["model_name"].astype(str), joined["model_version"].astype(int))) \
+            if "model_name" in joined else Counter({(config.name, versions.most_common(1)[0][0]): 1})
+        model, version = names.most_common(1)[0][0]
+        meta = registry.get_metadata(model, version)
         classes = meta.get("classes")
     if classes is None:
         classes = sorted(set(joined[config.target].dropna().tolist()) | set(joined["prediction"].dropna().tolist()))

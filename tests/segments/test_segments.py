@@ -247,3 +247,29 @@ def test_single_class_segment_is_skipped(tmp_path):
     assert "1 target class(es)" in east["reason"]
     assert "target class" in train_segment(cfg, store, DAYS[-1], "east")["skipped"]
     assert not ModelRegistry(store).exists("segchurn__east")
+
+
+def test_drift_of_a_segmented_model_compares_each_segment_with_its_own_reference(trained):
+    from airflow_mlops.monitoring import detect_drift, xcom_summary
+
+    cfg, store, _, _ = trained
+    day = "2024-01-06"
+    frame = churn_day(day, rows=600, drift=1.0)
+    frame = frame[frame["region"] != "west"].reset_index(drop=True)
+    Dataset.for_name(store, "churn_scoring").write(day, frame)
+    score_segments(cfg, store, day, run_id="drift")
+    summary = detect_drift(cfg, store, day, html=True)
+    by_model = {s["model"]: s for s in summary["segments"]}
+    assert set(by_model) == {"segchurn__east", "segchurn__north", "segchurn__south"}
+    reg = ModelRegistry(store)
+    for model, seg in by_model.items():
+        assert seg["version"] == 1 and seg["rows"] == int((frame["region"] == model.split("__")[1]).sum())
+        assert store.exists(store.key_of(seg["report_uri"]))
+        assert reg.get_metadata(model, 1)  # each against its own registered version
+    worst = max(s["share_drifted"] for s in by_model.values())
+    assert summary["share_drifted"] == worst and by_model[summary["segment_model"]]["share_drifted"] == worst
+    assert summary["dataset_drift"] is any(s["dataset_drift"] for s in by_model.values())
+    assert summary["dataset_drift"] is True  # drift=1.0 shifts several features in every region
+    small = xcom_summary(summary)
+    assert small["model"] == "segchurn" and len(small["segments"]) == 3
+    assert store.read_json(f"monitoring/segchurn/ds={day}/drift.json")["segments"] == summary["segments"]
