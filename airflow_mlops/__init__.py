@@ -36,7 +36,7 @@ def get_provider_info() -> dict:
                 "airflow_mlops.operators.validation", "airflow_mlops.operators.training",
                 "airflow_mlops.operators.registry", "airflow_mlops.operators.inference",
                 "airflow_mlops.operators.monitoring", "airflow_mlops.operators.data_quality",
-                "airflow_mlops.operators.reproduce"]},
+                "airflow_mlops.operators.reproduce", "airflow_mlops.operators.example_data"]},
         ],
         "notifications": [
             "airflow_mlops.notifications.webhook.MLOpsWebhookNotifier",

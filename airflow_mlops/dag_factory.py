@@ -131,6 +131,7 @@ def training_dag(config: ModelConfig, config_path: str, *, storage_uri: str | No
     ) as dag:
         wait = DataPartitionSensor(task_id="wait_for_data", config_path=config_path, storage_uri=storage_uri,
                                    poke_interval=60, timeout=6 * 3600, mode="reschedule")
+        _seed_example_data(config, wait, "training", common)
         data = data_asset(config, storage_uri)
         validate = DataValidationOperator(task_id="validate", with_target=True, retries=0, inlets=[data], **common)
         if config.segments is not None:
@@ -228,6 +229,16 @@ def _segmented_scoring(config: ModelConfig, config_path: str, storage_uri: str |
     upstream >> plan >> score >> merge
 
 
+def _seed_example_data(config: ModelConfig, wait: Any, which: str, common: dict[str, Any]) -> None:
+    """The example model only (``data.example_rows``): seed_example_data -> wait_for_data, writing the
+    missing synthetic partitions so its DAGs run on a fresh install."""
+    if not config.data.example_rows:
+        return
+    from airflow_mlops.operators.example_data import SeedExampleDataOperator
+
+    SeedExampleDataOperator(task_id="seed_example_data", which=which, **common) >> wait
+
+
 def _start(config: ModelConfig) -> dt.datetime:
     d = dt.date.fromisoformat(config.schedules.start_date)
     return dt.datetime(d.year, d.month, d.day, tzinfo=dt.timezone.utc)
@@ -256,6 +267,7 @@ def batch_scoring_dag(config: ModelConfig, config_path: str, *, storage_uri: str
     ) as dag:
         wait = DataPartitionSensor(task_id="wait_for_data", dataset=config.data.scoring, fmt=config.data.format,
                                    storage_uri=storage_uri, poke_interval=60, timeout=6 * 3600, mode="reschedule")
+        _seed_example_data(config, wait, "scoring", common)
         validate = DataValidationOperator(task_id="validate", with_target=False, retries=0, **common)
         if config.segments is not None:
             _segmented_scoring(config, config_path, storage_uri, wait >> validate)

@@ -188,6 +188,9 @@ class DataConfig:
     training_window_days: int = 30
     ground_truth_dataset: str | None = None
     scoring_dataset: str | None = None
+    #: rows per day of the package's synthetic churn data written for missing partitions (the shipped
+    #: example model only, so its DAGs run on a fresh install); null for real data
+    example_rows: int | None = None
 
     @property
     def scoring(self) -> str:
@@ -562,7 +565,7 @@ _TOP_FIELDS = (
 )
 _SECTION_FIELDS: dict[str, tuple[str, ...]] = {
     "data": ("dataset", "uri", "format", "conn_id", "training_window_days", "ground_truth_dataset",
-             "scoring_dataset"),
+             "scoring_dataset", "example_rows"),
     "estimator": ("class", "params"),
     "search": ("method", "n_iter", "space"),
     "training": ("test_size", "cv_folds", "seed", "reference_sample_size"),
@@ -774,6 +777,8 @@ class _Parser:
                                              nullable=True, pattern=DATASET_RE),
             scoring_dataset=self.string(sec.get("scoring_dataset"), "data.scoring_dataset",
                                         nullable=True, pattern=DATASET_RE),
+            example_rows=None if sec.get("example_rows") is None else
+            self.integer(sec.get("example_rows"), "data.example_rows", 10, 10_000_000),
         )
 
     def check_columns(self, keys: tuple[str, ...], target: str, features: tuple[str, ...] | None,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -120,3 +120,19 @@ def churn_ground_truth(ds: str | dt.date, rows: int = 2000, *, seed: int = 0, dr
         flip |= in_slice & (rng.random(rows) < slice_label_noise)
     labels[flip] = 1 - labels[flip]
     return day_df[["customer_id"]].assign(churned=labels.astype("int64"))
+
+
+def seed_missing_partitions(dataset: Any, days: list[str], rows: int) -> dict[str, Any]:
+    """Write :func:`churn_day` partitions for the ``days`` that ``dataset`` lacks (the example model's
+    self-seeding on a fresh install). Existing partitions are never touched, so reruns change nothing.
+
+    Returns ``{"written": [...], "present": [...], "rows_per_day": rows}``.
+    """
+    written, present = [], []
+    for day in days:
+        if dataset.exists(day):
+            present.append(day)
+            continue
+        dataset.write(day, churn_day(day, rows=rows))
+        written.append(day)
+    return {"written": written, "present": present, "rows_per_day": rows}
