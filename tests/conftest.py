@@ -93,3 +93,26 @@ def store(store_root):
     from airflow_mlops.hooks.storage import ArtifactStore
 
     return ArtifactStore(store_root)
+
+
+# --- alert receivers: a real SMTP server (aiosmtpd) and a local webhook --------------------------------
+@pytest.fixture
+def smtp_server(monkeypatch):
+    """A running aiosmtpd server on 127.0.0.1:<free port>, wired as Airflow connection smtp_default."""
+    from alert_servers import SmtpServer
+
+    server = SmtpServer()
+    server.start()
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", server.conn_json())
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def webhook_server():
+    """A local HTTP server recording webhook requests (``fail_next`` makes it answer errors)."""
+    from alert_servers import WebhookServer
+
+    server = WebhookServer()
+    yield server
+    server.stop()

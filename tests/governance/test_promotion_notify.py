@@ -2,30 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-import pytest
 from gov_helpers import DS, churn_config
 
 from airflow_mlops.pipeline import notify_promotion, promote_candidate, train_and_register
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "alerts"))
-from alert_servers import SmtpServer  # noqa: E402
-
 WEAK = {"class": "sklearn.linear_model.LogisticRegression", "params": {}}
 
 
-@pytest.fixture
-def smtp(monkeypatch):
-    server = SmtpServer()
-    server.start()
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", server.conn_json())
-    yield server
-    server.stop()
-
-
-def test_new_champion_alert_notice_is_mailed_once_per_version(store, smtp):
+def test_new_champion_alert_notice_is_mailed_once_per_version(store, smtp_server):
     cfg = churn_config(features=["region", "usage_gb"], estimator=WEAK)
     train_and_register(cfg, store, DS)
     result = promote_candidate(cfg, store, 1)
@@ -34,14 +18,14 @@ def test_new_champion_alert_notice_is_mailed_once_per_version(store, smtp):
     assert "churn v1 is the new champion" in out["message"] and "no champion" in out["message"]
     again = notify_promotion(cfg, store, result, DS)  # a rerun of the task
     assert again["sent"] is False
-    assert len(smtp.messages) == 1
-    msg = smtp.messages[0]
+    assert len(smtp_server.messages) == 1
+    msg = smtp_server.messages[0]
     assert msg["rcpt_tos"] == ["ml-platform@example.com"]
     assert "promotion" in msg["subject"] and "churn" in msg["subject"]
     assert "is the new champion" in msg["body"] and "model_card.html" in msg["body"]
 
 
-def test_gate_alert_names_each_broken_constraint_with_value_and_limit(store, smtp, registry):
+def test_gate_alert_names_each_broken_constraint_with_value_and_limit(store, smtp_server, registry):
     weak = churn_config(features=["region", "usage_gb"], estimator=WEAK)
     train_and_register(weak, store, DS)
     promote_candidate(weak, store, 1)
@@ -54,8 +38,8 @@ def test_gate_alert_names_each_broken_constraint_with_value_and_limit(store, smt
     assert out["check"] == "gate" and out["sent"] is True
     text = f"latency_ms_per_10k_rows {latency:.6g} > ceiling 0.001"
     assert text in out["message"] and "kept as challenger" in out["message"]
-    assert len(smtp.messages) == 1 and text.replace(">", "&gt;") in smtp.messages[0]["body"]
-    assert "gate" in smtp.messages[0]["subject"]
+    assert len(smtp_server.messages) == 1 and text.replace(">", "&gt;") in smtp_server.messages[0]["body"]
+    assert "gate" in smtp_server.messages[0]["subject"]
 
 
 def test_without_smtp_connection_the_alert_is_logged_not_failed(store, monkeypatch, caplog):
