@@ -19,9 +19,8 @@ def get_provider_info() -> dict:
     return {
         "package-name": "airflow-mlops",
         "name": "MLOps",
-        "description": "Validation, training, model registry, gated promotion, batch inference, "
-        "drift-triggered retraining and performance monitoring on late ground truth "
-        "(PerformanceMonitorOperator) for Apache Airflow.",
+        "description": "The closed ML loop for Apache Airflow: data validation, training, model registry, "
+        "gated promotion, batch inference, drift and performance monitoring, drift-triggered retraining.",
         "versions": [__version__],
         "integrations": [
             {"integration-name": "MLOps", "external-doc-url": "https://example.invalid/airflow-mlops",
