@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--files", type=int, default=2)
     ap.add_argument("--top-k", type=int, default=3)
-    ap.add_argument("--method", choices=["auto", "shap", "perturbation"], default="auto")
+    ap.add_argument("--method", choices=["auto", "shap", "shap_approximate", "perturbation"], default="auto")
     ap.add_argument("--estimator", choices=["churn", "logistic"], default="churn",
                     help="churn = the churn config's HistGradientBoosting; logistic = LogisticRegression")
     ap.add_argument("--batch-size", type=int, default=None, help="default: score_partition's default")

@@ -129,3 +129,28 @@ def test_explain_method_shap_on_an_unsupported_model_is_a_clear_error():
     assert auto.describe()["method"] == "perturbation"
     c = auto.contributions(X.head(5))
     assert c.shape == (5, 2) and np.isfinite(c).all()
+
+
+def test_explain_shap_approximate_matches_saabas_and_refuses_linear_models(store):
+    summary = score_partition(explain_config(6, "shap_approximate"), store, DS, run_id="r", batch_size=128)
+    assert summary["explain"]["method"] == {"method": "shap_approximate", "explainer": "TreeExplainer",
+                                            "approximation": "Saabas (approximate=True)"}
+    out = read_output(store)
+    model, _ = ModelRegistry(store).load_model("churn", version=1)
+    df = input_frame(DS).sort_values("customer_id").reset_index(drop=True)
+    import shap
+
+    xt = np.asarray(model[:-1].transform(df[FEATURES]), dtype="float64")
+    saabas = np.asarray(shap.TreeExplainer(model[-1]).shap_values(xt, approximate=True, check_additivity=False))
+    # one-hot columns summed per input feature, compared with the columns written by scoring
+    got = contributions_table(out, 6).to_numpy()
+    assert got.shape == (len(df), len(FEATURES))
+    assert np.allclose(got.sum(axis=1), saabas.sum(axis=1), atol=1e-8)  # Saabas also adds up to the margin
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    lin = make_pipeline(StandardScaler(), LogisticRegression())
+    meta = {"features": ["tenure_months"], "task": "binary", "classes": [0, 1], "name": "churn", "version": 9}
+    with pytest.raises(ExplainError, match="shap_approximate' is for tree ensembles"):
+        make_explainer(lin, meta, df, method="shap_approximate")
