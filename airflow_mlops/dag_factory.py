@@ -258,7 +258,7 @@ def batch_scoring_dag(config: ModelConfig, config_path: str, *, storage_uri: str
         description=f"Daily batch scoring of {config.name} with the champion of each day",
         schedule=config.schedules.scoring,
         start_date=_start(config),
-        catchup=True,
+        catchup=config.schedules.scoring_catchup,
         max_active_runs=config.schedules.max_active_runs,
         default_args=_default_args(config),
         tags=["mlops", config.name, "scoring"],

@@ -310,6 +310,8 @@ class SchedulesConfig:
     monitoring: str | None = "@daily"
     start_date: str = "2024-01-01"
     max_active_runs: int = 4
+    #: batch scoring catches up every missed day since start_date when unpaused (backfills work either way)
+    scoring_catchup: bool = True
 
 
 @dataclass(frozen=True)
@@ -572,7 +574,8 @@ _SECTION_FIELDS: dict[str, tuple[str, ...]] = {
     "metrics": ("primary", "floors", "ceilings"),
     "promotion": ("min_improvement", "require_approval", "allow_self_approval"),
     "validation": ("suite", "mostly"),
-    "schedules": ("training", "nightly_retraining", "scoring", "monitoring", "start_date", "max_active_runs"),
+    "schedules": ("training", "nightly_retraining", "scoring", "monitoring", "start_date", "max_active_runs",
+                  "scoring_catchup"),
     "drift": ("threshold", "sample_size", "stattest_threshold"),
     "monitoring": ("min_slice_size", "performance_window_days", "max_relative_change", "drift_cooldown_days",
                    "freshness_deadline_hours", "volume_window_days", "volume_min_ratio", "volume_max_ratio",
@@ -987,6 +990,9 @@ class _Parser:
             path = f"schedules.{name}"
             if name == "max_active_runs":
                 values[name] = self.integer(sec.get(name, defaults.max_active_runs), path, low=1)
+                continue
+            if name == "scoring_catchup":
+                values[name] = self.boolean(sec.get(name, defaults.scoring_catchup), path)
                 continue
             if name == "start_date":
                 value = sec.get(name, defaults.start_date)
