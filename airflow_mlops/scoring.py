@@ -907,6 +907,17 @@ def _part_id(files: Sequence[str]) -> str:
     return f"{stem}-{digest}" if len(files) == 1 else f"{stem}+{len(files) - 1}-{digest}"
 
 
+def _unfit_reason(role: str, meta: dict, main_meta: dict, schema: Any, keys: Sequence[str]) -> str | None:
+    """Why a second model (``shadow`` / ``canary``) cannot score this input beside the main model, or None."""
+    diffs = check_input_schema(schema, meta, keys=keys)
+    if diffs:
+        return f"{role} model does not fit the input: " + ", ".join(
+            f"{d['column']} (expected {d['expected']}, found {d['found']})" for d in diffs)
+    if _prediction_type(meta) != _prediction_type(main_meta):
+        return f"{role} predictions are {_prediction_type(meta)}, the model's are {_prediction_type(main_meta)}"
+    return None
+
+
 def score_partition(
     config: ModelConfig,
     store: ArtifactStore,
@@ -1140,24 +1151,12 @@ def score_partition(
         if diffs:
             raise _mismatch_error(diffs, name, scorer.version, input_uri)
         if shadow is not None:
-            sdiffs = check_input_schema(schemas[files[0]], shadow.meta, keys=keys)
-            if sdiffs:
-                shadow_error = "shadow model does not fit the input: " + ", ".join(
-                    f"{d['column']} (expected {d['expected']}, found {d['found']})" for d in sdiffs)
-            elif _prediction_type(shadow.meta) != _prediction_type(scorer.meta):
-                shadow_error = (f"shadow predictions are {_prediction_type(shadow.meta)}, the model's are "
-                                f"{_prediction_type(scorer.meta)}")
+            shadow_error = _unfit_reason("shadow", shadow.meta, scorer.meta, schemas[files[0]], keys) or shadow_error
             if shadow_error:
                 log.warning("shadow %s v%s not used: %s", name, shadow_version, shadow_error)
                 shadow = None
         if canary is not None:
-            cdiffs = check_input_schema(schemas[files[0]], canary.meta, keys=keys)
-            if cdiffs:
-                canary_error = "canary model does not fit the input: " + ", ".join(
-                    f"{d['column']} (expected {d['expected']}, found {d['found']})" for d in cdiffs)
-            elif _prediction_type(canary.meta) != _prediction_type(scorer.meta):
-                canary_error = (f"canary predictions are {_prediction_type(canary.meta)}, the model's are "
-                                f"{_prediction_type(scorer.meta)}")
+            canary_error = _unfit_reason("canary", canary.meta, scorer.meta, schemas[files[0]], keys) or canary_error
             if canary_error:
                 log.warning("canary %s v%s not used: %s; every row scored by v%d", name, canary_version,
                             canary_error, scorer.version)

@@ -36,6 +36,8 @@ import sys
 import tempfile
 import time
 
+from batch_scoring import peak_rss_mib  # same folder: this script runs from benchmarks/
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 if REPO not in sys.path:
@@ -43,20 +45,6 @@ if REPO not in sys.path:
 
 DS = "2024-01-10"
 TRAIN_DAYS = ("2024-01-08", "2024-01-09")
-
-
-def peak_rss_mib() -> float:
-    """Peak resident set size of this process (VmHWM), MiB."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def config(estimator: str) -> object:
