@@ -22,6 +22,8 @@ from airflow_mlops.hooks.storage import ArtifactStore, join
 if TYPE_CHECKING:
     import pandas as pd
 
+    from airflow_mlops.ml.smoke import SmokeProcess
+
     from airflow_mlops.ml.config import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -137,7 +139,8 @@ def _parquet_bytes(df: pd.DataFrame) -> bytes:
 
 
 def train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_info: dict[str, Any] | None = None,
-                       *, actor: str | None = None, segment: tuple[str, Any] | None = None) -> dict[str, Any]:
+                       *, actor: str | None = None, segment: tuple[str, Any] | None = None,
+                       smoke: SmokeProcess | None = None) -> dict[str, Any]:
     """Train on the window of partitions ending at ``ds`` and register a new version.
 
     The version carries the model, the drift reference, the holdout (with the training-time
@@ -151,6 +154,10 @@ def train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_i
 
     ``segment=(column, value)`` trains on the window's rows whose ``column`` equals ``value`` (compared
     as text; see :mod:`airflow_mlops.segments`); the metadata's ``training_data.segment`` records it.
+
+    ``smoke``: a :class:`~airflow_mlops.ml.smoke.SmokeProcess` the caller started earlier (so the fresh
+    interpreter's imports overlap the caller's own, e.g. while it parses the config); the caller closes
+    it. Default: one started here.
     """
     from airflow_mlops.ml.fingerprint import fingerprint_table
     from airflow_mlops.ml.smoke import SmokeProcess
@@ -164,9 +171,12 @@ def train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_i
         df = segment_rows(df, *segment)
     fingerprint = fingerprint_table(df, keys=list(config.keys))
     log.info("training %s on %d rows from %d partition(s) of %s", config.name, len(df), len(dates), dataset.uri())
-    with SmokeProcess() as smoke:  # a fresh interpreter importing the scoring libraries while we train
+    if smoke is not None:
         return _train_and_register(config, store, ds, run_info, actor, segment, registry, dataset, df, dates,
                                    fingerprint, smoke)
+    with SmokeProcess() as own:  # a fresh interpreter importing the scoring libraries while we train
+        return _train_and_register(config, store, ds, run_info, actor, segment, registry, dataset, df, dates,
+                                   fingerprint, own)
 
 
 def _train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_info: dict[str, Any] | None,

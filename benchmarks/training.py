@@ -4,7 +4,8 @@
 
 (a) plain script: read the parquet partitions with pandas, the same ColumnTransformer +
     HistGradientBoostingClassifier pipeline, the same K-fold CV, fit, holdout metrics, skops dump.
-(b) operator: ``airflow_mlops.pipeline.train_and_register`` (what TrainModelOperator.execute runs):
+(b) operator: what TrainModelOperator.execute runs (start the smoke-test interpreter, parse the config,
+    ``airflow_mlops.pipeline.train_and_register``):
     the same, plus naive baseline, permutation importance, data fingerprint, reference sample and
     the registry write with hashes.
 Each runs in its own process (imports included), twice, alternating; the best of each is kept.
@@ -81,12 +82,16 @@ def run_plain(root: Path, cfg: dict) -> None:
 
 
 def run_operator(root: Path, cfg: dict) -> None:
-    from airflow_mlops.hooks.storage import ArtifactStore
-    from airflow_mlops.ml.config import parse_model_config
-    from airflow_mlops.pipeline import train_and_register
+    from airflow_mlops.ml.smoke import SmokeProcess
 
-    out = train_and_register(parse_model_config(cfg), ArtifactStore("file://" + str(root / "store")),
-                             "2024-01-07", {"dag_id": "benchmark", "run_id": "benchmark", "task_id": "train"})
+    with SmokeProcess() as smoke:  # as TrainModelOperator.execute: started before the config is parsed
+        from airflow_mlops.hooks.storage import ArtifactStore
+        from airflow_mlops.ml.config import parse_model_config
+        from airflow_mlops.pipeline import train_and_register
+
+        out = train_and_register(parse_model_config(cfg), ArtifactStore("file://" + str(root / "store")),
+                                 "2024-01-07", {"dag_id": "benchmark", "run_id": "benchmark", "task_id": "train"},
+                                 smoke=smoke)
     print(json.dumps(out["holdout"]), file=sys.stderr)
 
 

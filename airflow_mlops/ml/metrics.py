@@ -21,6 +21,7 @@ __all__ = [
     "TASKS",
     "METRICS_BY_TASK",
     "LOWER_IS_BETTER",
+    "PROBA_METRICS",
     "RESOURCE_METRIC_PREFIXES",
     "metric_range",
     "higher_is_better",
@@ -45,6 +46,8 @@ METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
 
 #: Metrics for which a smaller value is better.
 LOWER_IS_BETTER: frozenset[str] = frozenset({"log_loss", "rmse", "mae"})
+#: Metrics computed from the class probabilities alone (the predicted labels do not enter them).
+PROBA_METRICS: frozenset[str] = frozenset({"roc_auc", "average_precision", "log_loss", "roc_auc_ovr"})
 
 #: Prefixes of operational metrics (measured outside ``compute_metrics``); all lower-is-better,
 #: all non-negative. They may only carry ceilings.

@@ -11,7 +11,8 @@
    numeric -> float64, median imputation (+ ``StandardScaler`` for ``sklearn.linear_model`` /
    ``sklearn.svm`` estimators); categorical -> string labels, most-frequent imputation,
    one-hot encoding (unknown categories ignored, rare ones grouped, at most
-   :data:`ONE_HOT_MAX_CATEGORIES` columns per feature);
+   :data:`ONE_HOT_MAX_CATEGORIES` columns per feature; a fit whose data has no rare category and
+   no feature over the limit uses a plain encoder, which gives the same columns much faster);
 5. seeded train/holdout split (stratified for classification);
 6. optional hyperparameter search (random or successive halving) with the same CV and seed;
 7. K-fold CV on the train part (mean/std of every task metric);
@@ -42,7 +43,7 @@ from airflow_mlops.ml.config import (
     check_config_against_data,
     is_categorical_dtype,
 )
-from airflow_mlops.ml.metrics import compute_metrics, higher_is_better, per_class_metrics
+from airflow_mlops.ml.metrics import PROBA_METRICS, compute_metrics, higher_is_better, per_class_metrics
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import numpy as np
@@ -311,6 +312,37 @@ def build_pipeline(
     return Pipeline([("preprocess", preprocess), ("estimator", estimator)])
 
 
+def _needs_category_grouping(X: pd.DataFrame, categorical: Sequence[str]) -> bool:
+    """Whether a one-hot encoder with ``min_frequency=ONE_HOT_MIN_FREQUENCY`` and
+    ``max_categories=ONE_HOT_MAX_CATEGORIES`` could encode ``X`` differently from a plain one.
+
+    It cannot when every categorical column has at least one value, at most ``ONE_HOT_MAX_CATEGORIES``
+    distinct values and every value at least ``ONE_HOT_MIN_FREQUENCY`` times: then no category is
+    infrequent and both give the same columns. Counting raw values is conservative: the string labels
+    the encoder sees merge values (never split them) and imputation only adds to a count.
+    """
+    for col in categorical:
+        try:
+            counts = X[col].value_counts(dropna=True)
+        except TypeError:  # unhashable values: let the encoder decide
+            return True
+        if counts.empty or len(counts) > ONE_HOT_MAX_CATEGORIES or int(counts.min()) < ONE_HOT_MIN_FREQUENCY:
+            return True
+    return False
+
+
+def _fit(pipeline: Any, X: pd.DataFrame, y: Any, categorical: Sequence[str]) -> Any:
+    """``pipeline.fit(X, y)``; the one-hot step groups rare categories only when this fit's data has
+    any (scikit-learn counts every value in Python when grouping is on, ~5x slower than without)."""
+    if categorical:
+        grouping = _needs_category_grouping(X, categorical)
+        pipeline.set_params(**{
+            "preprocess__categorical__onehot__min_frequency": ONE_HOT_MIN_FREQUENCY if grouping else None,
+            "preprocess__categorical__onehot__max_categories": ONE_HOT_MAX_CATEGORIES if grouping else None,
+        })
+    return pipeline.fit(X, y)
+
+
 def _proba_aligned(estimator: Any, X: Any, classes: Sequence[Any] | None) -> np.ndarray:
     """``predict_proba`` with columns in the order of ``classes`` (zeros for classes the
     estimator never saw, e.g. a rare class absent from a CV training fold)."""
@@ -362,7 +394,17 @@ class _MetricScorer:
         self.sign = 1.0 if higher_is_better(metric) else -1.0
 
     def __call__(self, estimator: Any, X: Any, y: Any) -> float:
-        pred, proba = _predict(estimator, X, self.task, self.classes)
+        import numpy as np
+
+        if self.metric in PROBA_METRICS and self.classes is not None and hasattr(estimator, "predict_proba"):
+            # the value depends on the probabilities only: one predict_proba instead of predict + predict_proba
+            # (the labels passed along are the most probable classes, used for the label check only)
+            steps = getattr(estimator, "steps", None)
+            final, X = (estimator[-1], estimator[:-1].transform(X)) if steps is not None else (estimator, X)
+            proba = _proba_aligned(final, X, self.classes)
+            pred = np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)]
+        else:
+            pred, proba = _predict(estimator, X, self.task, self.classes)
         value = compute_metrics(self.task, y, pred, proba, self.classes, names=[self.metric]).get(self.metric)
         return float("nan") if value is None else self.sign * value
 
@@ -508,14 +550,14 @@ def train_model(config: ModelConfig, df: pd.DataFrame) -> TrainResult:
     # -- cross-validation on the train part -------------------------------------------------------
     fold_metrics: list[dict[str, float]] = []
     for fit_idx, val_idx in splitter.split(X_train, y_train):
-        model = clone(pipeline).fit(X_train.iloc[fit_idx], y_train[fit_idx])
+        model = _fit(clone(pipeline), X_train.iloc[fit_idx], y_train[fit_idx], categorical)
         pred, proba = _predict(model, X_train.iloc[val_idx], task, classes)
         fold_metrics.append(compute_metrics(task, y_train[val_idx], pred, proba, classes))
     cv_metrics = _aggregate(fold_metrics, task)
 
     # -- final fit, holdout, baseline -------------------------------------------------------------
     fit_start = time.perf_counter()
-    pipeline.fit(X_train, y_train)
+    _fit(pipeline, X_train, y_train, categorical)
     fit_seconds = time.perf_counter() - fit_start
     hold_pred, hold_proba = _predict(pipeline, X_hold, task, classes)
     holdout_metrics = compute_metrics(task, y_hold, hold_pred, hold_proba, classes)
@@ -622,13 +664,16 @@ def _search(config: ModelConfig, pipeline: Any, X: Any, y: Any, splitter: Any,
 
 
 def _importance(pipeline: Any, X: pd.DataFrame, y: np.ndarray, task: str, classes: list[Any] | None,
-                primary: str, seed: int) -> tuple[list[dict[str, Any]], str]:
+                primary: str, seed: int, *, encoded: bool = True) -> tuple[list[dict[str, Any]], str]:
     """Permutation importance per input feature on at most IMPORTANCE_MAX_ROWS holdout rows.
 
     Uses the primary metric, or accuracy / rmse when the primary metric is undefined on the
-    holdout (e.g. ROC AUC with a single class present)."""
+    holdout (e.g. ROC AUC with a single class present). The preprocessing works row by row, so
+    shuffling a feature's rows before it equals shuffling that feature's encoded columns after it:
+    the rows are encoded once and only the estimator runs per shuffle (:func:`_encoded_groups`);
+    pipelines of another shape (or ``encoded=False``) are shuffled on the raw columns, with the same
+    shuffles and therefore the same result."""
     import numpy as np
-    from sklearn.inspection import permutation_importance
 
     if len(X) > IMPORTANCE_MAX_ROWS:
         pick = np.sort(np.random.default_rng(seed).choice(len(X), IMPORTANCE_MAX_ROWS, replace=False))
@@ -636,14 +681,69 @@ def _importance(pipeline: Any, X: pd.DataFrame, y: np.ndarray, task: str, classe
     metric = primary
     if not np.isfinite(_MetricScorer(task, metric, classes)(pipeline, X, y)):
         metric = "rmse" if task == "regression" else "accuracy"
-    result = permutation_importance(pipeline, X, y, scoring=_MetricScorer(task, metric, classes),
-                                    n_repeats=IMPORTANCE_REPEATS, random_state=seed)
-    rows = [
-        {"feature": name, "importance_mean": float(np.nan_to_num(mean)), "importance_std": float(np.nan_to_num(std))}
-        for name, mean, std in zip(X.columns, result.importances_mean, result.importances_std)
-    ]
+    scorer = _MetricScorer(task, metric, classes)
+    groups = _encoded_groups(pipeline, list(X.columns)) if encoded else None
+    if groups is not None:
+        estimator, data = pipeline[-1], pipeline[:-1].transform(X)
+    else:
+        estimator, data = pipeline, X.copy()
+    base = scorer(estimator, data, y)
+    rng = np.random.RandomState(seed)
+    rows = []
+    for j, name in enumerate(X.columns):
+        drops = []
+        for _ in range(IMPORTANCE_REPEATS):
+            order = rng.permutation(len(y))
+            if groups is not None:
+                cols = groups[name]
+                saved = data[:, cols].copy()
+                data[:, cols] = saved[order]
+                drops.append(base - scorer(estimator, data, y))
+                data[:, cols] = saved
+            else:
+                saved = data[name].copy()
+                data[name] = saved.to_numpy()[order]
+                drops.append(base - scorer(estimator, data, y))
+                data[name] = saved
+        rows.append({"feature": name, "importance_mean": float(np.nan_to_num(np.mean(drops))),
+                     "importance_std": float(np.nan_to_num(np.std(drops)))})
     rows.sort(key=lambda r: (-r["importance_mean"], r["feature"]))
     return rows, metric
+
+
+def _encoded_groups(pipeline: Any, features: Sequence[str]) -> dict[str, np.ndarray] | None:
+    """``{feature: column positions}`` in the output of a :func:`build_pipeline` preprocessing step
+    (numeric features: one column each; categorical: their one-hot block), or ``None`` when the
+    pipeline has another shape or the widths do not add up."""
+    import numpy as np
+
+    steps = getattr(pipeline, "named_steps", None) or {}
+    pre = steps.get("preprocess")
+    indices = getattr(pre, "output_indices_", None)
+    if indices is None or list(steps)[-1] != "estimator":
+        return None
+    groups: dict[str, np.ndarray] = {}
+    for name, _, columns in pre.transformers_:
+        if name == "remainder" or not (indices[name].stop - indices[name].start):
+            continue
+        start = indices[name].start
+        if name == "numeric":
+            widths = [1] * len(columns)
+        elif name == "categorical":
+            onehot = pre.named_transformers_["categorical"].named_steps["onehot"]
+            if getattr(onehot, "drop_idx_", None) is not None:
+                return None
+            infrequent = getattr(onehot, "infrequent_categories_", None) or [None] * len(columns)
+            widths = [len(cats) - (len(rare) - 1 if rare is not None else 0)
+                      for cats, rare in zip(onehot.categories_, infrequent)]
+        else:
+            return None
+        if sum(widths) != indices[name].stop - start:
+            return None
+        for col, width in zip(columns, widths):
+            groups[col] = np.arange(start, start + width)
+            start += width
+    return groups if set(groups) == set(features) else None
 
 
 # --------------------------------------------------------------------------------------------

@@ -63,7 +63,12 @@ class TrainModelOperator(MLOpsBaseOperator):
 
                 return train_segment(self.config, self.store, self.logical_ds(context), self.segment,
                                      self.run_info(context))
-            return train_and_register(self.config, self.store, self.logical_ds(context), self.run_info(context))
+            from airflow_mlops.ml.smoke import SmokeProcess
+
+            # the smoke test's fresh interpreter imports its libraries while this one parses the config
+            with SmokeProcess() as smoke:
+                return train_and_register(self.config, self.store, self.logical_ds(context), self.run_info(context),
+                                          smoke=smoke)
         except (DataError, ConfigError, FairnessError) as e:
             fail(f"training data problem: {e}")
             raise

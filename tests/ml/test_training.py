@@ -292,6 +292,78 @@ def test_categorical_as_strings_normalises_labels() -> None:
     assert out[1, 3] != out[1, 3] and out[0, 3] == "p"
 
 
+def _onehot(result: TrainResult) -> Any:
+    return result.pipeline.named_steps["preprocess"].named_transformers_["categorical"].named_steps["onehot"]
+
+
+def test_category_grouping_only_when_a_fit_has_rare_categories() -> None:
+    from sklearn.base import clone
+
+    from airflow_mlops.ml.training import ONE_HOT_MAX_CATEGORIES, ONE_HOT_MIN_FREQUENCY, _fit
+
+    df = binary_frame(n=600, seed=5)
+    cfg = make_config("binary", "churned", HGB_CLF)
+    plain = train_model(cfg, df)  # every plan/active value is frequent: the plain encoder is used
+    encoder = _onehot(plain)
+    assert encoder.min_frequency is None and encoder.max_categories is None
+    # ... and it encodes exactly like the grouping encoder would (same columns, same values)
+    grouping = clone(plain.pipeline).set_params(
+        preprocess__categorical__onehot__min_frequency=ONE_HOT_MIN_FREQUENCY,
+        preprocess__categorical__onehot__max_categories=ONE_HOT_MAX_CATEGORIES)
+    X, y = df[plain.features], df["churned"].to_numpy()
+    grouped_pre = grouping.fit(X, y).named_steps["preprocess"]
+    plain_pre = clone(plain.pipeline).set_params(
+        preprocess__categorical__onehot__min_frequency=None,
+        preprocess__categorical__onehot__max_categories=None).fit(X, y).named_steps["preprocess"]
+    assert not any(c is not None for c in
+                   grouped_pre.named_transformers_["categorical"].named_steps["onehot"].infrequent_categories_)
+    np.testing.assert_array_equal(grouped_pre.transform(X), plain_pre.transform(X))
+    assert list(grouped_pre.get_feature_names_out()) == list(plain_pre.get_feature_names_out())
+
+    # a value seen fewer than ONE_HOT_MIN_FREQUENCY times: that fit groups it as infrequent
+    rare = df.copy()
+    rare.loc[: ONE_HOT_MIN_FREQUENCY - 2, "plan"] = "legacy"
+    fitted = _fit(clone(plain.pipeline), rare[plain.features], rare["churned"].to_numpy(),
+                  plain.categorical_features)
+    onehot = fitted.named_steps["preprocess"].named_transformers_["categorical"].named_steps["onehot"]
+    assert onehot.min_frequency == ONE_HOT_MIN_FREQUENCY and onehot.max_categories == ONE_HOT_MAX_CATEGORIES
+    assert "legacy" in list(onehot.infrequent_categories_[0])
+
+    # more distinct values than ONE_HOT_MAX_CATEGORIES: grouping is on as well
+    wide = df.copy()
+    wide["plan"] = [f"p{i % (ONE_HOT_MAX_CATEGORIES + 1)}" for i in range(len(wide))]
+    fitted = _fit(clone(plain.pipeline), wide[plain.features], wide["churned"].to_numpy(),
+                  plain.categorical_features)
+    onehot = fitted.named_steps["preprocess"].named_transformers_["categorical"].named_steps["onehot"]
+    assert onehot.max_categories == ONE_HOT_MAX_CATEGORIES
+    assert len(onehot.get_feature_names_out()) <= ONE_HOT_MAX_CATEGORIES + 2  # plan (capped) + active
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_permutation_importance_on_encoded_columns_equals_raw_shuffles(task: str) -> None:
+    from airflow_mlops.ml.training import _encoded_groups, _importance
+
+    if task == "binary":
+        df, cfg = binary_frame(n=500, seed=8), make_config("binary", "churned", LOGREG)
+    elif task == "multiclass":
+        df, cfg = multiclass_frame(), make_config("multiclass", "tier", HGB_CLF)
+    else:
+        df, cfg = regression_frame(), make_config("regression", "spend", HGB_REG)
+    result = train_model(cfg, df)
+    hold = result.holdout
+    groups = _encoded_groups(result.pipeline, result.features)
+    assert groups is not None and set(groups) == set(result.features)
+    width = result.pipeline[:-1].transform(hold[result.features].head(2)).shape[1]
+    assert sorted(int(i) for cols in groups.values() for i in cols) == list(range(width))
+    args = (result.pipeline, hold[result.features], hold[cfg.target].to_numpy(), task, result.classes,
+            cfg.metrics.primary, 11)
+    fast, metric = _importance(*args)
+    raw, raw_metric = _importance(*args, encoded=False)
+    assert metric == raw_metric and fast == raw
+    assert fast == result.feature_importance and metric == result.importance_metric
+    assert any(r["importance_mean"] > 0 for r in fast)
+
+
 @pytest.mark.parametrize("method", ["random", "halving"])
 def test_hyperparameter_search_records_best_params(method: str) -> None:
     df = binary_frame(n=360, seed=6)
