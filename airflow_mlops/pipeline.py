@@ -186,9 +186,9 @@ def _train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_
     from airflow_mlops.ml import reports
     from airflow_mlops.ml.fairness import evaluate_fairness
     from airflow_mlops.ml.smoke import smoke_check, training_columns
-    from airflow_mlops.ml.training import PIPELINE_CUSTOM_TYPES, library_versions, train_model
+    from airflow_mlops.ml.training import PIPELINE_CUSTOM_TYPES, compute_importance, library_versions, train_model
 
-    result = train_model(config, df)
+    result = train_model(config, df, importance=False)  # importance is computed while the smoke test runs
     holdout = result.holdout.reset_index(drop=True).copy()
     for col, values in training_columns(result.holdout_predictions, result.holdout_proba, result.classes).items():
         holdout[col] = values
@@ -211,14 +211,26 @@ def _train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_
                  fairness["sensitive_features"], fairness["metric"], fairness.get("gap"), fairness["max_gap"])
     meta.pop("source", None)
     artifacts = {HOLDOUT_FILE: _parquet_bytes(holdout)}
-    meta_for_report = {**meta, "name": config.name, "version": "(new)"}
-    artifacts["reports/evaluation.html"] = reports.evaluation_html(meta_for_report).encode()
+
+    def while_smoke_test_runs(mv: Any) -> dict[str, bytes]:
+        # what the fresh scoring process does not need: permutation importance and the evaluation report.
+        # One native thread here: the child scores with its own threads at the same time, and two
+        # OpenMP pools spinning on the same cores slow each other down by an order of magnitude
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1):
+            compute_importance(result)
+        mv.metadata["feature_importance"] = result.summary()["feature_importance"]
+        mv.metadata["importance_metric"] = result.importance_metric
+        report = reports.evaluation_html({**mv.metadata, "name": config.name, "version": mv.version})
+        return {"reports/evaluation.html": report.encode()}
+
     # the configured estimator class is named by the config's author: trusted for the smoke test
     # (sklearn types and the pipeline helpers are trusted anyway)
     trusted = [*PIPELINE_CUSTOM_TYPES] + ([config.estimator.class_path]
                                           if not config.estimator.class_path.startswith("sklearn.") else [])
     check = smoke_check(store, features=result.features, task=result.task, classes=result.classes,
-                        trusted_types=trusted, process=smoke)
+                        trusted_types=trusted, process=smoke, while_running=while_smoke_test_runs)
     mv = registry.register(
         config.name, result.pipeline, metadata=meta, artifacts=artifacts, reference=result.reference,
         actor=actor or config.owner, reason=f"trained by {meta.get('dag_id', 'a script')} for {ds}",

@@ -176,9 +176,11 @@ class ModelRegistry:
         out = sorted({int(k.split("/")[-2]) for k in keys
                       if k.endswith("/" + METADATA_FILE) and k.split("/")[-2].isdigit()})
         if not out and not self.store.exists(self._model_key(name, STATE_FILE)):
-            raise ModelNotFoundError(
-                f"model {name!r} is not registered; registered models: {self.list_models() or 'none'}"
-            )
+            models = self.list_models()
+            if name in models:  # a directory with only uncommitted (in-progress or failed) registrations
+                raise ModelNotFoundError(f"model {name!r} has no committed version yet (a registration is in "
+                                         f"progress or failed before its commit)")
+            raise ModelNotFoundError(f"model {name!r} is not registered; registered models: {models or 'none'}")
         return out
 
     def exists(self, name: str) -> bool:
@@ -200,13 +202,15 @@ class ModelRegistry:
         reason: str = "",
         require_approval: bool = False,
         lineage_hashes: Iterable[str] = (),
-        before_commit: Callable[[ModelVersion], None] | None = None,
+        before_commit: Callable[[ModelVersion], dict[str, bytes] | None] | None = None,
     ) -> ModelVersion:
         """Register ``model`` as the next version of ``name``.
 
         The version number is allocated by exclusive create, artifacts are written (each exclusive),
         then ``metadata.json`` commits the version. ``before_commit`` (e.g. a smoke test) runs on the
-        written, not yet visible version; if it raises, the version never becomes visible.
+        written, not yet visible version; if it raises, the version never becomes visible. It may update
+        ``mv.metadata`` and return more artifacts ``{relative path: bytes}``, written and hashed like the
+        others before the commit.
         """
         actor = actor or default_actor()
         files: dict[str, bytes] = {MODEL_FILE: dump_skops_bytes(model)}
@@ -239,7 +243,14 @@ class ModelRegistry:
         })
         mv = ModelVersion(name, version, self.version_uri(name, version), meta)
         if before_commit is not None:
-            before_commit(mv)
+            for rel, data in (before_commit(mv) or {}).items():
+                rel = rel.strip("/")
+                if rel in (METADATA_FILE, CLAIM_FILE) or rel in files:
+                    raise RegistryError(f"artifact name {rel!r} is reserved or already written")
+                self.store.create_bytes(self._version_key(name, version, rel), data)
+                files[rel] = data
+                meta["artifacts"][rel] = {"sha256": sha256(data), "bytes": len(data)}
+            meta["artifacts"] = dict(sorted(meta["artifacts"].items()))
         self.store.create_bytes(self._version_key(name, version, METADATA_FILE), ArtifactStore.dumps(meta))
         for h in lineage_hashes:
             if h:

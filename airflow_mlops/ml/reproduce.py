@@ -258,7 +258,7 @@ def reproduce_version(registry: ModelRegistry, name: str, version: int, *, toler
                               "dataset: python -m airflow_mlops.cli lineage <uri>)."),
         })
     else:
-        result = train_model(cfg, df)
+        result = train_model(cfg, df, importance=False)  # metrics and predictions are compared, not importance
         reproduced = result.summary()
         rows = compare_metrics(meta.get("metrics") or {}, reproduced["metrics"], tolerance)
         diffs = [r["abs_diff"] for r in rows if r["abs_diff"] is not None]

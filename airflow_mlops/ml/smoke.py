@@ -126,32 +126,57 @@ class SmokeProcess:
     def __init__(self) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="mlops-smoke-")
         self.result_path = os.path.join(self._tmp.name, "result.json")
+        # output to a file, not a pipe: the parent does other work while the child runs and reads nothing
+        self._output = open(os.path.join(self._tmp.name, "output.txt"), "w+")  # noqa: SIM115 (closed in close())
         self.proc: subprocess.Popen[str] | None = subprocess.Popen(
             [sys.executable, "-m", "airflow_mlops.ml.smoke", "--stdin", self.result_path], env=child_env(),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stdin=subprocess.PIPE, stdout=self._output, stderr=subprocess.STDOUT, text=True)
+        self._started = False
 
-    def run(self, spec: dict[str, Any], timeout: float) -> tuple[int, str, dict | None]:
-        """Send ``spec``; wait; ``(returncode, output tail, result or None)``."""
-        if self.proc is None:
+    def start(self, spec: dict[str, Any]) -> None:
+        """Send ``spec`` and return at once; :meth:`wait` collects the result."""
+        if self.proc is None or self._started:
             raise RuntimeError("a SmokeProcess runs one spec only")
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(json.dumps(spec) + "\n")
+            self.proc.stdin.close()
+        except BrokenPipeError:  # the child died while importing: wait() reports its exit code and output
+            pass
+        self._started = True
+
+    def wait(self, timeout: float) -> tuple[int, str, dict | None]:
+        """Wait for the child started by :meth:`start`; ``(returncode, output tail, result or None)``."""
+        if self.proc is None or not self._started:
+            raise RuntimeError("wait() needs a SmokeProcess started with start()")
         proc, self.proc = self.proc, None
         try:
-            out, err = proc.communicate(json.dumps(spec) + "\n", timeout=timeout)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.communicate()
+            proc.wait()
             raise
+        self._output.seek(0)
+        tail = self._output.read()[-5000:]
         result = None
         if os.path.exists(self.result_path):
             with open(self.result_path) as f:
                 result = json.load(f)
-        return proc.returncode, (err or out or ""), result
+        return proc.returncode, tail, result
+
+    def run(self, spec: dict[str, Any], timeout: float) -> tuple[int, str, dict | None]:
+        """Send ``spec``; wait; ``(returncode, output tail, result or None)``."""
+        self.start(spec)
+        return self.wait(timeout)
 
     def close(self) -> None:
         if self.proc is not None:
             self.proc.kill()
-            self.proc.communicate()
+            self.proc.wait()
+            if self.proc.stdin is not None and not self.proc.stdin.closed:
+                self.proc.stdin.close()
             self.proc = None
+        self._output.close()
         self._tmp.cleanup()
 
     def __enter__(self) -> SmokeProcess:
@@ -162,12 +187,15 @@ class SmokeProcess:
 
 
 def run_smoke_test(spec: dict[str, Any], *, timeout: float = DEFAULT_TIMEOUT,
-                   process: SmokeProcess | None = None) -> dict[str, Any]:
+                   process: SmokeProcess | None = None,
+                   while_running: Callable[[], Any] | None = None) -> dict[str, Any]:
     """Run :func:`profile_staged` on ``spec`` in a fresh interpreter; return the profile.
 
     ``spec``: ``store_root``, ``conn_id``, ``model_key``, ``model_sha256``, ``sample_key``,
     ``sample_sha256``, ``features``, ``task``, ``classes``, ``trusted_types``, ``batch_sizes``, ``label``.
     ``process``: a :class:`SmokeProcess` started earlier (its imports already done); default: a new one.
+    ``while_running``: called in this process while the child works (if it raises, the child is
+    stopped and the error propagates).
     Raises :class:`SmokeTestError` on a mismatch or when the child fails.
     """
     label = spec.get("label", spec.get("model_key"))
@@ -175,10 +203,16 @@ def run_smoke_test(spec: dict[str, Any], *, timeout: float = DEFAULT_TIMEOUT,
     own = process is None
     process = process or SmokeProcess()
     try:
-        returncode, tail, result = process.run(spec, timeout)
+        process.start(spec)
+        if while_running is not None:
+            while_running()
+        returncode, tail, result = process.wait(timeout)
     except subprocess.TimeoutExpired:
         raise SmokeTestError(f"smoke test of {label}: the fresh scoring process did not finish within "
                              f"{timeout:.0f} s; check the model size and the batch sizes") from None
+    except BaseException:
+        process.close()  # stop the child; a started process runs one spec only
+        raise
     finally:
         if own:
             process.close()
@@ -209,15 +243,20 @@ def smoke_check(
     batch_sizes: Sequence[int] = BATCH_SIZES,
     timeout: float = DEFAULT_TIMEOUT,
     process: SmokeProcess | None = None,
-) -> Callable[[ModelVersion], None]:
+    while_running: Callable[[ModelVersion], dict[str, bytes] | None] | None = None,
+) -> Callable[[ModelVersion], dict[str, bytes] | None]:
     """A ``before_commit`` callback for :meth:`ModelRegistry.register`: smoke-test the staged
     version in a fresh process and put its profile under ``metadata["profile"]``.
 
     ``sample_file`` must hold the feature columns plus :data:`TRAINING_PREDICTION` (and
     ``_training_proba_<class>`` for classifiers), see :func:`training_columns`.
+
+    ``while_running(mv)``: work for this process while the child loads and scores (e.g. the parts of the
+    metadata and reports that the smoke test does not need); it may update ``mv.metadata`` and return
+    more artifacts, which the callback returns for the registry to add before the commit.
     """
 
-    def check(mv: ModelVersion) -> None:
+    def check(mv: ModelVersion) -> dict[str, bytes] | None:
         artifacts = mv.metadata.get("artifacts") or {}
         for rel in (model_file, sample_file):
             if rel not in artifacts:
@@ -233,12 +272,19 @@ def smoke_check(
             "classes": list(classes) if classes is not None else None,
             "trusted_types": sorted(set(trusted_types)), "batch_sizes": [int(b) for b in batch_sizes],
         }
-        profile = run_smoke_test(spec, timeout=timeout, process=process)
+        extra: dict[str, bytes] = {}
+
+        def work() -> None:
+            extra.update(while_running(mv) or {})
+
+        profile = run_smoke_test(spec, timeout=timeout, process=process,
+                                 while_running=work if while_running is not None else None)
         mv.metadata["profile"] = profile
         log.info("smoke test of %s v%d passed in a fresh process: %d rows reproduced, "
                  "%.1f ms per 10k rows, model %d bytes, peak RSS %.1f MB", mv.name, mv.version,
                  profile["rows_checked"], profile.get("latency_ms_per_10k_rows", float("nan")),
                  profile["model_bytes"], profile["peak_rss_mb"])
+        return extra or None
 
     return check
 

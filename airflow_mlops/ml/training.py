@@ -54,6 +54,7 @@ __all__ = [
     "TrainingError",
     "TrainResult",
     "train_model",
+    "compute_importance",
     "predict_frame",
     "build_pipeline",
     "split_features",
@@ -181,6 +182,9 @@ class TrainResult:
     feature_dtypes: dict[str, str] = field(default_factory=dict)
     search: dict[str, Any] | None = None
     train_seconds: float = 0.0
+    #: the holdout's target as the model sees it (labels normalised; see :func:`compute_importance`)
+    holdout_target: np.ndarray | None = None
+    seed: int = 0
 
     def summary(self) -> dict[str, Any]:
         """JSON-safe description (for ``metadata.json``): everything but the pipeline, the
@@ -462,10 +466,12 @@ def _class_list(y: np.ndarray) -> list[Any]:
 # --------------------------------------------------------------------------------------------
 
 
-def train_model(config: ModelConfig, df: pd.DataFrame) -> TrainResult:
+def train_model(config: ModelConfig, df: pd.DataFrame, *, importance: bool = True) -> TrainResult:
     """Train, cross-validate and evaluate the configured model on ``df``.
 
     Deterministic: the same config and data give identical metrics, params and predictions.
+    ``importance=False`` leaves ``feature_importance`` empty for the caller to fill later with
+    :func:`compute_importance` (the registration does it while the smoke test runs).
 
     Raises:
         ConfigError: the config does not fit the data (missing columns, wrong task for the
@@ -571,8 +577,6 @@ def train_model(config: ModelConfig, df: pd.DataFrame) -> TrainResult:
     baseline_metrics = compute_metrics(task, y_hold, base_pred, base_proba, classes)
     per_class = per_class_metrics(y_hold, hold_pred, classes) if classification else {}
 
-    # -- permutation importance -------------------------------------------------------------------
-    importance, importance_metric = _importance(pipeline, X_hold, y_hold, task, classes, primary, seed)
 
     # -- reference sample and holdout frame -------------------------------------------------------
     n_ref = min(config.training.reference_sample_size, len(X_train))
@@ -585,7 +589,7 @@ def train_model(config: ModelConfig, df: pd.DataFrame) -> TrainResult:
     holdout = data.iloc[hold_pos][hold_columns].reset_index(drop=True)
 
     estimator = pipeline.named_steps["estimator"]
-    return TrainResult(
+    result = TrainResult(
         pipeline=pipeline,
         task=task,
         features=list(features),
@@ -602,7 +606,7 @@ def train_model(config: ModelConfig, df: pd.DataFrame) -> TrainResult:
                "n_train": int(len(train_pos)), "n_holdout": int(len(hold_pos))},
         n_rows=n_rows,
         n_dropped_nan_target=n_dropped,
-        feature_importance=importance,
+        feature_importance=[],
         reference=reference,
         holdout=holdout,
         holdout_predictions=hold_pred,
@@ -611,11 +615,25 @@ def train_model(config: ModelConfig, df: pd.DataFrame) -> TrainResult:
         keys=list(config.keys),
         estimator_class=config.estimator.class_path,
         primary_metric=primary,
-        importance_metric=importance_metric,
         feature_dtypes={f: schema[f] for f in features},
         search=search_info,
-        train_seconds=float(time.perf_counter() - started),
+        holdout_target=y_hold,
+        seed=seed,
     )
+    if importance:
+        compute_importance(result)
+    result.train_seconds = float(time.perf_counter() - started)
+    return result
+
+
+def compute_importance(result: TrainResult) -> None:
+    """Fill ``result.feature_importance`` / ``importance_metric``: permutation importance of each input
+    feature on (at most :data:`IMPORTANCE_MAX_ROWS` rows of) the holdout, seeded by ``training.seed``."""
+    if result.holdout_target is None:
+        raise TrainingError("this TrainResult has no holdout target to compute importance on")
+    result.feature_importance, result.importance_metric = _importance(
+        result.pipeline, result.holdout[result.features], result.holdout_target, result.task, result.classes,
+        result.primary_metric, result.seed)
 
 
 def _search(config: ModelConfig, pipeline: Any, X: Any, y: Any, splitter: Any,

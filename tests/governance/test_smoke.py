@@ -31,6 +31,33 @@ def test_registration_records_fresh_process_profile(store, registry):
     # the held-back sample carries the training-time predictions and probabilities the child compared
     sample = registry.store.read_parquet(registry.store.key_of(registry.version_uri("churn", 1, "holdout.parquet")))
     assert {"_training_prediction", "_training_proba_0", "_training_proba_1"} <= set(sample.columns)
+    # importance and the evaluation report were made while the child scored, and committed with the version
+    assert {r["feature"] for r in meta["feature_importance"]} == set(meta["features"])
+    assert meta["importance_metric"] == "roc_auc"
+    report = registry.read_artifact("churn", summary["version"], "reports/evaluation.html").decode()
+    assert "Permutation importance" in report and meta["feature_importance"][0]["feature"] in report
+    assert meta["artifacts"]["reports/evaluation.html"]["bytes"] == len(report.encode())
+
+
+def test_failure_while_the_child_runs_stops_it_and_registers_nothing(store, registry):
+    pipe, sample, features = _staged_pipeline_with_volatile_transform(store)
+    seen = {}
+
+    def broken(mv):
+        seen["pid"] = process.proc.pid
+        raise RuntimeError("report rendering failed")
+
+    from airflow_mlops.ml.smoke import SmokeProcess
+
+    with SmokeProcess() as process:
+        check = smoke_check(store, features=features, task="binary", classes=[0, 1],
+                            trusted_types=[*PIPELINE_CUSTOM_TYPES, *TRUSTED], process=process, while_running=broken)
+        with pytest.raises(RuntimeError, match="report rendering failed"):
+            registry.register("churn", pipe, artifacts={"holdout.parquet": _parquet(sample)}, before_commit=check)
+        assert process.proc is None  # the child was stopped, not left running
+    with pytest.raises(OSError):
+        os.kill(seen["pid"], 0)  # reaped: no such process
+    assert registry.exists("churn") is False
 
 
 def _staged_pipeline_with_volatile_transform(store):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import multiprocessing as mp
 import time
 
@@ -18,6 +19,7 @@ from airflow_mlops.hooks.registry import (
     LifecycleError,
     ModelNotFoundError,
     ModelRegistry,
+    RegistryError,
     UntrustedModelError,
     VersionNotFoundError,
 )
@@ -160,6 +162,29 @@ def test_failed_before_commit_leaves_no_version(registry):
     with pytest.raises(RuntimeError, match="smoke"):
         registry.register("m", _model(1)[0], before_commit=smoke)
     assert registry.list_versions("m") == [1]
+
+
+def test_before_commit_adds_artifacts_and_metadata(registry):
+    def finish(mv):
+        with pytest.raises(ModelNotFoundError, match="no committed version yet"):  # not visible yet
+            registry.list_versions("m")
+        mv.metadata["late"] = {"value": 1}
+        return {"reports/late.html": b"<p>late</p>"}
+
+    mv = registry.register("m", _model()[0], artifacts={"reports/early.html": b"early"}, before_commit=finish)
+    meta = registry.get_metadata("m", mv.version)
+    assert meta["late"] == {"value": 1}
+    assert list(meta["artifacts"]) == sorted(meta["artifacts"])
+    assert meta["artifacts"]["reports/late.html"] == {"sha256": hashlib.sha256(b"<p>late</p>").hexdigest(),
+                                                      "bytes": len(b"<p>late</p>")}
+    assert registry.read_artifact("m", mv.version, "reports/late.html") == b"<p>late</p>"  # hash-verified read
+
+    def clobber(mv):
+        return {"model.skops": b"not the model"}
+
+    with pytest.raises(RegistryError, match="reserved or already written"):
+        registry.register("m", _model(1)[0], before_commit=clobber)
+    assert registry.list_versions("m") == [mv.version]
 
 
 def test_models_using_fingerprint(registry):
