@@ -221,10 +221,17 @@ def compute_metrics(
             raise ValueError(f"binary metrics need exactly 2 classes; got {labels!r}")
         positive = labels[1]
         put("accuracy", lambda: skm.accuracy_score(y_true, y_pred))
-        common = {"labels": labels, "pos_label": positive, "average": "binary", "zero_division": 0}
-        put("f1", lambda: skm.f1_score(y_true, y_pred, **common))
-        put("precision", lambda: skm.precision_score(y_true, y_pred, **common))
-        put("recall", lambda: skm.recall_score(y_true, y_pred, **common))
+        if wanted & {"f1", "precision", "recall"}:
+            # one pass for the three (f1_score, precision_score and recall_score each make this same call)
+            try:
+                prf = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, pos_label=positive,
+                                                          average="binary", zero_division=0)
+            except ValueError:  # undefined for this data, like any metric in put()
+                prf = None
+            if prf is not None:
+                put("precision", lambda: prf[0])
+                put("recall", lambda: prf[1])
+                put("f1", lambda: prf[2])
         if proba is not None:
             is_pos = y_true == positive
             if 0 < int(is_pos.sum()) < is_pos.shape[0]:

@@ -347,12 +347,27 @@ def _fit(pipeline: Any, X: pd.DataFrame, y: Any, categorical: Sequence[str]) -> 
     return pipeline.fit(X, y)
 
 
-def _proba_aligned(estimator: Any, X: Any, classes: Sequence[Any] | None) -> np.ndarray:
+#: scikit-learn classifiers whose ``predict`` is the class of highest ``predict_proba`` except where the
+#: two highest probabilities are equal (a tie; e.g. a binary decision value so close to 0 that the
+#: probability rounds to exactly 0.5). For them :func:`_predict` derives the labels from one
+#: ``predict_proba`` pass and asks ``predict`` only for the tied rows.
+LABELS_FROM_PROBA: frozenset[str] = frozenset({
+    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
+    "sklearn.ensemble._forest.RandomForestClassifier",
+    "sklearn.ensemble._forest.ExtraTreesClassifier",
+    "sklearn.tree._classes.DecisionTreeClassifier",
+    "sklearn.linear_model._logistic.LogisticRegression",
+})
+
+
+def _proba_aligned(estimator: Any, X: Any, classes: Sequence[Any] | None,
+                   proba: np.ndarray | None = None) -> np.ndarray:
     """``predict_proba`` with columns in the order of ``classes`` (zeros for classes the
-    estimator never saw, e.g. a rare class absent from a CV training fold)."""
+    estimator never saw, e.g. a rare class absent from a CV training fold). ``proba``: the
+    estimator's own ``predict_proba(X)`` when already computed."""
     import numpy as np
 
-    proba = np.asarray(estimator.predict_proba(X), dtype="float64")
+    proba = np.asarray(estimator.predict_proba(X) if proba is None else proba, dtype="float64")
     seen = list(estimator.classes_)
     if classes is None or list(classes) == seen:
         return proba
@@ -371,6 +386,23 @@ def _plain(value: Any) -> Any:
     return item() if callable(item) and getattr(value, "shape", None) == () else value
 
 
+def _labels_and_proba(final: Any, X: Any, classes: Sequence[Any] | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(final.predict(X), aligned proba)`` from one probability pass (see :data:`LABELS_FROM_PROBA`)."""
+    import numpy as np
+    from sklearn.utils import _safe_indexing
+
+    raw = np.asarray(final.predict_proba(X))
+    top = raw.argmax(axis=1)
+    labels = np.asarray(final.classes_)[top]
+    if raw.shape[1] > 1:
+        best = raw[np.arange(len(raw)), top]
+        runner_up = np.partition(raw, -2, axis=1)[:, -2]
+        tied = np.flatnonzero(best == runner_up)
+        if len(tied):  # where predict's own rule decides (e.g. a decision value of +1e-17 gives p = 0.5)
+            labels[tied] = np.asarray(final.predict(_safe_indexing(X, tied)))
+    return labels, _proba_aligned(final, X, classes, proba=raw)
+
+
 def _predict(estimator: Any, X: Any, task: str, classes: Sequence[Any] | None) -> tuple[np.ndarray, np.ndarray | None]:
     import numpy as np
 
@@ -381,9 +413,12 @@ def _predict(estimator: Any, X: Any, task: str, classes: Sequence[Any] | None) -
         # Pipeline.predict_proba would each run the transformers); the final step sees the same matrix
         final = estimator[-1]
         Xt = estimator[:-1].transform(X)
-        return np.asarray(final.predict(Xt)), _proba_aligned(final, Xt, classes)
-    pred = np.asarray(estimator.predict(X))
-    proba = _proba_aligned(estimator, X, classes) if with_proba else None
+    else:
+        final, Xt = estimator, X
+    if with_proba and f"{type(final).__module__}.{type(final).__qualname__}" in LABELS_FROM_PROBA:
+        return _labels_and_proba(final, Xt, classes)
+    pred = np.asarray(final.predict(Xt))
+    proba = _proba_aligned(final, Xt, classes) if with_proba else None
     return pred, proba
 
 

@@ -364,6 +364,49 @@ def test_permutation_importance_on_encoded_columns_equals_raw_shuffles(task: str
     assert any(r["importance_mean"] > 0 for r in fast)
 
 
+RF_CLF = {"class": "sklearn.ensemble.RandomForestClassifier", "params": {"n_estimators": 20}}
+
+
+@pytest.mark.parametrize("estimator", [HGB_CLF, LOGREG, RF_CLF], ids=["hgb", "logreg", "forest"])
+@pytest.mark.parametrize("task", ["binary", "multiclass"])
+def test_labels_from_one_probability_pass_equal_predict(task: str, estimator: dict[str, Any]) -> None:
+    from airflow_mlops.ml.training import LABELS_FROM_PROBA, _predict
+
+    if task == "binary":
+        df, cfg = binary_frame(n=800, seed=9), make_config("binary", "churned", estimator)
+    else:
+        df, cfg = multiclass_frame(n=800, seed=9), make_config("multiclass", "tier", estimator)
+    result = train_model(cfg, df)
+    final = result.pipeline[-1]
+    assert f"{type(final).__module__}.{type(final).__qualname__}" in LABELS_FROM_PROBA
+    X = df[result.features]
+    pred, proba = _predict(result.pipeline, X, task, result.classes)
+    np.testing.assert_array_equal(pred, result.pipeline.predict(X))
+    assert pred.dtype == result.pipeline.predict(X).dtype
+    np.testing.assert_array_equal(proba, result.pipeline.predict_proba(X))
+
+
+def test_tied_probabilities_are_decided_by_predict() -> None:
+    """A decision value of exactly 0 and one of +1e-17 both give p = 0.5 (a tie); predict says class 0
+    for the first and class 1 for the second, and so must the labels derived from the probabilities."""
+    from sklearn.linear_model import LogisticRegression
+
+    from airflow_mlops.ml.training import _predict
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(50, 2))
+    model = LogisticRegression().fit(X, (X[:, 0] > 0).astype(int))
+    model.coef_[:] = 0.0
+    for intercept, expected in ((0.0, 0), (1e-17, 1), (-1e-17, 0)):
+        model.intercept_[:] = intercept
+        proba = model.predict_proba(X)
+        assert (proba == 0.5).all()  # every row is a tie
+        pred, got_proba = _predict(model, X, "binary", [0, 1])
+        np.testing.assert_array_equal(pred, model.predict(X))
+        assert set(pred.tolist()) == {expected}
+        np.testing.assert_array_equal(got_proba, proba)
+
+
 @pytest.mark.parametrize("method", ["random", "halving"])
 def test_hyperparameter_search_records_best_params(method: str) -> None:
     df = binary_frame(n=360, seed=6)
