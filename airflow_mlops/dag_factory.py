@@ -146,12 +146,20 @@ def training_dag(config: ModelConfig, config_path: str, *, storage_uri: str | No
             from airflow_mlops.sensors.registry import ModelApprovalSensor
 
             version = "{{ ti.xcom_pull(task_ids='train')['version'] }}"
+            # waits only when the gate left the version awaiting approval (skipped otherwise)
             approval = ModelApprovalSensor(task_id="wait_for_approval", model=config.name, version=version,
-                                           storage_uri=storage_uri, deferrable=True, poke_interval=600,
-                                           timeout=7 * 24 * 3600)
+                                           promote_task_id="promote", **_approval_wait(config, storage_uri))
             promote >> approval >> PromoteModelOperator(task_id="promote_approved", version=version, **common) \
                 >> NotifyPromotionOperator(task_id="notify_approved", promote_task_id="promote_approved", **common)
     return dag
+
+
+def _approval_wait(config: ModelConfig, storage_uri: str | None) -> dict[str, Any]:
+    """How the training DAGs wait for an approval: in the triggerer, every ``promotion.approval_poke_seconds``
+    (10 minutes), for ``promotion.approval_timeout_hours`` (a week)."""
+    p = config.promotion
+    return {"storage_uri": storage_uri, "deferrable": True, "poke_interval": p.approval_poke_seconds,
+            "timeout": p.approval_timeout_hours * 3600}
 
 
 def _segmented_training(config: ModelConfig, config_path: str, storage_uri: str | None, upstream: Any,
@@ -183,7 +191,9 @@ def _segmented_training(config: ModelConfig, config_path: str, storage_uri: str 
 
     @task_group(group_id="segment")
     def per_segment(segment: Any) -> None:
-        """train -> promote -> notify of one segment: a failure stays in its segment."""
+        """train -> promote -> notify of one segment: a failure stays in its segment. With
+        ``promotion.require_approval``: promote -> wait_for_approval -> promote_approved -> notify_approved
+        (the wait is skipped unless the gate left that segment's version awaiting approval)."""
         train = TrainModelOperator(task_id="train", segment=segment, inlets=[data],
                                    outlets=[model_version_asset(config.name)], **common)
         promote = PromoteModelOperator(task_id="promote", candidate_task_id="segment.train", segment=segment,
@@ -191,6 +201,16 @@ def _segmented_training(config: ModelConfig, config_path: str, storage_uri: str 
         notify = NotifyPromotionOperator(task_id="notify", promote_task_id="segment.promote", segment=segment,
                                          **common)
         train >> promote >> notify
+        if config.promotion.require_approval:
+            from airflow_mlops.sensors.registry import ModelApprovalSensor
+
+            approval = ModelApprovalSensor(task_id="wait_for_approval", promote_task_id="segment.promote",
+                                           **_approval_wait(config, storage_uri))
+            version = "{{ ti.xcom_pull(task_ids='segment.wait_for_approval', map_indexes=ti.map_index)['version'] }}"
+            promote >> approval >> PromoteModelOperator(task_id="promote_approved", version=version, segment=segment,
+                                                        **common) \
+                >> NotifyPromotionOperator(task_id="notify_approved", promote_task_id="segment.promote_approved",
+                                           segment=segment, **common)
 
     segments = list_segments()
     upstream >> segments >> per_segment.expand(segment=segments)

@@ -290,6 +290,9 @@ class PromotionConfig:
     min_improvement: float = 0.0
     require_approval: bool = False
     allow_self_approval: bool = False
+    #: how often the training DAG's approval wait checks the registry, and how long it waits
+    approval_poke_seconds: float = 600.0
+    approval_timeout_hours: float = 168.0
 
 
 @dataclass(frozen=True)
@@ -572,7 +575,8 @@ _SECTION_FIELDS: dict[str, tuple[str, ...]] = {
     "search": ("method", "n_iter", "space"),
     "training": ("test_size", "cv_folds", "seed", "reference_sample_size"),
     "metrics": ("primary", "floors", "ceilings"),
-    "promotion": ("min_improvement", "require_approval", "allow_self_approval"),
+    "promotion": ("min_improvement", "require_approval", "allow_self_approval", "approval_poke_seconds",
+                  "approval_timeout_hours"),
     "validation": ("suite", "mostly"),
     "schedules": ("training", "nightly_retraining", "scoring", "monitoring", "start_date", "max_active_runs",
                   "scoring_catchup"),
@@ -965,6 +969,10 @@ class _Parser:
             require_approval=self.boolean(sec.get("require_approval", False), "promotion.require_approval"),
             allow_self_approval=self.boolean(sec.get("allow_self_approval", False),
                                              "promotion.allow_self_approval"),
+            approval_poke_seconds=float(self.number(sec.get("approval_poke_seconds", 600.0),
+                                                    "promotion.approval_poke_seconds", low=1.0)),
+            approval_timeout_hours=float(self.number(sec.get("approval_timeout_hours", 168.0),
+                                                     "promotion.approval_timeout_hours", low=0.0, low_open=True)),
         )
 
     def parse_validation(self, sec: Mapping[str, Any]) -> ValidationConfig:

@@ -29,6 +29,12 @@ class ModelApprovalSensor(PokeOnceThenDefer, BaseSensorOperator):
 
     :param model: model name. (templated)
     :param version: the version waiting for approval, e.g. ``{{ ti.xcom_pull('train')['version'] }}``. (templated)
+    :param promote_task_id: the ``PromoteModelOperator`` task that gated the version. The sensor then
+        waits only when that gate left the version *awaiting approval*; a version the gate rejected
+        (kept as challenger) or already promoted needs no approval, so the sensor is skipped (and the
+        tasks after it) instead of holding the run for days. In a mapped task group (segments) the
+        result of the same map index is read, and ``model``/``version`` default to that result's.
+        (templated)
 
     Example::
 
@@ -37,14 +43,47 @@ class ModelApprovalSensor(PokeOnceThenDefer, BaseSensorOperator):
                             deferrable=True, poke_interval=600, timeout=7 * 24 * 3600)
     """
 
-    template_fields: Sequence[str] = ("model", "version", "storage_uri")
+    template_fields: Sequence[str] = ("model", "version", "storage_uri", "promote_task_id")
 
-    def __init__(self, *, model: str, version: int | str, storage_uri: str | None = None,
+    def __init__(self, *, model: str | None = None, version: int | str | None = None,
+                 promote_task_id: str | None = None, storage_uri: str | None = None,
                  aws_conn_id: str | None = None, deferrable: bool | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.model, self.version = model, version
+        if promote_task_id is None and (model is None or version in (None, "")):
+            raise ValueError("ModelApprovalSensor needs model= and version=, or promote_task_id= to read them from")
+        self.model, self.version, self.promote_task_id = model, version, promote_task_id
         self.storage_uri, self.aws_conn_id = storage_uri, aws_conn_id
         self.deferrable = _default_deferrable() if deferrable is None else deferrable
+
+    def execute(self, context: Context) -> Any:
+        if self.promote_task_id:
+            self._follow_gate(context)
+        return super().execute(context)
+
+    def _gate_result(self, context: Context) -> dict[str, Any]:
+        """The gate's result (same map index); fills in model/version when not given."""
+        ti = context["ti"]
+        result = ti.xcom_pull(task_ids=self.promote_task_id, map_indexes=ti.map_index)
+        if not result:
+            raise ValueError(f"task {self.promote_task_id!r} pushed no promotion result; nothing to wait for")
+        if self.model in (None, ""):
+            self.model = result.get("model")
+        if self.version in (None, "") and result.get("version") is not None:
+            self.version = result["version"]
+        return result
+
+    def _follow_gate(self, context: Context) -> None:
+        """Skip unless the gate's result says the version awaits approval."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        result = self._gate_result(context)
+        label = f"{self.model} v{self.version}" if self.version not in (None, "") else str(self.model)
+        if result.get("skipped"):
+            raise AirflowSkipException(f"{label}: segment skipped ({result['skipped']}); no version to approve")
+        if not result.get("awaiting_approval"):
+            state = "is already champion" if result.get("promote") else "did not pass the gate (kept as challenger)"
+            raise AirflowSkipException(f"{label} {state}: no approval to wait for. {result.get('summary', '')}".strip())
+        self.log.info("%s passed the gate and awaits approval: %s", label, result.get("summary", ""))
 
     def _judge(self, verdict: dict) -> PokeReturnValue:
         status = verdict.get("status")
@@ -67,6 +106,8 @@ class ModelApprovalSensor(PokeOnceThenDefer, BaseSensorOperator):
                                version=int(self.version), poke_interval=float(self.poke_interval))
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict:
+        if self.promote_task_id:  # a resumed task is a new instance: model/version come from the gate again
+            self._gate_result(context)
         if not event or event.get("status") != "decided":
             from airflow.sdk.exceptions import AirflowException
 

@@ -64,6 +64,7 @@ def run_dag(af: AirflowHome, dags: str, dag_id: str, ds: str) -> dict:
     assert lines, proc.stdout[-3000:] + proc.stderr[-5000:]
     out = json.loads(lines[-1][len("RESULT "):])
     out["log"] = proc.stdout[-4000:] + proc.stderr[-6000:]
+    out["full_log"] = proc.stdout + proc.stderr
     return out
 
 
@@ -140,6 +141,98 @@ def test_training_and_scoring_dags_map_over_segments(env):
     assert ["plan_segments", -1, "failed"] in out["tis"]
     assert "segchurn__west" in out["log"] and "Nothing was written" in out["log"]
     assert not Dataset(store, "predictions/segchurn").exists(bad)
+
+
+def test_segment_approvals_wait_per_segment(env):
+    """require_approval with segments: each segment's version passes the gate and waits in its own mapped
+    wait_for_approval (deferred, the trigger run in line by dag.test); approved segments are promoted by
+    promote_approved, a rejected one fails its wait naming who rejected it, the others are unaffected."""
+    import threading
+    import time
+
+    af, dags, store = env
+    cfg = {**CONFIG, "name": "segappr", "segments": {"column": "region", "min_rows": 200},
+           "promotion": {"require_approval": True, "approval_poke_seconds": 1, "approval_timeout_hours": 0.1}}
+    configs = af.configs
+    (configs / "segappr.yaml").write_text(yaml.safe_dump(cfg))
+    write_dag_file(str(configs / "segappr.yaml"), dags)
+    reg = ModelRegistry(store)
+    decisions = {"east": "approved", "north": "approved", "south": "rejected"}
+    done: dict[str, str] = {}
+    stop = threading.Event()
+
+    def reviewer() -> None:  # decides once the gate of a segment's version has run (its promotion report)
+        while not stop.is_set() and len(done) < len(decisions):
+            for seg, status in decisions.items():
+                key = f"registry/segappr__{seg}/versions/1/reports/promotion.json"
+                if seg not in done and store.exists(key):
+                    reg.approve(f"segappr__{seg}", 1, approver="reviewer", reason=f"{seg} reviewed", status=status)
+                    done[seg] = status
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=reviewer, daemon=True)
+    thread.start()
+    try:
+        out = run_dag(af, dags, "segappr_training", DAYS[-1])
+    finally:
+        stop.set()
+        thread.join(10)
+    assert done == decisions, out["log"]
+    states = {(t[0], t[1]): t[2] for t in out["tis"]}
+    order = ["east", "north", "south"]  # map indexes follow list_segments
+    for i, seg in enumerate(order):
+        gate = xcom(out["xcom"][f"segment.promote[{i}].return_value"])
+        assert gate["awaiting_approval"] is True and gate["promote"] is False and gate["segment"] == seg
+        if decisions[seg] == "approved":
+            assert states[("segment.wait_for_approval", i)] == "success"
+            assert states[("segment.promote_approved", i)] == "success"
+            assert states[("segment.notify_approved", i)] == "success"
+            assert reg.resolve(f"segappr__{seg}", alias="champion") == 1
+        else:
+            assert states[("segment.wait_for_approval", i)] == "failed"
+            assert states[("segment.promote_approved", i)] == "upstream_failed"
+            with pytest.raises(Exception, match="champion"):
+                reg.resolve(f"segappr__{seg}", alias="champion")
+    assert "segappr__south v1 was rejected by reviewer: south reviewed" in out["full_log"]
+    assert out["state"].endswith("failed")  # a rejected approval fails the run, visibly
+
+
+def test_approval_wait_is_skipped_unless_the_gate_awaits_approval(env):
+    """The wait follows the gate's result: a version the gate kept as challenger, or one already champion,
+    needs no approval; the sensor raises a skip (so promote_approved/notify_approved skip too)."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from airflow_mlops.sensors.registry import ModelApprovalSensor
+
+    af, dags, store = env
+
+    class GateResult:  # the task instance's XCom lookup, as Airflow gives it to a task
+        map_index = 1
+
+        def __init__(self, value):
+            self.value, self.asked = value, None
+
+        def xcom_pull(self, task_ids, map_indexes):
+            self.asked = (task_ids, map_indexes)
+            return self.value
+
+    sensor = ModelApprovalSensor(task_id="wait", promote_task_id="segment.promote", storage_uri=store.root,
+                                 deferrable=True)
+    rejected = GateResult({"model": "segx__north", "version": 4, "promote": False, "awaiting_approval": False,
+                           "summary": "keep challenger: roc_auc 0.61 < floor 0.7"})
+    with pytest.raises(AirflowSkipException, match=r"segx__north v4 did not pass the gate.*floor 0.7"):
+        sensor.execute({"ti": rejected})
+    assert rejected.asked == ("segment.promote", 1)  # the same segment's gate
+    champion = GateResult({"model": "segx__north", "version": 5, "promote": True, "awaiting_approval": False})
+    with pytest.raises(AirflowSkipException, match="already champion"):
+        ModelApprovalSensor(task_id="wait", promote_task_id="segment.promote", storage_uri=store.root,
+                            deferrable=True).execute({"ti": champion})
+    skipped = GateResult({"segment": "west", "model": "segx__west", "skipped": "200 rows < min_rows 300"})
+    with pytest.raises(AirflowSkipException, match="segment skipped"):
+        ModelApprovalSensor(task_id="wait", promote_task_id="segment.promote", storage_uri=store.root,
+                            deferrable=True).execute({"ti": skipped})
+    with pytest.raises(ValueError, match="needs model= and version="):
+        ModelApprovalSensor(task_id="wait", storage_uri=store.root)
 
 
 def test_segmented_dag_shapes(tmp_path):
