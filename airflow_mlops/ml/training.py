@@ -439,7 +439,7 @@ class _MetricScorer:
             # the value depends on the probabilities only: one predict_proba instead of predict + predict_proba
             # (the labels passed along are the most probable classes, used for the label check only)
             steps = getattr(estimator, "steps", None)
-            final, X = (estimator[-1], estimator[:-1].transform(X)) if steps is not None else (estimator, X)
+            final, X = (estimator[-1], estimator[:-1].transform(X)) if steps and len(steps) > 1 else (estimator, X)
             proba = _proba_aligned(final, X, self.classes)
             pred = np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)]
         else:
@@ -611,7 +611,6 @@ def train_model(config: ModelConfig, df: pd.DataFrame, *, importance: bool = Tru
     base_pred, base_proba = _predict(baseline, np.zeros((len(X_hold), 1)), task, classes)
     baseline_metrics = compute_metrics(task, y_hold, base_pred, base_proba, classes)
     per_class = per_class_metrics(y_hold, hold_pred, classes) if classification else {}
-
 
     # -- reference sample and holdout frame -------------------------------------------------------
     n_ref = min(config.training.reference_sample_size, len(X_train))

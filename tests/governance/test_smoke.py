@@ -28,6 +28,7 @@ def test_registration_records_fresh_process_profile(store, registry):
     assert profile["peak_rss_mb"] >= profile["rss_baseline_mb"] > 50
     assert profile["peak_rss_delta_mb"] == pytest.approx(profile["peak_rss_mb"] - profile["rss_baseline_mb"], abs=0.02)
     assert summary["profile"]["latency_ms_per_10k_rows"] == profile["latency_ms_per_10k_rows"]
+    assert 0 < profile["load_seconds"] < profile["smoke_test_seconds"] < 120
     # the held-back sample carries the training-time predictions and probabilities the child compared
     sample = registry.store.read_parquet(registry.store.key_of(registry.version_uri("churn", 1, "holdout.parquet")))
     assert {"_training_prediction", "_training_proba_0", "_training_proba_1"} <= set(sample.columns)
