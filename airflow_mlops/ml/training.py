@@ -403,18 +403,20 @@ def _labels_and_proba(final: Any, X: Any, classes: Sequence[Any] | None) -> tupl
     return labels, _proba_aligned(final, X, classes, proba=raw)
 
 
+def _final_step(estimator: Any, X: Any) -> tuple[Any, Any]:
+    """``(final estimator, its input)``: a Pipeline's transformers run once here, so predict and
+    predict_proba (which would each run them through the Pipeline) share one preprocessing pass."""
+    steps = getattr(estimator, "steps", None)
+    if steps is not None and len(steps) > 1:
+        return estimator[-1], estimator[:-1].transform(X)
+    return estimator, X
+
+
 def _predict(estimator: Any, X: Any, task: str, classes: Sequence[Any] | None) -> tuple[np.ndarray, np.ndarray | None]:
     import numpy as np
 
     with_proba = task != "regression" and hasattr(estimator, "predict_proba")
-    steps = getattr(estimator, "steps", None)
-    if with_proba and steps is not None and len(steps) > 1:
-        # a Pipeline: one preprocessing pass shared by predict and predict_proba (Pipeline.predict and
-        # Pipeline.predict_proba would each run the transformers); the final step sees the same matrix
-        final = estimator[-1]
-        Xt = estimator[:-1].transform(X)
-    else:
-        final, Xt = estimator, X
+    final, Xt = _final_step(estimator, X) if with_proba else (estimator, X)
     if with_proba and f"{type(final).__module__}.{type(final).__qualname__}" in LABELS_FROM_PROBA:
         return _labels_and_proba(final, Xt, classes)
     pred = np.asarray(final.predict(Xt))
@@ -438,9 +440,8 @@ class _MetricScorer:
         if self.metric in PROBA_METRICS and self.classes is not None and hasattr(estimator, "predict_proba"):
             # the value depends on the probabilities only: one predict_proba instead of predict + predict_proba
             # (the labels passed along are the most probable classes, used for the label check only)
-            steps = getattr(estimator, "steps", None)
-            final, X = (estimator[-1], estimator[:-1].transform(X)) if steps and len(steps) > 1 else (estimator, X)
-            proba = _proba_aligned(final, X, self.classes)
+            final, Xt = _final_step(estimator, X)
+            proba = _proba_aligned(final, Xt, self.classes)
             pred = np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)]
         else:
             pred, proba = _predict(estimator, X, self.task, self.classes)
