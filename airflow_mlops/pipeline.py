@@ -22,9 +22,8 @@ from airflow_mlops.hooks.storage import ArtifactStore, join
 if TYPE_CHECKING:
     import pandas as pd
 
-    from airflow_mlops.ml.smoke import SmokeProcess
-
     from airflow_mlops.ml.config import ModelConfig
+    from airflow_mlops.ml.smoke import SmokeProcess
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +158,8 @@ def train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_i
     interpreter's imports overlap the caller's own, e.g. while it parses the config); the caller closes
     it. Default: one started here.
     """
+    from contextlib import nullcontext
+
     from airflow_mlops.ml.fingerprint import fingerprint_table
     from airflow_mlops.ml.smoke import SmokeProcess
 
@@ -171,12 +172,10 @@ def train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_i
         df = segment_rows(df, *segment)
     fingerprint = fingerprint_table(df, keys=list(config.keys))
     log.info("training %s on %d rows from %d partition(s) of %s", config.name, len(df), len(dates), dataset.uri())
-    if smoke is not None:
+    # the caller's process, or a fresh interpreter started now that imports the scoring libraries while we train
+    with nullcontext(smoke) if smoke is not None else SmokeProcess() as process:
         return _train_and_register(config, store, ds, run_info, actor, segment, registry, dataset, df, dates,
-                                   fingerprint, smoke)
-    with SmokeProcess() as own:  # a fresh interpreter importing the scoring libraries while we train
-        return _train_and_register(config, store, ds, run_info, actor, segment, registry, dataset, df, dates,
-                                   fingerprint, own)
+                                   fingerprint, process)
 
 
 def _train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_info: dict[str, Any] | None,
@@ -220,7 +219,7 @@ def _train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_
 
         with threadpool_limits(limits=1):
             compute_importance(result)
-        mv.metadata["feature_importance"] = result.summary()["feature_importance"]
+        mv.metadata["feature_importance"] = result.feature_importance  # plain str/float rows
         mv.metadata["importance_metric"] = result.importance_metric
         report = reports.evaluation_html({**mv.metadata, "name": config.name, "version": mv.version})
         return {"reports/evaluation.html": report.encode()}

@@ -246,6 +246,12 @@ def model_version_facet_class() -> type:
     return MLOpsModelVersionRunFacet
 
 
+def pull_same_index(context: Context, task_id: str) -> Any:
+    """The XCom of ``task_id`` at this (mapped) task instance's map index: the same segment."""
+    ti = context["ti"]
+    return ti.xcom_pull(task_ids=task_id, map_indexes=ti.map_index)
+
+
 def context_ds(context: Context) -> str:
     """The run's date: ``ds`` for scheduled runs; for asset-triggered runs (no logical date in
     Airflow 3) the ``ds`` carried by the triggering asset event, else the run's ``run_after`` date."""

@@ -5,16 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.operators.base import MLOpsBaseOperator
+from airflow_mlops.operators.base import MLOpsBaseOperator, pull_same_index
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-
-def _pull_same_index(context: Context, task_id: str) -> Any:
-    """The XCom of ``task_id`` at this (mapped) task instance's map index: the same segment."""
-    ti = context["ti"]
-    return ti.xcom_pull(task_ids=task_id, map_indexes=ti.map_index)
 
 
 def _version_from(context: Context, version: Any, task_id: str | None) -> int:
@@ -74,7 +68,7 @@ class PromoteModelOperator(MLOpsBaseOperator):
             from airflow_mlops.segments import promote_segment
 
             trained = ({"version": int(self.version)} if self.version not in (None, "")
-                       else _pull_same_index(context, self.candidate_task_id or "train"))
+                       else pull_same_index(context, self.candidate_task_id or "train"))
             if not trained:
                 raise ValueError(f"task {self.candidate_task_id!r} pushed no result for segment {self.segment!r}")
             return promote_segment(self.config, self.store, self.segment, trained, run_info=self.run_info(context))
@@ -173,7 +167,7 @@ class NotifyPromotionOperator(MLOpsBaseOperator):
         if self.segment not in (None, ""):
             from airflow_mlops.segments import segment_config
 
-            result = _pull_same_index(context, self.promote_task_id)
+            result = pull_same_index(context, self.promote_task_id)
             if result and result.get("skipped"):
                 return {"segment": str(self.segment), "check": None, "sent": False, "skipped": result["skipped"]}
             if not result or "version" not in result:

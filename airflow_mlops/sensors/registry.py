@@ -62,8 +62,9 @@ class ModelApprovalSensor(PokeOnceThenDefer, BaseSensorOperator):
 
     def _gate_result(self, context: Context) -> dict[str, Any]:
         """The gate's result (same map index); fills in model/version when not given."""
-        ti = context["ti"]
-        result = ti.xcom_pull(task_ids=self.promote_task_id, map_indexes=ti.map_index)
+        from airflow_mlops.operators.base import pull_same_index
+
+        result = pull_same_index(context, self.promote_task_id)
         if not result:
             raise ValueError(f"task {self.promote_task_id!r} pushed no promotion result; nothing to wait for")
         if self.model in (None, ""):
