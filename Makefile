@@ -30,10 +30,13 @@ clean:
 	rm -rf .demo build dist *.egg-info
 
 # Airflow UI + API server, scheduler, dag-processor and triggerer on the demo's home (or $AIRFLOW_HOME).
+# Every request is an admin (simple auth manager, all-admins mode): the API server listens on HOST, this
+# machine only by default. HOST=0.0.0.0 exposes an unauthenticated admin server to the network (docs/ui.md).
 PORT ?= 8080
+HOST ?= 127.0.0.1
 standalone: install
 	AIRFLOW_HOME=$${AIRFLOW_HOME:-$(CURDIR)/.demo/airflow} \
 	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags AIRFLOW__CORE__LOAD_EXAMPLES=False \
-	AIRFLOW__API__PORT=$(PORT) AIRFLOW__API__BASE_URL=http://localhost:$(PORT) \
+	AIRFLOW__API__HOST=$(HOST) AIRFLOW__API__PORT=$(PORT) AIRFLOW__API__BASE_URL=http://localhost:$(PORT) \
 	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True \
 	$(VENV)/bin/airflow standalone
