@@ -9,6 +9,7 @@ Routes (all below the mount point ``/mlops``):
 ``GET  /``                                            HTML: every model the user may read
 ``GET  /models/{name}``                               HTML: one model
 ``GET  /files/{key}``                                 a report from the store (see :func:`match_report_key`)
+``GET  /api/csrf``                                    JSON: the CSRF token of the authenticated user
 ``GET  /api/models``                                  JSON: models, versions, aliases
 ``GET  /api/models/{name}``                           JSON: versions with metrics, data fingerprint,
                                                       approval, lifecycle, aliases, reports; drift reports;
@@ -23,16 +24,29 @@ Authentication is Airflow's own: the ``get_user`` dependency of the API server, 
 the configured auth manager about the model's training Dag (``<model>_training``): reading a model needs
 ``GET`` on that Dag, approving and rolling back need ``PUT`` (edit). Approvals and rollbacks are recorded
 in the registry's audit log with the authenticated user's name as actor.
+
+Every state-changing request (the POST routes) must carry the user's CSRF token (form field
+``csrf_token`` or header ``X-CSRF-Token``, from the page or ``GET /api/csrf``) unless the client itself sent
+``Authorization: Bearer``. A bearer header the simple auth manager's all-admins middleware appends to every
+request does not count (see :func:`client_sent_bearer`): in that mode a credential-less cross-site form post
+arrives with one.
+
+Banners on the page come from fixed texts: a successful action redirects with ``?done=<audit seq>`` and the
+page describes that audit entry of the model; a refused action renders the page with an error code's text
+(plus, for registry refusals, the registry's own message). Nothing from the query string is shown.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import hmac
+import json
 import logging
 import os
 import re
+import stat
 import threading
 from functools import lru_cache
 from typing import Annotated, Any
@@ -121,7 +135,7 @@ _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 def require(user: BaseUser, model: str, method: str) -> None:
     if not _MODEL_NAME.fullmatch(model or ""):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no model {model!r}")
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "not a model name (letters, digits, '_', '.', '-')")
     if not is_authorized(user, model, method):
         what = "read" if method == "GET" else "change"
         raise HTTPException(status.HTTP_403_FORBIDDEN,
@@ -153,22 +167,112 @@ def csrf_token(user: BaseUser) -> str:
     return hmac.new(_signing_key(), msg, hashlib.sha256).hexdigest()[:40]
 
 
-def uses_bearer(request: Request) -> bool:
-    auth = request.headers.get("authorization", "")
-    return auth[:7].lower() == "bearer "
+#: Auth-manager middlewares known to append an ``Authorization: Bearer`` header to every request.
+_INJECTING_MIDDLEWARES = {("airflow.api_fastapi.auth.managers.simple.middleware", "SimpleAllAdminMiddleware")}
+
+
+def injected_authorization_headers() -> int:
+    """How many ``Authorization`` headers the API server's auth-manager middlewares append to every request.
+
+    The simple auth manager in all-admins mode (``[core] simple_auth_manager_all_admins = True``) installs
+    ``SimpleAllAdminMiddleware``, which appends ``authorization: Bearer <admin JWT>`` to the request's headers
+    (after whatever the client sent). When the auth manager cannot be asked (not initialised), the setting
+    alone decides, so the check fails closed.
+    """
+    from airflow.configuration import conf
+
+    try:
+        from airflow.api_fastapi.app import get_auth_manager
+
+        middlewares = get_auth_manager().get_fastapi_middlewares()
+    except Exception:
+        return 1 if conf.getboolean("core", "simple_auth_manager_all_admins", fallback=False) else 0
+    return sum(1 for cls, _ in middlewares
+               if (getattr(cls, "__module__", ""), getattr(cls, "__name__", "")) in _INJECTING_MIDDLEWARES)
+
+
+def client_sent_bearer(request: Request) -> bool:
+    """Whether the client itself sent ``Authorization: Bearer`` (the header Airflow's ``get_user`` reads).
+
+    Injected headers are appended last, so they are dropped from the end; what remains is what the client
+    sent, and ``get_user`` authenticates the first of those. A browser never adds a bearer header to a
+    cross-site form post or navigation, so a client-sent one shows the request is not a forged one.
+    """
+    values = [v for k, v in request.scope.get("headers", []) if k.lower() == b"authorization"]
+    injected = injected_authorization_headers()
+    if injected:
+        values = values[:-injected]
+    return bool(values) and values[0][:7].lower() == b"bearer "
 
 
 def check_csrf(request: Request, user: BaseUser, submitted: str | None) -> None:
-    """Cookie-authenticated writes must carry the CSRF token; bearer-token clients are not exposed to CSRF."""
-    if uses_bearer(request):
+    """State-changing requests need the user's CSRF token unless the client sent its own bearer token."""
+    if client_sent_bearer(request):
         return
-    if not submitted or not hmac.compare_digest(submitted, csrf_token(user)):
+    if not submitted or not hmac.compare_digest(submitted.encode(), csrf_token(user).encode()):
         raise HTTPException(status.HTTP_403_FORBIDDEN,
-                            "missing or wrong CSRF token: reload the registry page and submit the form again "
-                            f"(API clients: send the JWT as 'Authorization: Bearer' or the {CSRF_HEADER} header)")
+                            f"missing or wrong CSRF token: reload the registry page and submit the form again "
+                            f"(API clients: send your JWT as 'Authorization: Bearer', or send the {CSRF_HEADER} "
+                            f"header with the token from GET {URL_PREFIX}/api/csrf)")
 
 
 UserDep = Annotated[BaseUser, Depends(get_user)]
+
+
+# ------------------------------------------------------------------------------------------
+# reading reports from the store without following symlinks
+# ------------------------------------------------------------------------------------------
+class SymlinkRefused(StorageError):
+    """A component of a report's path in a file:// store is a symbolic link."""
+
+
+def _no_symlinks(store: ArtifactStore, key: str) -> None:
+    """Refuse ``key`` if any path component below the store root is a symlink (``lstat``, not ``realpath``)."""
+    path = store.local_path("")
+    for part in key.split("/"):
+        path = os.path.join(path, part)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            raise ArtifactNotFoundError(f"{key} does not exist in the artifact store") from None
+        if stat.S_ISLNK(st.st_mode):
+            rel = os.path.relpath(path, store.local_path(""))
+            raise SymlinkRefused(f"refusing to serve {key}: {rel} is a symbolic link in the artifact store "
+                                 "(the report server never follows links)")
+
+
+def read_report(store: ArtifactStore, key: str) -> bytes:
+    """Bytes of a report key. On file:// stores: no path component may be a symlink, and the file is opened
+    component by component with ``O_NOFOLLOW`` (a link swapped in after the check is refused too)."""
+    if not store.is_local:
+        return store.read_bytes(key)
+    _no_symlinks(store, key)
+    parts = key.split("/")
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    fds: list[int] = []
+    try:
+        fds.append(os.open(store.local_path(""), os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)))
+        for part in parts[:-1]:
+            fds.append(os.open(part, flags | getattr(os, "O_DIRECTORY", 0), dir_fd=fds[-1]))
+        fd = os.open(parts[-1], flags, dir_fd=fds[-1])
+        fds.append(fd)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ArtifactNotFoundError(f"{key} is not a regular file")
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except FileNotFoundError:
+        raise ArtifactNotFoundError(f"{key} does not exist in the artifact store") from None
+    except (NotADirectoryError, IsADirectoryError):
+        raise ArtifactNotFoundError(f"{key} is not a file in the artifact store") from None
+    except OSError as e:  # ELOOP: a component became a symlink after the check
+        if e.errno in (errno.ELOOP, errno.EMLINK):
+            raise SymlinkRefused(f"refusing to serve {key}: a path component is a symbolic link") from None
+        raise StorageError(f"cannot read {key}: {e}") from None
+    finally:
+        for fd in reversed(fds):
+            os.close(fd)
 
 
 # ------------------------------------------------------------------------------------------
@@ -200,7 +304,9 @@ def _drift_reports(reg: ModelRegistry, name: str, base: str) -> list[dict[str, A
         if summary_key in key_set:
             item["summary_url"] = _file_url(base, summary_key)
             try:
-                s = store.read_json(summary_key)
+                s = json.loads(read_report(store, summary_key))
+                if not isinstance(s, dict):
+                    raise ValueError("not a JSON object")
                 item.update({"version": s.get("version"), "share_drifted": s.get("share_drifted"),
                              "dataset_drift": s.get("dataset_drift"), "threshold": s.get("threshold")})
             except (StorageError, ValueError) as e:
@@ -216,7 +322,8 @@ def version_view(reg: ModelRegistry, name: str, version: int, state: dict, base:
     try:
         meta = reg.get_metadata(name, version)
     except (RegistryError, StorageError, ValueError) as e:
-        return {"version": version, "error": str(e), "aliases": aliases}
+        return {"version": version, "error": str(e), "aliases": aliases,
+                "signature": signature_status(reg, name, version), "reviewable": False}
     metrics = meta.get("metrics") or {}
     primary = meta.get("primary_metric")
     cv = (metrics.get("cv") or {}).get(primary) or {}
@@ -225,6 +332,7 @@ def version_view(reg: ModelRegistry, name: str, version: int, state: dict, base:
     partitions = td.get("partitions") or []
     approval = (state.get("approvals", {}).get(str(version))
                 or dict(meta.get("approval") or {"status": "not_required"}))
+    approval.setdefault("required", bool((meta.get("approval") or {}).get("required", False)))
     lifecycle = state.get("lifecycle", {}).get(str(version)) or {"state": "active"}
     listed = meta.get("artifacts") or {}
 
@@ -271,9 +379,35 @@ def version_view(reg: ModelRegistry, name: str, version: int, state: dict, base:
         "run": {"dag_id": meta.get("dag_id"), "run_id": meta.get("run_id"), "task_id": meta.get("task_id")},
         "approval": approval,
         "lifecycle": lifecycle,
+        "signature": signature_status(reg, name, version),
         "aliases": aliases,
         "reports": reports,
+        # which review actions apply: a decision only while the required approval is still pending
+        "reviewable": bool(approval.get("required")) and approval.get("status") == "pending",
     }
+
+
+def signature_status(reg: ModelRegistry, name: str, version: int) -> dict[str, Any]:
+    """``{"status": "verified"|"unsigned"|"invalid"|"error", "key_id", "detail"}`` of a version's signature
+    (:meth:`ModelRegistry.verify_version`; ``error`` when it could not be checked, e.g. the store failed)."""
+    try:
+        out = dict(reg.verify_version(name, version))
+    except (RegistryError, StorageError, ValueError) as e:
+        return {"status": "error", "key_id": None, "detail": str(e)}
+    out.setdefault("key_id", None)
+    out.setdefault("detail", "")
+    return out
+
+
+def rollback_targets(reg: ModelRegistry, name: str, alias: str) -> list[int]:
+    """Versions ``alias`` may be rolled back to now (the registry's policy: former holders that are active,
+    not rejected and approved where required), oldest first; none when the registry cannot tell (e.g. a
+    former holder's metadata fails its signature check: the version rows show why)."""
+    try:
+        return [int(v) for v in reg.rollback_targets(name, alias=alias)]
+    except (RegistryError, StorageError) as e:
+        log.warning("mlops: no rollback targets for %s:%s: %s", name, alias, e)
+        return []
 
 
 def model_view(reg: ModelRegistry, name: str, base: str, max_versions: int = MAX_VERSIONS) -> dict[str, Any]:
@@ -282,10 +416,12 @@ def model_view(reg: ModelRegistry, name: str, base: str, max_versions: int = MAX
     drift = _drift_reports(reg, name, base)
     aliased = {int(v) for v in state.get("aliases", {}).values()}
     shown = [v for i, v in enumerate(versions) if i < max_versions or v in aliased]  # aliased ones always
+    aliases = {a: int(v) for a, v in sorted(state.get("aliases", {}).items())}
     return {
         "name": name,
         "training_dag_id": training_dag_id(name),
-        "aliases": {a: int(v) for a, v in sorted(state.get("aliases", {}).items())},
+        "aliases": aliases,
+        "rollback_targets": {a: rollback_targets(reg, name, a) for a in aliases},
         "versions_total": len(versions),
         "versions": [version_view(reg, name, v, state, base, drift) for v in shown],
         "drift_reports": drift,
@@ -406,15 +542,48 @@ def _login_url(request: Request) -> str | None:
         return None
 
 
-def _first_error(e: ValidationError) -> str:
-    err = e.errors()[0]
-    return f"{'.'.join(str(x) for x in err.get('loc', ()))}: {err.get('msg')}"
+#: The page's error banners: a code and its fixed text. Only ``refused``/``not_found``/``store`` append a
+#: detail, and that detail is the registry's or the store's own message, never text from the request.
+ERROR_TEXTS = {
+    "reason_required": "Give a reason: it goes to the audit log.",
+    "reason_invalid": "The reason must be 1 to 2000 characters.",
+    "bad_version": "Pick one of the versions the form offers.",
+    "bad_alias": "Pick one of the aliases the form offers.",
+    "refused": "The registry refused the action:",
+    "not_found": "Not found:",
+    "store": "The artifact store is unavailable:",
+}
+_ERROR_STATUS = {"refused": status.HTTP_409_CONFLICT, "not_found": status.HTTP_404_NOT_FOUND,
+                 "store": status.HTTP_503_SERVICE_UNAVAILABLE}
+#: The success banner after an action: the audit entry ``?done=<seq>`` names, described from the audit log.
+DONE_TEXTS = {
+    "approve": "Audit #{seq}: {actor} approved v{version}.",
+    "rejected": "Audit #{seq}: {actor} rejected v{version}.",
+    "rollback": "Audit #{seq}: {actor} rolled {alias} back from v{from_} to v{to}.",
+}
+_SEQ = re.compile(r"[0-9]{1,9}")
+
+
+def done_notice(audit: list[dict[str, Any]], done: str | None) -> str | None:
+    """The banner for ``?done=<seq>``: a fixed sentence about that entry of the model's audit log (or nothing)."""
+    if not done or not _SEQ.fullmatch(done):
+        return None
+    for ev in audit:
+        if ev.get("seq") == int(done) and ev.get("action") in DONE_TEXTS:
+            return DONE_TEXTS[ev["action"]].format(seq=int(ev["seq"]), actor=ev.get("actor"), version=ev.get("version"),
+                                                   alias=ev.get("alias"), from_=ev.get("from"), to=ev.get("to"))
+    return None
+
+
+def _error_code(e: HTTPException) -> str:
+    return {status.HTTP_404_NOT_FOUND: "not_found", status.HTTP_503_SERVICE_UNAVAILABLE: "store"}.get(
+        e.status_code, "refused")
 
 
 async def _form(request: Request) -> dict[str, str]:
     raw = await request.body()
     if len(raw) > MAX_FORM_BYTES:
-        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "form too large")
+        raise HTTPException(413, "form too large")
     body = raw.decode("utf-8", "replace")
     return {k: v[-1] for k, v in parse_qs(body, keep_blank_values=True).items()}
 
@@ -443,6 +612,15 @@ def create_app() -> FastAPI:
                        login_url=login, base=_base(request))
 
     # ---- JSON API ---------------------------------------------------------------------
+    @app.get("/api/csrf")
+    def api_csrf(user: UserDep) -> JSONResponse:
+        """The authenticated user's CSRF token, for clients that authenticate with the ``_token`` cookie (or in
+        all-admins mode without credentials) and POST: send it as ``X-CSRF-Token``. Other sites cannot read
+        it (no CORS on this app)."""
+        return JSONResponse({"csrf_token": csrf_token(user), "header": CSRF_HEADER, "form_field": CSRF_FIELD,
+                             "user": actor_of(user)},
+                            headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+
     @app.get("/api/models")
     def api_models(request: Request, user: UserDep) -> dict[str, Any]:
         reg = get_registry()
@@ -491,31 +669,31 @@ def create_app() -> FastAPI:
         require(user, model, "GET")
         reg = get_registry()
         store = reg.store
-        if store.is_local:  # no symlink may lead out of the store root
-            root = os.path.realpath(store.local_path(""))
-            real = os.path.realpath(store.local_path(key))
-            if not real.startswith(root + os.sep):
-                raise HTTPException(status.HTTP_404_NOT_FOUND, "not in the artifact store")
         try:
             if parts["area"] == "registry":
                 version = int(parts["version"])
                 meta = reg.get_metadata(model, version)
-                rel = parts["rel"]
-                recorded = (meta.get("artifacts") or {}).get(rel)
+                data = read_report(store, key)  # file:// stores: no symlink anywhere below the root
+                recorded = (meta.get("artifacts") or {}).get(parts["rel"])
                 if recorded is not None:
-                    data = reg.read_artifact(model, version, rel, verify=True)
+                    actual = hashlib.sha256(data).hexdigest()
+                    if actual != recorded.get("sha256"):
+                        raise IntegrityError(
+                            f"hash mismatch for {key}: metadata.json records sha256 {recorded.get('sha256')}, "
+                            f"the file has {actual}")
                     integrity = f"sha256-verified {recorded['sha256']}"
                 else:
-                    data = store.read_bytes(key)
                     integrity = "unverified: report attached after registration (append-only)"
             else:
-                data = store.read_bytes(key)
+                data = read_report(store, key)
                 integrity = "not a registry artifact"
         except IntegrityError as e:
             raise HTTPException(status.HTTP_409_CONFLICT, f"refusing to serve a tampered artifact: {e}") from None
+        except SymlinkRefused as e:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(e)) from None
         except (ArtifactNotFoundError, ModelNotFoundError, VersionNotFoundError):
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"{key} does not exist in the artifact store") from None
-        except StorageError as e:
+        except (RegistryError, StorageError) as e:
             raise _registry_error(e) from None
         ext = os.path.splitext(key)[1]
         return Response(data, media_type=MEDIA_TYPES.get(ext, "application/octet-stream"), headers={
@@ -523,10 +701,12 @@ def create_app() -> FastAPI:
             "X-MLOps-Integrity": integrity, "Cache-Control": "no-store"})
 
     # ---- HTML -------------------------------------------------------------------------
-    def _page(request: Request, user: BaseUser, names: list[str] | None) -> HTMLResponse:
+    def _page(request: Request, user: BaseUser, names: list[str] | None, *, error: str | None = None,
+              detail: str = "", status_code: int = status.HTTP_200_OK) -> HTMLResponse:
         reg = get_registry()
         base = _base(request)
         models = []
+        notice = None
         try:
             for item in models_summary(reg, user):
                 if names is not None and item["name"] not in names:
@@ -534,12 +714,23 @@ def create_app() -> FastAPI:
                 view = model_view(reg, item["name"], base)
                 view["can_write"] = is_authorized(user, item["name"], "PUT")
                 view["audit_shown"] = list(reversed(view["audit"]))[:MAX_HTML_AUDIT]
+                if names is not None and error is None:
+                    notice = done_notice(view["audit"], request.query_params.get("done"))
                 models.append(view)
-        except StorageError as e:
+        except (RegistryError, StorageError) as e:
             raise _registry_error(e) from None
-        return _render("registry.html", models=models, base=base, user=actor_of(user), storage_uri=reg.store.root,
-                       csrf=csrf_token(user), single=names is not None,
-                       message=request.query_params.get("msg"), error=request.query_params.get("error"))
+        banner = {"code": error, "text": ERROR_TEXTS[error], "detail": detail} if error else None
+        return _render("registry.html", status_code=status_code, models=models, base=base, user=actor_of(user),
+                       storage_uri=reg.store.root, csrf=csrf_token(user), single=names is not None,
+                       notice=notice, error=banner)
+
+    async def _refused(request: Request, user: BaseUser, name: str, code: str, detail: str = "") -> HTMLResponse:
+        """The model's page with a fixed error banner (the form's POST answers it directly: nothing in a URL)."""
+        from starlette.concurrency import run_in_threadpool
+
+        code_status = _ERROR_STATUS.get(code, status.HTTP_400_BAD_REQUEST)
+        return await run_in_threadpool(_page, request, user, [name], error=code, detail=detail,
+                                       status_code=code_status)
 
     @app.get("/", name="index", response_class=HTMLResponse)
     def index(request: Request, user: UserDep) -> HTMLResponse:
@@ -554,60 +745,60 @@ def create_app() -> FastAPI:
             raise _registry_error(e) from None
         return _page(request, user, [name])
 
-    def _back(request: Request, name: str, **params: str) -> RedirectResponse:
-        url = f"{_base(request)}/models/{quote(name, safe='')}"
-        if params:
-            url += "?" + urlencode(params)
+    def _done(request: Request, name: str, event: dict[str, Any]) -> RedirectResponse:
+        url = f"{_base(request)}/models/{quote(name, safe='')}?{urlencode({'done': int(event['seq'])})}"
         return RedirectResponse(url, status_code=status.HTTP_303_SEE_OTHER)
 
     @app.post("/models/{name}/versions/{version}/approve")
     async def form_approve(name: str, version: int, request: Request, user: UserDep) -> Response:
         form = await _form(request)
         check_csrf(request, user, form.get(CSRF_FIELD))
+        require(user, name, "PUT")
         decision = "rejected" if form.get("decision") == "reject" else "approved"
         reason = (form.get("reason") or "").strip()
         if not reason:
-            return _back(request, name, error="give a reason: it goes to the audit log")
+            return await _refused(request, user, name, "reason_required")
         from starlette.concurrency import run_in_threadpool
 
         try:
             body = ApproveBody(reason=reason, status=decision)
-        except ValidationError as e:
-            return _back(request, name, error=_first_error(e))
+        except ValidationError:
+            return await _refused(request, user, name, "reason_invalid")
         try:
             out = await run_in_threadpool(do_approve, user, name, version, body)
         except HTTPException as e:
             if e.status_code in (status.HTTP_401_UNAUTHORIZED, status.HTTP_403_FORBIDDEN):
                 raise
-            return _back(request, name, error=str(e.detail))
-        ev = out["event"]
-        return _back(request, name, msg=f"{ev['actor']}: v{version} {ev['to']} (audit #{ev['seq']})")
+            return await _refused(request, user, name, _error_code(e), str(e.detail))
+        return _done(request, name, out["event"])
 
     @app.post("/models/{name}/rollback")
     async def form_rollback(name: str, request: Request, user: UserDep) -> Response:
         form = await _form(request)
         check_csrf(request, user, form.get(CSRF_FIELD))
+        require(user, name, "PUT")
         reason = (form.get("reason") or "").strip()
         if not reason:
-            return _back(request, name, error="give a reason: it goes to the audit log")
+            return await _refused(request, user, name, "reason_required")
         to = (form.get("to_version") or "").strip()
-        if to and not re.fullmatch(r"[0-9]{1,9}", to):
-            return _back(request, name, error=f"to_version must be a version number, not {to!r}")
+        if to and not re.fullmatch(r"[1-9][0-9]{0,8}", to):
+            return await _refused(request, user, name, "bad_version")
+        alias = (form.get("alias") or "champion").strip()
+        if not _MODEL_NAME.fullmatch(alias):
+            return await _refused(request, user, name, "bad_alias")
         from starlette.concurrency import run_in_threadpool
 
         try:
-            body = RollbackBody(alias=(form.get("alias") or "champion").strip(), to_version=int(to) if to else None,
-                                reason=reason)
-        except ValidationError as e:
-            return _back(request, name, error=_first_error(e))
+            body = RollbackBody(alias=alias, to_version=int(to) if to else None, reason=reason)
+        except ValidationError:
+            return await _refused(request, user, name, "reason_invalid")
         try:
             out = await run_in_threadpool(do_rollback, user, name, body)
         except HTTPException as e:
             if e.status_code in (status.HTTP_401_UNAUTHORIZED, status.HTTP_403_FORBIDDEN):
                 raise
-            return _back(request, name, error=str(e.detail))
-        ev = out["event"]
-        return _back(request, name, msg=f"{ev['actor']}: {body.alias} v{ev['from']} -> v{ev['to']} (audit #{ev['seq']})")
+            return await _refused(request, user, name, _error_code(e), str(e.detail))
+        return _done(request, name, out["event"])
 
     return app
 

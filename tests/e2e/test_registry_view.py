@@ -36,6 +36,9 @@ def store(tmp_path, monkeypatch):
         reg.add_report("churn", mv.version, "promotion.html", b"<html>promotion</html>")
     reg.set_alias("churn", "champion", 1, actor="trainer", reason="first")
     reg.set_alias("churn", "champion", 2, actor="trainer", reason="better")
+    # v3 awaits a required approval (the only version with review forms); it never held an alias
+    reg.register("churn", {"weights": [3.0]}, metadata=meta, actor="trainer", require_approval=True,
+                 artifacts={"reports/evaluation.html": b"<html><body>evaluation v3</body></html>"})
     store.write_bytes(f"validation/churn/ds={DS}/report.html", b"<html>validation</html>")
     store.write_bytes(f"monitoring/churn/ds={DS}/drift.html", b"<html>drift</html>")
     store.write_json(f"monitoring/churn/ds={DS}/drift.json", {"version": 2, "share_drifted": 0.5, "threshold": 0.5,
@@ -87,12 +90,19 @@ def test_page_shows_versions_metrics_aliases_reports(client):
     r = client.get("/mlops/", headers=as_("admin"))
     assert r.status_code == 200
     page = r.text
-    assert "champion → v2" in page and ">v1<" in page and ">v2<" in page
+    assert "champion → v2" in page and ">v1<" in page and ">v2<" in page and ">v3<" in page
     assert "0.8125" in page and "10500 rows" in page and "abababababababab" in page
     assert "/mlops/files/registry/churn/versions/1/reports/evaluation.html" in page
     assert f"/mlops/files/validation/churn/ds={DS}/report.html" in page
     assert f"/mlops/files/monitoring/churn/ds={DS}/drift.html" in page
-    assert "Approve</button>" in page and "Roll back</button>" in page
+    assert page.count('class="chip sig-verified"') == 3 and "✔ sha256" in page
+    # review forms only for the pending version; rollback offers only former champions
+    assert page.count("Approve</button>") == 1 and "/mlops/models/churn/versions/3/approve" in page
+    assert "/versions/1/approve" not in page and "/versions/2/approve" not in page
+    assert "Roll back</button>" in page
+    options = page[page.index('name="to_version"'):]
+    options = options[:options.index("</select>")]
+    assert '<option value="1">v1</option>' in options and 'value="3"' not in options and 'value="2"' not in options
     csp = r.headers["content-security-policy"]
     assert "default-src 'none'" in csp and "script-src" not in csp and "frame-ancestors 'self'" in csp
     viewer = client.get("/mlops/models/churn", headers=as_("viewer")).text
@@ -101,10 +111,14 @@ def test_page_shows_versions_metrics_aliases_reports(client):
 
 def test_json_api(client):
     models = client.get("/mlops/api/models", headers=as_("viewer")).json()["models"]
-    assert models == [{"name": "churn", "versions": [1, 2], "latest_version": 2, "aliases": {"champion": 2},
+    assert models == [{"name": "churn", "versions": [1, 2, 3], "latest_version": 3, "aliases": {"champion": 2},
                        "champion": 2}]
     m = client.get("/mlops/api/models/churn", headers=as_("viewer")).json()
-    v2, v1 = m["versions"]
+    v3, v2, v1 = m["versions"]
+    assert v3["approval"]["status"] == "pending" and v3["reviewable"] is True
+    assert v2["approval"]["status"] == "not_required" and v2["reviewable"] is False
+    assert v2["signature"]["status"] == "verified" and v2["signature"]["key_id"]
+    assert m["rollback_targets"] == {"champion": [1]}
     assert v2["aliases"] == ["champion"] and v1["aliases"] == []
     assert v2["primary"] == {"holdout": 0.8125, "baseline": 0.5, "cv_mean": 0.81, "cv_std": 0.01}
     assert v2["data"]["rows"] == 10500 and v2["data"]["content_hash"] == "ab" * 32
@@ -112,7 +126,7 @@ def test_json_api(client):
     assert reports["evaluation.html"]["verified"] is True and reports["promotion.html"]["verified"] is False
     assert f"drift ds={DS}" in reports and f"validation ds={DS}" in reports
     assert m["drift_reports"][0]["version"] == 2
-    assert [e["action"] for e in m["audit"]] == ["register", "register", "set_alias", "set_alias"]
+    assert [e["action"] for e in m["audit"]] == ["register", "register", "set_alias", "set_alias", "register"]
     assert client.get("/mlops/api/models/nope", headers=as_("admin")).status_code == 404
     assert client.get("/mlops/api/models/..%2Fregistry", headers=as_("admin")).status_code == 404
     assert client.get("/mlops/models/_lineage", headers=as_("admin")).status_code == 404
@@ -151,7 +165,7 @@ def test_only_report_keys_inside_the_store_are_served(client, key):
     assert "aliases" not in r.text and "root:" not in r.text
 
 
-def test_symlink_out_of_the_store_is_refused(client, store, tmp_path):
+def test_symlinks_are_never_followed(client, store, tmp_path):
     outside = tmp_path / "outside.html"
     outside.write_text("<html>outside the store</html>")
     link = store.local_path("validation/churn/ds=2024-01-03/report.html")
@@ -159,6 +173,12 @@ def test_symlink_out_of_the_store_is_refused(client, store, tmp_path):
     os.symlink(outside, link)
     r = client.get("/mlops/files/validation/churn/ds=2024-01-03/report.html", headers=as_("admin"))
     assert r.status_code == 404 and "outside the store" not in r.text
+    assert "is a symbolic link" in r.json()["detail"]
+    # inside the store too: a report that links to the model file is not served
+    inside = store.local_path(f"validation/churn/ds={DS}/result.json")
+    os.symlink(store.local_path("registry/churn/versions/1/model.skops"), inside)
+    r = client.get(f"/mlops/files/validation/churn/ds={DS}/result.json", headers=as_("admin"))
+    assert r.status_code == 404 and "is a symbolic link" in r.json()["detail"]
 
 
 def test_authentication_and_authorization(client):
@@ -169,20 +189,25 @@ def test_authentication_and_authorization(client):
     assert client.get("/mlops/api/models/churn", headers=as_("outsider")).status_code == 403
     assert client.get("/mlops/files/registry/churn/versions/1/reports/evaluation.html",
                       headers=as_("outsider")).status_code == 403
-    r = client.post("/mlops/api/models/churn/versions/1/approve", json={"reason": "x"}, headers=as_("viewer"))
+    r = client.post("/mlops/api/models/churn/versions/3/approve", json={"reason": "x"}, headers=as_("viewer"))
     assert r.status_code == 403
     r = client.post("/mlops/api/models/churn/rollback", json={"reason": "x"}, headers=as_("viewer"))
     assert r.status_code == 403
 
 
 def test_approve_rollback_and_their_audit_entries(client, store):
-    r = client.post("/mlops/api/models/churn/versions/2/approve", json={"reason": "self"}, headers=as_("trainer"))
+    r = client.post("/mlops/api/models/churn/versions/3/approve", json={"reason": "self"}, headers=as_("trainer"))
     assert r.status_code == 409 and "may not approve" in r.json()["detail"]  # four eyes
-    r = client.post("/mlops/api/models/churn/versions/2/approve", json={"reason": "ok", "status": "rejected"},
+    r = client.post("/mlops/api/models/churn/versions/1/approve", json={"reason": "x", "status": "rejected"},
+                    headers=as_("admin"))
+    assert r.status_code == 409 and "does not require an approval" in r.json()["detail"]
+    r = client.post("/mlops/api/models/churn/versions/3/approve", json={"reason": "ok", "status": "rejected"},
                     headers=as_("admin"))
     assert r.status_code == 200 and r.json()["approval"]["status"] == "rejected"
-    r = client.post("/mlops/api/models/churn/versions/2/approve", json={"reason": ""}, headers=as_("admin"))
+    r = client.post("/mlops/api/models/churn/versions/3/approve", json={"reason": ""}, headers=as_("admin"))
     assert r.status_code == 422
+    r = client.post("/mlops/api/models/churn/rollback", json={"reason": "x", "to_version": 3}, headers=as_("admin"))
+    assert r.status_code == 409 and "never held alias" in r.json()["detail"]
     r = client.post("/mlops/api/models/churn/rollback", json={"reason": "bad v2"}, headers=as_("admin"))
     assert r.status_code == 200 and r.json()["aliases"] == {"champion": 1}
     assert r.json()["event"]["from"] == 2 and r.json()["event"]["to"] == 1
@@ -195,26 +220,40 @@ def test_approve_rollback_and_their_audit_entries(client, store):
 
 
 def test_cookie_authenticated_forms_need_the_csrf_token(client, store):
-    url = "/mlops/models/churn/versions/1/approve"
+    url = "/mlops/models/churn/versions/3/approve"
     r = client.post(url, data={"reason": "no token"}, headers=as_("admin", bearer=False), follow_redirects=False)
-    assert r.status_code == 403
+    assert r.status_code == 403 and "CSRF token" in r.json()["detail"]
     r = client.post(url, data={"reason": "wrong", "csrf_token": "0" * 40}, headers=as_("admin", bearer=False),
                     follow_redirects=False)
     assert r.status_code == 403
     token = client.rv.csrf_token(client.user("admin"))
     assert token in client.get("/mlops/", headers=as_("admin", bearer=False)).text
+    assert client.get("/mlops/api/csrf", headers=as_("admin", bearer=False)).json()["csrf_token"] == token
+    r = client.post("/mlops/api/models/churn/versions/3/approve", json={"reason": "api with the cookie"},
+                    headers=as_("admin", bearer=False))
+    assert r.status_code == 403
     r = client.post(url, data={"reason": "looks good", "decision": "approve", "csrf_token": token},
                     headers=as_("admin", bearer=False), follow_redirects=False)
-    assert r.status_code == 303 and r.headers["location"].startswith("/mlops/models/churn?msg=")
+    seq = ModelRegistry(store).audit_log("churn")[-1]["seq"]
+    assert r.status_code == 303 and r.headers["location"] == f"/mlops/models/churn?done={seq}"
+    page = client.get(r.headers["location"], headers=as_("admin", bearer=False)).text
+    assert f'<div class="banner ok" id="message">Audit #{seq}: admin approved v3.</div>' in page
+    assert "Approve</button>" not in page  # decided: no review form any more
     r = client.post("/mlops/models/churn/rollback", data={"reason": "", "csrf_token": token},
                     headers=as_("admin", bearer=False), follow_redirects=False)
-    assert r.status_code == 303 and "error=" in r.headers["location"]
+    assert r.status_code == 400 and "Give a reason: it goes to the audit log." in r.text
     r = client.post("/mlops/models/churn/rollback", data={"reason": "pin", "to_version": "1", "csrf_token": token},
                     headers=as_("admin", bearer=False), follow_redirects=False)
-    assert r.status_code == 303 and "msg=" in r.headers["location"]
+    assert r.status_code == 303 and "?done=" in r.headers["location"]
+    page = client.get(r.headers["location"], headers=as_("admin", bearer=False)).text
+    assert "rolled champion back from v2 to v1." in page
     r = client.post(url, data={"reason": "x" * 3000, "csrf_token": token}, headers=as_("admin", bearer=False),
                     follow_redirects=False)
-    assert r.status_code == 303 and "error=reason" in r.headers["location"]  # a message, not a 500
+    assert r.status_code == 400 and "The reason must be 1 to 2000 characters." in r.text  # a message, not a 500
+    r = client.post("/mlops/models/churn/versions/1/approve", data={"reason": "x", "csrf_token": token},
+                    headers=as_("admin", bearer=False), follow_redirects=False)
+    assert r.status_code == 409 and "The registry refused the action:" in r.text
+    assert "does not require an approval" in r.text
     assert client.rv.csrf_token(client.user("viewer")) != token
     audit = ModelRegistry(store).audit_log("churn")
     assert [(e["actor"], e["action"], e["reason"]) for e in audit[-2:]] == [
@@ -267,3 +306,18 @@ def test_plugin_import_is_cheap_and_attaches_links():
             "assert app['url_prefix'] == '/mlops' and type(app['app']).__name__ == 'FastAPI'\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_signature_status_per_version(client, store):
+    path = store.local_path("registry/churn/versions/1/metadata.json")
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data.replace(b'"roc_auc": 0.8125', b'"roc_auc": 0.9999'))
+    m = client.get("/mlops/api/models/churn", headers=as_("viewer")).json()
+    sig = {v["version"]: v["signature"] for v in m["versions"]}
+    assert sig[2]["status"] == sig[3]["status"] == "verified"
+    assert sig[1]["status"] == "invalid" and sig[1]["detail"]
+    page = client.get("/mlops/models/churn", headers=as_("admin")).text
+    assert page.count('class="chip sig-verified"') == 2 and page.count('class="chip sig-invalid"') == 1
+    assert "0.9999" not in page  # the tampered metadata is not shown as if it were valid

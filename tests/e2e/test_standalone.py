@@ -86,6 +86,8 @@ class Standalone:
         self.url = f"http://127.0.0.1:{self.port}"
         self.storage_uri = "file://" + str(self.home / "mlops")
         self.passwords = {"admin": secrets.token_urlsafe(12), "viewer": secrets.token_urlsafe(12)}
+        # the registry's signing key, shared by the server's tasks and this test's in-process registry calls
+        self.key_file = root / "mlops-signing.key"
         pw_file = root / "passwords.json"
         pw_file.write_text(json.dumps(self.passwords))
 
@@ -131,6 +133,7 @@ class Standalone:
             "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
             "AIRFLOW__MLOPS__STORAGE_URI": self.storage_uri,
+            "AIRFLOW__MLOPS__SIGNING_KEY_FILE": str(self.key_file),
             "MLOPS_CONFIGS_DIR": str(self.configs),
         })
         self.env = env
@@ -202,6 +205,9 @@ def af(tmp_path_factory):
     timings: dict[str, float] = {}
     t0 = time.monotonic()
     af = Standalone(tmp_path_factory.mktemp("standalone"))
+    key_env = "AIRFLOW__MLOPS__SIGNING_KEY_FILE"
+    previous_key_file = os.environ.get(key_env)
+    os.environ[key_env] = str(af.key_file)  # in-process registries (and train_and_register) sign like the server
     data = Dataset.for_name(ArtifactStore(af.storage_uri), "churn")
     start = (dt.date.fromisoformat(DS) - dt.timedelta(days=6)).isoformat()
     for day in date_range(start, 7):
@@ -221,6 +227,10 @@ def af(tmp_path_factory):
         yield af
     finally:
         af.stop()
+        if previous_key_file is None:
+            os.environ.pop(key_env, None)
+        else:
+            os.environ[key_env] = previous_key_file
         print(f"\nstandalone timings (s since start): {af.__dict__.get('timings')}; plugin via {af.plugin_source}; "
               f"log {af.log_path}")
 
@@ -255,6 +265,22 @@ def _registry(af: Standalone):
     from airflow_mlops.hooks.storage import ArtifactStore
 
     return ModelRegistry(ArtifactStore(af.storage_uri))
+
+
+REVIEW_MODEL = "churn_review"
+
+
+@pytest.fixture(scope="module")
+def review(af):
+    """A second model with something to review: v1 and v2 (no approval required) were champion in turn; v3 and
+    v4 await a required approval (registered by ``trainer``, so ``admin`` may approve them)."""
+    reg = _registry(af)
+    meta = {"primary_metric": "roc_auc", "metrics": {"holdout": {"roc_auc": 0.7}}}
+    for i in range(1, 5):
+        reg.register(REVIEW_MODEL, {"weights": [float(i)]}, metadata=meta, actor="trainer", require_approval=i > 2)
+    reg.set_alias(REVIEW_MODEL, "champion", 1, actor="e2e", reason="first")
+    reg.set_alias(REVIEW_MODEL, "champion", 2, actor="e2e", reason="second")
+    return REVIEW_MODEL
 
 
 # ------------------------------------------------------------------------------------------
@@ -348,7 +374,7 @@ def test_key_traversal_and_non_report_keys_are_refused(af, path):
 
 
 def test_anonymous_and_forged_requests_are_refused(af):
-    for path in ("/mlops/", "/mlops/api/models", "/mlops/api/models/churn",
+    for path in ("/mlops/", "/mlops/api/models", "/mlops/api/models/churn", "/mlops/api/csrf",
                  "/mlops/files/registry/churn/versions/1/reports/evaluation.html"):
         r = requests.get(af.url + path, timeout=30)
         assert r.status_code in (401, 403), (path, r.status_code)
@@ -365,48 +391,67 @@ def test_anonymous_and_forged_requests_are_refused(af):
     forged = af.admin[:-4] + ("AAAA" if not af.admin.endswith("AAAA") else "BBBB")
     r = requests.get(f"{af.url}/mlops/api/models", headers=_auth(forged), timeout=30)
     assert r.status_code in (401, 403), r.text
-    # a cookie-authenticated form post without the page's CSRF token is refused too
+    # cookie-authenticated writes (form or JSON) without the user's CSRF token are refused too
     r = requests.post(f"{af.url}/mlops/models/churn/versions/1/approve", data={"reason": "csrf"}, timeout=30,
                       cookies={"_token": af.admin}, allow_redirects=False)
-    assert r.status_code == 403, r.text
+    assert r.status_code == 403 and "CSRF token" in r.json()["detail"], r.text
+    r = requests.post(f"{af.url}/mlops/api/models/churn/rollback", json={"reason": "csrf", "to_version": 1},
+                      cookies={"_token": af.admin}, timeout=30)
+    assert r.status_code == 403 and "/mlops/api/csrf" in r.json()["detail"], r.text
+    # with the token from GET /mlops/api/csrf the request gets past the CSRF check, to the registry (which
+    # refuses it: churn v1 needs no approval, or does not exist yet when this test runs alone)
+    token = requests.get(f"{af.url}/mlops/api/csrf", cookies={"_token": af.admin}, timeout=30).json()["csrf_token"]
+    r = requests.post(f"{af.url}/mlops/api/models/churn/versions/1/approve", json={"reason": "csrf"}, timeout=30,
+                      cookies={"_token": af.admin}, headers={"X-CSRF-Token": token})
+    assert r.status_code in (404, 409) and "CSRF" not in r.json()["detail"], r.text
 
 
-def test_viewer_reads_but_may_not_approve_or_roll_back(trained):
+def test_viewer_reads_but_may_not_approve_or_roll_back(trained, review):
     af = trained
     r = requests.get(f"{af.url}/mlops/", headers=_auth(af.viewer), timeout=30)
     assert r.status_code == 200 and ">v1<" in r.text
-    assert "Approve</button>" not in r.text  # no review forms for a read-only user
-    r = requests.post(f"{af.url}/mlops/api/models/churn/versions/1/approve", json={"reason": "viewer"},
+    assert "Approve</button>" not in r.text and "Roll back</button>" not in r.text  # read-only: no forms
+    r = requests.post(f"{af.url}/mlops/api/models/{review}/versions/3/approve", json={"reason": "viewer"},
                       headers=_auth(af.viewer), timeout=30)
     assert r.status_code == 403, r.text
     r = requests.post(f"{af.url}/mlops/api/models/churn/rollback", json={"reason": "viewer", "to_version": 1},
                       headers=_auth(af.viewer), timeout=30)
     assert r.status_code == 403, r.text
     assert not [e for e in _registry(af).audit_log("churn") if e["actor"] == "viewer"]
+    assert not [e for e in _registry(af).audit_log(review) if e["actor"] == "viewer"]
 
 
-def test_approve_and_rollback_land_in_the_audit_log_as_the_user(trained):
+def test_approve_and_rollback_land_in_the_audit_log_as_the_user(trained, review):
     af = trained
     h = _auth(af.admin)
-    r = requests.post(f"{af.url}/mlops/api/models/churn/versions/1/approve",
+    page = requests.get(f"{af.url}/mlops/models/{review}", headers=h, timeout=30).text
+    assert f"/mlops/models/{review}/versions/3/approve" in page  # pending: a review form
+    assert f"/mlops/models/{review}/versions/1/approve" not in page  # no approval required: none
+    r = requests.post(f"{af.url}/mlops/api/models/{review}/versions/1/approve", json={"reason": "x"}, headers=h,
+                      timeout=30)
+    assert r.status_code == 409 and "does not require an approval" in r.json()["detail"], r.text
+    r = requests.post(f"{af.url}/mlops/api/models/{review}/versions/3/approve",
                       json={"reason": "e2e: reviewed the evaluation report"}, headers=h, timeout=30)
     assert r.status_code == 200, r.text
     assert r.json()["event"]["actor"] == "admin" and r.json()["approval"]["status"] == "approved"
-    r = requests.post(f"{af.url}/mlops/api/models/churn/rollback",
+    r = requests.post(f"{af.url}/mlops/api/models/{review}/rollback",
+                      json={"alias": "champion", "to_version": 3, "reason": "never champion"}, headers=h, timeout=30)
+    assert r.status_code == 409 and "never held alias" in r.json()["detail"], r.text
+    r = requests.post(f"{af.url}/mlops/api/models/{review}/rollback",
                       json={"alias": "champion", "to_version": 1, "reason": "e2e: pin v1"}, headers=h, timeout=30)
     assert r.status_code == 200, r.text
     assert r.json()["aliases"]["champion"] == 1
-    r = requests.post(f"{af.url}/mlops/api/models/churn/versions/9/approve", json={"reason": "x"}, headers=h,
+    r = requests.post(f"{af.url}/mlops/api/models/{review}/versions/9/approve", json={"reason": "x"}, headers=h,
                       timeout=30)
     assert r.status_code == 404, r.text
 
-    audit = _registry(af).audit_log("churn")  # what the registry itself recorded
+    audit = _registry(af).audit_log(review)  # what the registry itself recorded
     approve = [e for e in audit if e["action"] == "approve"][-1]
-    assert (approve["actor"], approve["version"], approve["to"]) == ("admin", 1, "approved")
+    assert (approve["actor"], approve["version"], approve["to"]) == ("admin", 3, "approved")
     assert approve["reason"] == "e2e: reviewed the evaluation report"
     rollback = [e for e in audit if e["action"] == "rollback"][-1]
-    assert (rollback["actor"], rollback["alias"], rollback["to"]) == ("admin", "champion", 1)
-    page = requests.get(f"{af.url}/mlops/models/churn", headers=h, timeout=30).text
+    assert (rollback["actor"], rollback["alias"], rollback["from"], rollback["to"]) == ("admin", "champion", 2, 1)
+    page = requests.get(f"{af.url}/mlops/models/{review}", headers=h, timeout=30).text
     assert "e2e: pin v1" in page and "approved" in page
 
 
@@ -531,7 +576,7 @@ def chromium(tmp_path):
         browser.close()
 
 
-def test_browser_renders_the_registry_with_the_airflow_cookie(trained, chromium):
+def test_browser_renders_the_registry_with_the_airflow_cookie(trained, review, chromium):
     af = trained
     b = chromium
     b.send("Page.enable")
@@ -560,15 +605,16 @@ def test_browser_renders_the_registry_with_the_airflow_cookie(trained, chromium)
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     (ARTIFACTS / "registry.png").write_bytes(png)
 
-    # the review form, submitted by the browser with the cookie and the page's CSRF token
+    # the review form (only the pending v4 of the review model has one), submitted by the browser with the
+    # cookie and the page's CSRF token; the banner after the redirect describes the audit entry
     b.eval("document.querySelector('tr.review input[name=reason]').value = 'browser: approved in the UI'")
     b.events.clear()
     b.eval("document.querySelector('tr.review button[value=approve]').click()")
     b.wait_event("Page.loadEventFired")
     after = b.text()
-    assert "admin: v1 approved" in after, after[:1000]
-    ev = [e for e in _registry(af).audit_log("churn") if e["action"] == "approve"][-1]
-    assert (ev["actor"], ev["reason"]) == ("admin", "browser: approved in the UI")
+    ev = [e for e in _registry(af).audit_log(review) if e["action"] == "approve"][-1]
+    assert (ev["actor"], ev["version"], ev["reason"]) == ("admin", 4, "browser: approved in the UI")
+    assert f"Audit #{ev['seq']}: admin approved v4." in after, after[:1000]
     assert "browser: approved in the UI" in after
 
     # the same page inside the Airflow UI (the plugin's external view, menu Browse -> Model registry)
