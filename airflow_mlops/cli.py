@@ -1,20 +1,25 @@
 """Command line for registry decisions that need a human, and for governance questions.
 
-    python -m airflow_mlops.cli approve churn 3 --approver alice --reason "reviewed the model card"
-    python -m airflow_mlops.cli reject churn 3 --approver alice --reason "fails the fairness review"
-    python -m airflow_mlops.cli rollback churn --alias champion [--to-version 2] --actor bob --reason "bad scores"
+    python -m airflow_mlops.cli approve churn 3 --as alice --reason "reviewed the model card"
+    python -m airflow_mlops.cli reject churn 3 --as alice --reason "fails the fairness review"
+    python -m airflow_mlops.cli rollback churn --alias champion [--to-version 2] --as bob --reason "bad scores"
     python -m airflow_mlops.cli show churn
-    python -m airflow_mlops.cli lifecycle churn 2 deprecated --actor risk --reason "uses the old tariff feature"
-    python -m airflow_mlops.cli lifecycle churn 2 retired --actor risk --reason "biased against region=south" [--force]
-    python -m airflow_mlops.cli disable churn --actor oncall --reason "incident 123: scores look wrong"
-    python -m airflow_mlops.cli enable churn --actor oncall --reason "incident 123 resolved"
+    python -m airflow_mlops.cli lifecycle churn 2 deprecated --as risk --reason "uses the old tariff feature"
+    python -m airflow_mlops.cli lifecycle churn 2 retired --as risk --reason "biased against region=south" [--force]
+    python -m airflow_mlops.cli disable churn --as oncall --reason "incident 123: scores look wrong"
+    python -m airflow_mlops.cli enable churn --as oncall --reason "incident 123 resolved"
+    python -m airflow_mlops.cli sign churn --as ops --reason "key rotation" [--adopt-unsigned]
+    python -m airflow_mlops.cli verify churn
     python -m airflow_mlops.cli lineage s3://bucket/mlops/data/churn/ds=2024-01-03   # or a fingerprint
     python -m airflow_mlops.cli reproduce churn 1 [--tolerance 1e-9]
     python -m airflow_mlops.cli scaffold-dag dags/configs/churn.yaml [--dags-folder dags]
 
-The store is ``--storage-uri`` or ``[mlops] storage_uri``; every change lands in the audit log.
+The store is ``--storage-uri`` or ``[mlops] storage_uri``; every change lands in the audit log as the
+``--as`` identity, with the OS user running the command beside it (``details.os_user``). ``--actor`` and
+``--approver`` are older spellings of ``--as``.
 Exit codes: 0 ok; 2 a registry/storage error (message on stderr); 3 ``reproduce`` did not
-reproduce (mismatch or data changed: the verdict is in the JSON output).
+reproduce (mismatch or data changed: the verdict is in the JSON output), or ``sign``/``verify`` found a
+version whose signature is missing or does not verify.
 """
 
 from __future__ import annotations
@@ -34,30 +39,40 @@ def _parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=f"{name} a version")
         s.add_argument("model")
         s.add_argument("version", type=int)
-        s.add_argument("--approver", required=True)
+        _identity(s)
         s.add_argument("--reason", default="")
         s.add_argument("--allow-self-approval", action="store_true")
     s = sub.add_parser("rollback", help="re-point an alias to an earlier version")
     s.add_argument("model")
     s.add_argument("--alias", default="champion")
-    s.add_argument("--to-version", type=int)
-    s.add_argument("--actor", required=True)
-    s.add_argument("--reason", default="")
+    s.add_argument("--to-version", type=int, help="a version that held the alias before (default: the latest "
+                                                  "one the promotion policy allows)")
+    _identity(s)
+    s.add_argument("--reason", required=True)
     s = sub.add_parser("show", help="versions, aliases, approvals, lifecycle states, kill switch")
     s.add_argument("model")
     s = sub.add_parser("lifecycle", help="set a version's lifecycle state: active, deprecated, retired")
     s.add_argument("model")
     s.add_argument("version", type=int)
     s.add_argument("state", choices=("active", "deprecated", "retired"))
-    s.add_argument("--actor", required=True)
+    _identity(s)
     s.add_argument("--reason", default="", help="required for deprecated/retired")
     s.add_argument("--force", action="store_true", help="retire even if the version is the current champion")
     for name, text in (("disable", "turn the model's kill switch on (scoring falls back)"),
                        ("enable", "turn the model's kill switch off")):
         s = sub.add_parser(name, help=text)
         s.add_argument("model")
-        s.add_argument("--actor", required=True)
+        _identity(s)
         s.add_argument("--reason", default="", help="required for disable")
+    s = sub.add_parser("sign", help="sign every version and the state with the current key (after a key rotation, "
+                                    "or once for a store from before signatures with --adopt-unsigned)")
+    s.add_argument("model")
+    _identity(s)
+    s.add_argument("--reason", required=True)
+    s.add_argument("--adopt-unsigned", action="store_true",
+                   help="also sign unsigned versions whose artifacts match their recorded sha256")
+    s = sub.add_parser("verify", help="signature status of every version (exit 3 when one does not verify)")
+    s.add_argument("model")
     s = sub.add_parser("lineage", help="every version trained on a dataset URI or fingerprint")
     s.add_argument("dataset", help="dataset URI (root or ds= partition) or fingerprint content hash (or a prefix "
                                    "of at least 8 hex digits)")
@@ -66,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("version", type=int)
     s.add_argument("--tolerance", type=float, default=1e-9, help="absolute tolerance per metric (default 1e-9)")
     s.add_argument("--config", help="model config YAML, used only if metadata.json has no config snapshot")
-    s.add_argument("--actor")
+    s.add_argument("--as", "--actor", dest="as_", help="who asks (recorded in the report)")
     s.add_argument("--full", action="store_true", help="print the whole report, not the summary")
     s = sub.add_parser("scaffold-dag", help="write the per-model DAG file <dags-folder>/<model>.py for a config")
     s.add_argument("config", help="the model config, e.g. dags/configs/churn.yaml")
@@ -74,34 +89,56 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _identity(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--as", "--actor", "--approver", dest="as_", required=True, metavar="NAME",
+                   help="who you are; written to the audit log together with the OS user")
+
+
 def main(argv: list[str] | None = None) -> int:
     from airflow_mlops.hooks.registry import ModelRegistry, RegistryError
     from airflow_mlops.hooks.storage import ArtifactStore, StorageError
 
     a = _parser().parse_args(argv)
+    import contextlib
+
+    with contextlib.suppress(ImportError):  # Airflow's config sets up logging on import: do it before redirecting
+        import airflow.configuration  # noqa: F401
     _logs_to_stderr()
     if a.command == "scaffold-dag":
         return _scaffold(a)
+    from airflow_mlops.trust.identity import cli_identity
+    from airflow_mlops.trust.signing import SigningError
+
     reg = ModelRegistry(ArtifactStore(a.storage_uri, conn_id=a.aws_conn_id))
     code = 0
     try:
+        actor, details = cli_identity(a.as_) if getattr(a, "as_", None) is not None else (None, {})
         if a.command in ("approve", "reject"):
-            out = reg.approve(a.model, a.version, approver=a.approver, reason=a.reason,
+            out = reg.approve(a.model, a.version, approver=actor, reason=a.reason,
                               allow_self_approval=a.allow_self_approval,
-                              status="approved" if a.command == "approve" else "rejected")
+                              status="approved" if a.command == "approve" else "rejected", details=details)
         elif a.command == "rollback":
-            out = reg.rollback(a.model, a.alias, a.to_version, actor=a.actor, reason=a.reason)
+            out = reg.rollback(a.model, a.alias, a.to_version, actor=actor, reason=a.reason, details=details)
         elif a.command == "lifecycle":
-            out = reg.set_lifecycle(a.model, a.version, a.state, actor=a.actor, reason=a.reason, force=a.force)
+            out = reg.set_lifecycle(a.model, a.version, a.state, actor=actor, reason=a.reason, force=a.force,
+                                    details=details)
         elif a.command in ("disable", "enable"):
-            out = reg.set_model_disabled(a.model, a.command == "disable", actor=a.actor, reason=a.reason)
+            out = reg.set_model_disabled(a.model, a.command == "disable", actor=actor, reason=a.reason,
+                                         details=details)
+        elif a.command == "sign":
+            out = reg.sign_versions(a.model, actor=actor, reason=a.reason, adopt_unsigned=a.adopt_unsigned,
+                                    details=details)
+            code = 3 if out["invalid"] or out["unsigned"] else 0
+        elif a.command == "verify":
+            out = {str(v): reg.verify_version(a.model, v) for v in reg.list_versions(a.model)}
+            code = 0 if all(s["status"] == "verified" for s in out.values()) else 3
         elif a.command == "lineage":
             out = reg.lineage(a.dataset)
         elif a.command == "reproduce":
             out, code = _reproduce(reg, a)
         else:
             out = _show(reg, a.model)
-    except (RegistryError, StorageError, ValueError) as e:  # ValueError: DataError, ConfigError, ReproduceError
+    except (RegistryError, StorageError, SigningError, ValueError) as e:  # ValueError: DataError, ConfigError, ...
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(out, indent=2, default=str))
@@ -156,7 +193,7 @@ def _reproduce(reg, a: argparse.Namespace) -> tuple[dict, int]:
         from airflow_mlops.ml.config import load_model_config
 
         config = load_model_config(a.config)
-    report = reproduce_version(reg, a.model, a.version, tolerance=a.tolerance, config=config, actor=a.actor)
+    report = reproduce_version(reg, a.model, a.version, tolerance=a.tolerance, config=config, actor=a.as_)
     out = report if a.full else {**summary_for_xcom(report),
                                  "metrics": [r for r in report["metrics"] if not r["within_tolerance"]] or
                                  f"all {len(report['metrics'])} within tolerance",

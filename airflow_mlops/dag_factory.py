@@ -292,10 +292,15 @@ def batch_scoring_dag(config: ModelConfig, config_path: str, *, storage_uri: str
         if config.segments is not None:
             _segmented_scoring(config, config_path, storage_uri, wait >> validate)
             return dag
+        from airflow_mlops.alerts import alert_notifier
+
+        # a refused model (tampered, untrusted, forbidden by the promotion policy) -> an ``integrity`` alert
+        # naming the version; other failures -> a ``gate`` alert
         score = BatchInferenceOperator(task_id="score", alias="champion", as_of_logical_date=True,
                                        inlets=[data_asset(config, storage_uri, config.data.scoring),
                                                model_version_asset(config.name)],
-                                       outlets=[predictions_asset(config.name)], **common)
+                                       outlets=[predictions_asset(config.name)],
+                                       on_failure_callback=alert_notifier(config, storage_uri=storage_uri), **common)
         wait >> validate >> score
     return dag
 

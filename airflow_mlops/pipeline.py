@@ -224,15 +224,17 @@ def _train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_
         report = reports.evaluation_html({**mv.metadata, "name": config.name, "version": mv.version})
         return {"reports/evaluation.html": report.encode()}
 
-    # the configured estimator class is named by the config's author: trusted for the smoke test
-    # (sklearn types and the pipeline helpers are trusted anyway)
-    trusted = [*PIPELINE_CUSTOM_TYPES] + ([config.estimator.class_path]
-                                          if not config.estimator.class_path.startswith("sklearn.") else [])
+    # the configured estimator class is named by the config's author: trusted for this model only, recorded
+    # in its signed metadata (loads trust it from there; sklearn helper types and the pipeline helpers are
+    # on the explicit list anyway)
+    own = [] if config.estimator.class_path.startswith("sklearn.") else [_qualified_class(config.estimator.class_path)]
+    meta["trusted_types"] = own
+    trusted = [*PIPELINE_CUSTOM_TYPES, *own]
     check = smoke_check(store, features=result.features, task=result.task, classes=result.classes,
                         trusted_types=trusted, process=smoke, while_running=while_smoke_test_runs)
     mv = registry.register(
         config.name, result.pipeline, metadata=meta, artifacts=artifacts, reference=result.reference,
-        actor=actor or config.owner, reason=f"trained by {meta.get('dag_id', 'a script')} for {ds}",
+        actor=actor or _acting(run_info), reason=f"trained by {meta.get('dag_id', 'a script')} for {ds}",
         require_approval=config.promotion.require_approval, lineage_hashes=[fingerprint["content_hash"]],
         before_commit=check,
     )
@@ -252,6 +254,25 @@ def _train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_
     log.info("registered %s v%d: holdout %s=%s (baseline %s)", config.name, mv.version, primary,
              summary["holdout"][primary], summary["baseline"][primary])
     return summary
+
+
+def _acting(run_info: dict[str, Any] | None) -> str:
+    """Who a pipeline step acts as: the Dag run's identity (``triggered_by``), else the OS user."""
+    from airflow_mlops.hooks.registry import default_actor
+
+    return str((run_info or {}).get("triggered_by") or default_actor())
+
+
+def _qualified_class(class_path: str) -> str:
+    """``module.Class`` as skops names it (the defining module, e.g. ``xgboost.sklearn.XGBClassifier``)."""
+    import importlib
+
+    module_name, _, class_name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError):
+        return class_path
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _write_card(registry: ModelRegistry, name: str, version: int,
@@ -345,7 +366,7 @@ def promote_candidate(config: ModelConfig, store: ArtifactStore, version: int, *
 
     registry = ModelRegistry(store)
     name = config.name
-    actor = actor or config.owner
+    actor = actor or _acting(run_info)
     meta = registry.get_metadata(name, version)
     effective = (run_info or {}).get("logical_date")  # backfills see the model production had that day
     # The champion may change while the gate runs (another promotion). The champion alias moves only by
@@ -434,7 +455,7 @@ def notify_promotion(config: ModelConfig, store: ArtifactStore, result: dict[str
             what = f"{name} v{version} is the new champion"
         elif result.get("awaiting_approval"):
             what = (f"{name} v{version} passed the gate and awaits approval: "
-                    f"python -m airflow_mlops.cli approve {name} {version} --approver <you>")
+                    f"python -m airflow_mlops.cli approve {name} {version} --as <you>")
         else:
             what = f"{name} v{version} did not beat the champion and is kept as challenger"
         champ_txt = "no champion" if result.get("champion_version") is None else \

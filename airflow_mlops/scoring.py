@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.hooks.datasets import DataError, Dataset, partition_name, redact_parse_error
-from airflow_mlops.hooks.registry import AliasNotFoundError, ModelRegistry, RegistryError
+from airflow_mlops.hooks.registry import AliasNotFoundError, ModelRegistry, PolicyError, RegistryError
 from airflow_mlops.hooks.storage import ArtifactStore, join
 
 if TYPE_CHECKING:
@@ -1049,13 +1049,16 @@ def score_partition(
                     chosen["version"])
     else:
         try:
+            # the promotion policy first (retired, rejected, awaiting approval), then the signed, hash-verified,
+            # type-checked load: a refused model never has a row scored
+            registry.check_serving(name, chosen["version"], role=str(chosen["scored_by"]))
             scorer = _Scorer.load(registry, name, chosen["version"])
-        except LifecycleError as e:
+        except (LifecycleError, PolicyError) as e:
             how = {"version": "pinned with version=", "alias": f"alias {chosen['alias']!r}",
                    "alias_as_of": f"alias {chosen['alias']!r} as of {chosen['as_of']}",
                    "alias_first": f"first version of alias {chosen['alias']!r}"}.get(chosen["selection"], "")
-            raise LifecycleError(f"cannot score {input_uri} for {ds}: {name} v{chosen['version']} ({how}) - {e}. "
-                                 f"Score with an active version (version=<n>) or point the alias elsewhere") from None
+            raise type(e)(f"cannot score {input_uri} for {ds}: {name} v{chosen['version']} ({how}) - {e}. "
+                          f"Score with an allowed version (version=<n>) or point the alias elsewhere") from None
     keys = list(scorer.meta.get("keys") or config.keys)
 
     all_files = partition_input_files(config, store, ds, dataset)
@@ -1100,6 +1103,7 @@ def score_partition(
                 if canary_version == scorer.version:
                     raise RegistryError(f"alias {canary_alias!r} points to v{canary_version}, the version scoring "
                                         "every row already")
+                registry.check_serving(name, canary_version, role="canary")  # canary rows are real predictions
                 canary = _Scorer.load(registry, name, canary_version)
                 if canary.task != scorer.task or list(canary.classes or []) != list(scorer.classes or []):
                     raise RegistryError(f"canary v{canary_version} ({canary.task}, classes {canary.classes}) does "

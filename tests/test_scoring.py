@@ -278,7 +278,7 @@ def test_champion_as_of_logical_date(local, config):
     moves = [ev for ev in state["audit"] if ev.get("alias") == "champion"]
     assert [ev["to"] for ev in moves] == [1, 2]
     moves[0]["at"], moves[1]["at"] = "2024-01-10T12:00:00+00:00", "2024-01-20T12:00:00+00:00"
-    local.write_json(key, state)
+    local.write_bytes(key, registry._state_bytes("churn", state))  # re-signed: an unsigned edit would be refused
     data = Dataset.from_config(config, local)
     for d in ("2024-01-09", "2024-01-15", "2024-01-20"):
         data.write(d, churn_day(d, rows=100))

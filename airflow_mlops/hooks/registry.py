@@ -6,15 +6,24 @@ Layout under ``<root>/registry/<model>/`` (see docs/registry-layout.md):
     exclusive-create marker that allocates version ``n`` (never reused).
 ``versions/<n>/model.skops``, ``reference.parquet``, ``reports/...``, ...
     immutable artifacts, each written with exclusive create.
+``versions/<n>/signature.json``
+    HMAC-SHA256 of ``metadata.json``'s exact bytes under a key held outside the store
+    (:mod:`airflow_mlops.trust.signing`); written just before ``metadata.json``.
 ``versions/<n>/metadata.json``
     written last with exclusive create: the commit point of a registration. It carries the sha256
-    of every artifact; loads verify it. A version without ``metadata.json`` (a registration killed
-    halfway) is invisible and its number is skipped.
+    of every artifact; loads verify the signature, then each artifact's sha256. A version without
+    ``metadata.json`` (a registration killed halfway) is invisible and its number is skipped.
 ``state.json``
     one document holding aliases, approvals, lifecycle states (``active``/``deprecated``/``retired``
-    per version), the model's kill switch (``disabled``) and the append-only audit log,
-    updated only by compare-and-swap (lock + ``os.replace`` locally, ``If-Match`` on S3) so that
-    concurrent writers never lose an update and every applied change has its audit entry.
+    per version), the model's kill switch (``disabled``) and the append-only audit log, with its own
+    HMAC (``_signature``), updated only by compare-and-swap (lock + ``os.replace`` locally, ``If-Match``
+    on S3) so that concurrent writers never lose an update and every applied change has its audit entry.
+
+Every alias move goes through one promotion policy (:meth:`ModelRegistry.check_alias`): the target is a
+committed, signed, non-retired, non-rejected version; ``champion`` (and any alias but ``challenger``) also
+needs an approval where the model requires one and an ``active`` lifecycle; a rollback goes only to a
+version that held the alias before. Scoring asks :meth:`ModelRegistry.check_serving` before it loads a
+model. See docs/security.md.
 ``../_lineage/<content_hash>/<model>@<n>``
     reverse lineage: which versions were trained on a dataset fingerprint.
 """
@@ -22,7 +31,6 @@ Layout under ``<root>/registry/<model>/`` (see docs/registry-layout.md):
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import hashlib
 import json
 import logging
@@ -42,6 +50,20 @@ from airflow_mlops.hooks.storage import (
     join,
 )
 
+from airflow_mlops.trust.identity import os_user
+from airflow_mlops.trust.signing import (
+    PURPOSE_STATE,
+    PURPOSE_VERSION,
+    SignatureError,
+    Signer,
+    SigningError,
+    allow_unsigned_default,
+    canonical_json,
+    default_signer,
+    key_file_in_use,
+)
+from airflow_mlops.trust.types import TRUSTED_TYPES, dangerous_types, referenced_types
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -52,12 +74,13 @@ METADATA_FILE = "metadata.json"
 REFERENCE_FILE = "reference.parquet"
 CLAIM_FILE = "_claim.json"
 STATE_FILE = "state.json"
+SIGNATURE_FILE = "signature.json"
+#: the state document's own signature field
+STATE_SIGNATURE = "_signature"
+RESERVED_FILES = (METADATA_FILE, CLAIM_FILE, SIGNATURE_FILE)
 
 LIFECYCLE_STATES = ("active", "deprecated", "retired")
 APPROVAL_STATES = ("not_required", "pending", "approved", "rejected")
-
-#: Module prefixes whose types a stored model may contain without being listed explicitly.
-DEFAULT_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
 
 
 class RegistryError(Exception):
@@ -81,7 +104,21 @@ class IntegrityError(RegistryError):
 
 
 class UntrustedModelError(RegistryError):
-    """A model file holds types outside the trusted list."""
+    """A model file holds types outside the trusted list, or types that can run code (always refused)."""
+
+
+class SignatureMismatchError(IntegrityError):
+    """A version's metadata or the state document is not signed by a key of this deployment, or was changed
+    after it was signed."""
+
+
+class UnsignedError(IntegrityError):
+    """A version or state document has no signature (registered before signatures existed) and unsigned
+    content was not allowed (``[mlops] allow_unsigned_versions``)."""
+
+
+class PolicyError(RegistryError):
+    """An alias move or a use of a version that the promotion policy forbids."""
 
 
 class ConcurrentUpdateError(RegistryError):
@@ -102,6 +139,8 @@ class DeprecatedVersionWarning(UserWarning):
 
 #: Aliases a retired version may not hold (they select the model that scores production data).
 SERVING_ALIASES = ("champion", "challenger")
+#: Aliases that hold candidates awaiting a decision: the approval rule does not apply to them.
+CANDIDATE_ALIASES = ("challenger",)
 
 
 def utcnow() -> str:
@@ -109,14 +148,9 @@ def utcnow() -> str:
 
 
 def default_actor() -> str:
-    """Who is acting: ``AIRFLOW_CTX_DAG_OWNER``/``MLOPS_ACTOR`` if set, else the OS user."""
-    for var in ("MLOPS_ACTOR", "AIRFLOW_CTX_DAG_OWNER"):
-        if os.environ.get(var):
-            return os.environ[var]
-    try:
-        return getpass.getuser()
-    except Exception:  # pragma: no cover
-        return "unknown"
+    """Who is acting when the caller names nobody: the OS user (never the Dag owner: an owner is not the
+    person who triggered a run; operators pass the run's identity, see :mod:`airflow_mlops.trust.identity`)."""
+    return os_user()
 
 
 def sha256(data: bytes) -> str:
@@ -146,11 +180,43 @@ class ModelRegistry:
 
     :param store: artifact store (its root holds ``registry/``).
     :param prefix: key prefix of the registry inside the store.
+    :param signer: signs and verifies versions and the state document; default: the deployment's key
+        (:func:`airflow_mlops.trust.signing.default_signer`), looked up on first use.
+    :param allow_unsigned: load versions/state written before signatures existed (default
+        ``[mlops] allow_unsigned_versions``, off). Each such load logs a warning.
     """
 
-    def __init__(self, store: ArtifactStore | None = None, prefix: str = "registry") -> None:
+    def __init__(self, store: ArtifactStore | None = None, prefix: str = "registry", *,
+                 signer: Signer | None = None, allow_unsigned: bool | None = None) -> None:
         self.store = store or ArtifactStore()
         self.prefix = prefix.strip("/")
+        self._signer = signer
+        self._allow_unsigned = allow_unsigned
+
+    @property
+    def signer(self) -> Signer:
+        if self._signer is None:
+            path = key_file_in_use()
+            if path:  # checked before the key file is read or created
+                self._check_key_outside_store(path)
+            self._signer = default_signer()
+        return self._signer
+
+    @property
+    def allow_unsigned(self) -> bool:
+        if self._allow_unsigned is None:
+            self._allow_unsigned = allow_unsigned_default()
+        return self._allow_unsigned
+
+    def _check_key_outside_store(self, key_file: str) -> None:
+        if not self.store.is_local:
+            return
+        path = os.path.realpath(key_file)
+        root = os.path.realpath(self.store.local_path(""))
+        if path == root or path.startswith(root.rstrip(os.sep) + os.sep):
+            raise SigningError(f"the signing key file {path} lies inside the artifact store {self.store.root}: "
+                               "whoever can write the store could forge signatures. Move it (set [mlops] "
+                               "signing_key_file) or use [mlops] signing_conn_id")
 
     # ---- keys ----------------------------------------------------------------------
     def _model_key(self, name: str, *parts: str) -> str:
@@ -213,6 +279,7 @@ class ModelRegistry:
         others before the commit.
         """
         actor = actor or default_actor()
+        signer = self.signer  # a missing/unusable key fails before anything is written
         files: dict[str, bytes] = {MODEL_FILE: dump_skops_bytes(model)}
         if reference is not None:
             import pyarrow as pa
@@ -223,7 +290,7 @@ class ModelRegistry:
             files[REFERENCE_FILE] = sink.getvalue().to_pybytes()
         for rel, data in (artifacts or {}).items():
             rel = rel.strip("/")
-            if rel in (METADATA_FILE, CLAIM_FILE) or rel in files:
+            if rel in RESERVED_FILES or rel in files:
                 raise RegistryError(f"artifact name {rel!r} is reserved")
             files[rel] = data
 
@@ -245,13 +312,16 @@ class ModelRegistry:
         if before_commit is not None:
             for rel, data in (before_commit(mv) or {}).items():
                 rel = rel.strip("/")
-                if rel in (METADATA_FILE, CLAIM_FILE) or rel in files:
+                if rel in RESERVED_FILES or rel in files:
                     raise RegistryError(f"artifact name {rel!r} is reserved or already written")
                 self.store.create_bytes(self._version_key(name, version, rel), data)
                 files[rel] = data
                 meta["artifacts"][rel] = {"sha256": sha256(data), "bytes": len(data)}
             meta["artifacts"] = dict(sorted(meta["artifacts"].items()))
-        self.store.create_bytes(self._version_key(name, version, METADATA_FILE), ArtifactStore.dumps(meta))
+        meta_bytes = ArtifactStore.dumps(meta)
+        self.store.create_bytes(self._version_key(name, version, SIGNATURE_FILE),
+                                ArtifactStore.dumps(signer.sign(meta_bytes, PURPOSE_VERSION)))
+        self.store.create_bytes(self._version_key(name, version, METADATA_FILE), meta_bytes)
         for h in lineage_hashes:
             if h:
                 try:
@@ -276,13 +346,59 @@ class ModelRegistry:
 
     # ---- metadata & artifacts ------------------------------------------------------
     def get_metadata(self, name: str, version: int) -> dict:
+        """The version's ``metadata.json``, after verifying its signature (:meth:`verify_version`)."""
+        return self._verified_metadata(name, version)[0]
+
+    def _verified_metadata(self, name: str, version: int) -> tuple[dict, dict]:
+        key = self._version_key(name, version, METADATA_FILE)
         try:
-            return self.store.read_json(self._version_key(name, version, METADATA_FILE))
+            data = self.store.read_bytes(key)
         except ArtifactNotFoundError:
             versions = self.list_versions(name)
             raise VersionNotFoundError(
                 f"model {name!r} has no version {version}; versions: {versions or 'none'}"
             ) from None
+        what = f"{name} v{int(version)} ({self.store.uri(key)})"
+        try:
+            signature = json.loads(self.store.read_bytes(self._version_key(name, version, SIGNATURE_FILE)))
+        except ArtifactNotFoundError:
+            signature = None
+        except ValueError:
+            raise SignatureMismatchError(f"{what}: signature.json is not JSON; the version was tampered with") from None
+        if signature is None:
+            if not self.allow_unsigned:
+                raise UnsignedError(
+                    f"{what} has no signature (registered before signatures existed, or signature.json was "
+                    f"removed). Refusing to use it. If you trust this store's history, sign its versions once: "
+                    f"python -m airflow_mlops.cli sign {name} --adopt-unsigned --as <you> --reason ...; or allow "
+                    f"unsigned versions explicitly with [mlops] allow_unsigned_versions = True")
+            log.warning("%s is unsigned; loaded because unsigned versions are allowed", what)
+            status = {"status": "unsigned", "key_id": None, "detail": "registered before signatures; allowed by "
+                      "[mlops] allow_unsigned_versions"}
+        else:
+            try:
+                key_id = self.signer.verify(data, signature, PURPOSE_VERSION, what)
+            except SignatureError as e:
+                raise SignatureMismatchError(str(e)) from None
+            status = {"status": "verified", "key_id": key_id, "detail": f"signed with key {key_id}"}
+        try:
+            meta = json.loads(data)
+        except ValueError:
+            raise IntegrityError(f"{what} is not JSON") from None
+        if meta.get("name") != name or meta.get("version") != int(version):
+            raise SignatureMismatchError(
+                f"{what} describes {meta.get('name')} v{meta.get('version')}: a version's signed metadata was "
+                "copied to another version's place. Refusing to use it.")
+        return meta, status
+
+    def verify_version(self, name: str, version: int) -> dict[str, Any]:
+        """``{"status": "verified"|"unsigned"|"invalid", "key_id", "detail"}`` of a version's signature
+        (for display: never raises on a bad signature)."""
+        try:
+            return self._verified_metadata(name, version)[1]
+        except (SignatureMismatchError, UnsignedError, IntegrityError) as e:
+            return {"status": "unsigned" if isinstance(e, UnsignedError) else "invalid", "key_id": None,
+                    "detail": str(e)}
 
     def get_version(self, name: str, version: int | None = None, alias: str | None = None,
                     as_of: str | dt.datetime | None = None) -> ModelVersion:
@@ -338,8 +454,8 @@ class ModelRegistry:
                 f"{name} v{v} is retired (by {state.get('by')} at {state.get('at')}: "
                 f"{state.get('reason') or 'no reason given'}); it cannot be loaded for scoring. Score with "
                 f"another version (pin one, or re-point the alias: python -m airflow_mlops.cli rollback {name} "
-                f"--to-version N --actor ME --reason ...), or reactivate it: python -m airflow_mlops.cli "
-                f"lifecycle {name} {v} active --actor ME --reason ..."
+                f"--to-version N --as ME --reason ...), or reactivate it: python -m airflow_mlops.cli "
+                f"lifecycle {name} {v} active --as ME --reason ..."
             )
         if state["state"] == "deprecated":
             import warnings
@@ -349,7 +465,9 @@ class ModelRegistry:
             log.warning(msg)
             warnings.warn(msg, DeprecatedVersionWarning, stacklevel=2)
         data = self.read_artifact(name, v, MODEL_FILE)
-        return load_skops_bytes(data, trusted_types=trusted_types, source=self.version_uri(name, v, MODEL_FILE)), meta
+        # the classes the model's config named travel in its signed metadata (never from the store alone)
+        trusted = [*(meta.get("trusted_types") or []), *trusted_types]
+        return load_skops_bytes(data, trusted_types=trusted, source=self.version_uri(name, v, MODEL_FILE)), meta
 
     def load_reference(self, name: str, version: int) -> pd.DataFrame:
         import pyarrow as pa
@@ -358,29 +476,61 @@ class ModelRegistry:
         return pq.read_table(pa.BufferReader(self.read_artifact(name, version, REFERENCE_FILE))).to_pandas()
 
     # ---- state document (aliases, approvals, lifecycle, audit) --------------------
-    def _read_state(self, name: str) -> tuple[dict, str | None]:
+    def _read_state(self, name: str, adopt_unsigned: bool = False) -> tuple[dict, str | None]:
+        key = self._model_key(name, STATE_FILE)
         try:
-            data, etag = self.store.read_versioned(self._model_key(name, STATE_FILE))
-            st = json.loads(data)
+            data, etag = self.store.read_versioned(key)
         except ArtifactNotFoundError:
             st, etag = {}, None
+        else:
+            what = f"registry state of {name!r} ({self.store.uri(key)})"
+            try:
+                st = json.loads(data)
+                if not isinstance(st, dict):
+                    raise ValueError("not an object")
+            except ValueError as e:
+                raise IntegrityError(f"{what} is not a JSON object ({e}); it was damaged or tampered with") from None
+            signature = st.pop(STATE_SIGNATURE, None)
+            if signature is None:
+                if not (self.allow_unsigned or adopt_unsigned):
+                    raise UnsignedError(
+                        f"{what} has no signature (written before signatures existed, or the signature was "
+                        f"removed). Refusing to trust its aliases and approvals. If you trust this store's "
+                        f"history, sign it once: python -m airflow_mlops.cli sign {name} --adopt-unsigned --as <you> "
+                        f"--reason ...; or allow unsigned content with [mlops] allow_unsigned_versions = True")
+                log.warning("%s is unsigned; used because unsigned content is allowed", what)
+            else:
+                try:
+                    self.signer.verify(_state_payload(name, st), signature, PURPOSE_STATE, what)
+                except SignatureError as e:
+                    raise SignatureMismatchError(str(e)) from None
         for k, default in (("aliases", {}), ("approvals", {}), ("lifecycle", {}), ("audit", [])):
             st.setdefault(k, default)
         st.setdefault("disabled", None)
         return st, etag
 
+    def _state_bytes(self, name: str, st: dict) -> bytes:
+        """The state document of ``name`` as written: its JSON with ``_signature`` over it and the model name
+        (so one model's state cannot stand in for another's)."""
+        # sign what readers will parse: the JSON round trip of the document as it is written
+        body = json.loads(ArtifactStore.dumps({k: v for k, v in st.items() if k != STATE_SIGNATURE}))
+        signed = dict(body)
+        signed[STATE_SIGNATURE] = self.signer.sign(_state_payload(name, body), PURPOSE_STATE)
+        return ArtifactStore.dumps(signed)
+
     def state(self, name: str) -> dict:
         return self._read_state(name)[0]
 
-    def _update_state(self, name: str, mutate: Callable[[dict], Any], attempts: int = 200) -> Any:
+    def _update_state(self, name: str, mutate: Callable[[dict], Any], attempts: int = 200,
+                      adopt_unsigned: bool = False) -> Any:
         """Read-modify-write ``state.json`` with compare-and-swap, retrying with jittered backoff."""
         key = self._model_key(name, STATE_FILE)
         delay = 0.005
         for _ in range(attempts):
-            st, etag = self._read_state(name)
+            st, etag = self._read_state(name, adopt_unsigned=adopt_unsigned)
             result = mutate(st)
             try:
-                self.store.write_bytes_if_match(key, ArtifactStore.dumps(st), etag)
+                self.store.write_bytes_if_match(key, self._state_bytes(name, st), etag)
                 return result
             except PreconditionFailedError:
                 time.sleep(delay * (1 + random.random()))
@@ -440,6 +590,7 @@ class ModelRegistry:
         if int(version) not in versions:
             raise VersionNotFoundError(f"model {name!r} has no version {version}; versions: {versions}")
         actor = actor or default_actor()
+        meta = self.get_metadata(name, int(version))  # verifies the signature
 
         def mutate(st: dict) -> dict:
             current = st["aliases"].get(alias)
@@ -447,7 +598,7 @@ class ModelRegistry:
                 raise ConcurrentUpdateError(
                     f"alias {alias!r} of {name!r} points to {current}, not the expected {expected}"
                 )
-            _refuse_retired(st, name, alias, int(version))
+            self._enforce_policy(st, name, alias, int(version), meta)
             st["aliases"][alias] = int(version)
             return _audit(st, actor, "set_alias", alias=alias, version=int(version), from_=current,
                           to=int(version), reason=reason, details=details, effective_at=effective_at)
@@ -480,29 +631,114 @@ class ModelRegistry:
         return [ev for ev in self.audit_log(name) if ev.get("alias") == alias]
 
     def rollback(self, name: str, alias: str = "champion", to_version: int | None = None, *,
-                 actor: str | None = None, reason: str = "") -> dict:
-        """Re-point ``alias`` to ``to_version`` or, by default, to the version it held before."""
+                 actor: str | None = None, reason: str = "", details: dict | None = None) -> dict:
+        """Re-point ``alias`` to ``to_version`` or, by default, to the latest version it held before that the
+        promotion policy still allows. Only a version that held the alias before qualifies (a version that
+        never did goes through the promotion gate instead); it must pass :meth:`check_alias` too. The audit
+        entry records who, why (required) and from/to; ``details`` (e.g. the OS user of a CLI call) is kept
+        with it."""
         actor = actor or default_actor()
         versions = self.list_versions(name)
         if to_version is not None and int(to_version) not in versions:
             raise VersionNotFoundError(f"model {name!r} has no version {to_version}; versions: {versions}")
+        metas = {v: self.get_metadata(name, v) for v in self._former_holders(self.state(name), alias)}
 
         def mutate(st: dict) -> dict:
             current = st["aliases"].get(alias)
-            target = to_version
-            if target is None:
-                history = [ev.get("to") for ev in st["audit"] if ev.get("alias") == alias and ev.get("to") is not None]
-                previous = [v for v in history if v != current and _state_of(st, v) != "retired"]
-                if not previous:
-                    raise RegistryError(f"alias {alias!r} of {name!r} has no earlier (non-retired) version to roll "
-                                        "back to; pass to_version explicitly")
-                target = previous[-1]
-            _refuse_retired(st, name, alias, int(target))
-            st["aliases"][alias] = int(target)
-            return _audit(st, actor, "rollback", alias=alias, version=int(target), from_=current, to=int(target),
-                          reason=reason or "rollback")
+            former = self._former_holders(st, alias)
+            if to_version is None:
+                allowed = [v for v in former if v != current and v in metas
+                           and self._refusal(st, name, alias, v, metas[v]) is None]
+                if not allowed:
+                    raise PolicyError(
+                        f"alias {alias!r} of {name!r} has no earlier version to roll back to that the promotion "
+                        f"policy allows (held before: {former or 'none'}; each must be active, not rejected, and "
+                        "approved where the model requires it)")
+                target = allowed[-1]
+            else:
+                target = int(to_version)
+                if target not in former:
+                    raise PolicyError(
+                        f"{name} v{target} never held alias {alias!r} (versions that did: {former or 'none'}); a "
+                        "rollback goes only to a former holder. A new version reaches the champion through the "
+                        f"promotion gate (the training Dag's promote task, or ApproveModelOperator(promote=True)).")
+            self._enforce_policy(st, name, alias, target, metas.get(target) or self.get_metadata(name, target))
+            if not (reason or "").strip():
+                raise PolicyError(f"rolling back {name}:{alias} needs a reason (it goes to the audit log)")
+            st["aliases"][alias] = target
+            return _audit(st, actor, "rollback", alias=alias, version=target, from_=current, to=target,
+                          reason=reason, details=details)
 
         return self._update_state(name, mutate)
+
+    # ---- promotion policy ------------------------------------------------------------
+    @staticmethod
+    def _former_holders(st: dict, alias: str) -> list[int]:
+        """Versions ``alias`` pointed to before, oldest first, each once (its last occurrence counts)."""
+        held = [int(ev["to"]) for ev in st["audit"]
+                if ev.get("alias") == alias and ev["action"] in ("set_alias", "rollback") and ev.get("to") is not None]
+        return list(dict.fromkeys(reversed(held)))[::-1]
+
+    @staticmethod
+    def _approval_of(st: dict, meta: dict, version: int) -> dict:
+        return st["approvals"].get(str(int(version))) or dict(meta.get("approval") or {"status": "not_required"})
+
+    def _refusal(self, st: dict, name: str, alias: str, version: int, meta: dict) -> str | None:
+        """Why the promotion policy forbids ``alias`` -> ``version`` (None: allowed)."""
+        life = st["lifecycle"].get(str(version)) or {"state": "active"}
+        approval = self._approval_of(st, meta, version)
+        if life["state"] == "retired":
+            return f"v{version} is retired (by {life.get('by')}: {life.get('reason') or 'no reason given'})"
+        if approval.get("status") == "rejected":
+            return f"v{version} was rejected (by {approval.get('by')}: {approval.get('reason') or 'no reason given'})"
+        if alias in CANDIDATE_ALIASES or alias == "previous_champion":
+            return None
+        if life["state"] != "active" and st["aliases"].get(alias) != version:
+            return (f"v{version} is {life['state']} (by {life.get('by')}: {life.get('reason') or 'no reason'}); "
+                    f"only active versions may become {alias!r}")
+        if approval.get("required") and approval.get("status") != "approved":
+            return f"v{version} requires an approval and its approval is {approval.get('status')!r}"
+        return None
+
+    def _enforce_policy(self, st: dict, name: str, alias: str, version: int, meta: dict) -> None:
+        _refuse_retired(st, name, alias, version)
+        why = self._refusal(st, name, alias, version, meta)
+        if why:
+            raise PolicyError(f"alias {alias!r} of {name!r} cannot point to {why}. Nothing was changed.")
+
+    def check_alias(self, name: str, alias: str, version: int) -> None:
+        """Raise :class:`PolicyError` (or :class:`LifecycleError` for a retired version) if ``alias`` may not
+        point to ``version`` now: the one promotion policy every alias move goes through."""
+        self._enforce_policy(self.state(name), name, alias, int(version), self.get_metadata(name, int(version)))
+
+    def rollback_targets(self, name: str, alias: str = "champion") -> list[int]:
+        """Versions a rollback of ``alias`` may go to now: former holders the policy allows, oldest first."""
+        st = self.state(name)
+        current = st["aliases"].get(alias)
+        out = []
+        for v in self._former_holders(st, alias):
+            if v != current and self._refusal(st, name, alias, v, self.get_metadata(name, v)) is None:
+                out.append(v)
+        return out
+
+    def check_serving(self, name: str, version: int, role: str = "champion") -> None:
+        """Raise if ``version`` may not score production rows as ``role`` (champion, canary, a pinned version):
+        retired (:class:`LifecycleError`), rejected, or awaiting a required approval (:class:`PolicyError`).
+        A deprecated version still serves (with a warning when loaded)."""
+        v = int(version)
+        st, meta = self.state(name), self.get_metadata(name, v)
+        life = st["lifecycle"].get(str(v)) or {"state": "active"}
+        if life["state"] == "retired":
+            raise LifecycleError(f"{name} v{v} ({role}) is retired (by {life.get('by')}: "
+                                 f"{life.get('reason') or 'no reason given'}); it may not score")
+        approval = self._approval_of(st, meta, v)
+        if approval.get("status") == "rejected":
+            raise PolicyError(f"{name} v{v} ({role}) was rejected by {approval.get('by')} "
+                              f"({approval.get('reason') or 'no reason given'}); it may not score. Roll the alias "
+                              f"back: python -m airflow_mlops.cli rollback {name} --as <you> --reason ...")
+        if approval.get("required") and approval.get("status") != "approved":
+            raise PolicyError(f"{name} v{v} ({role}) requires an approval and its approval is "
+                              f"{approval.get('status')!r}; it may not score until approved")
 
     # ---- approvals -----------------------------------------------------------------
     def approval(self, name: str, version: int) -> dict:
@@ -511,26 +747,47 @@ class ModelRegistry:
         return st["approvals"].get(str(version)) or dict(meta.get("approval", {"status": "not_required"}))
 
     def approve(self, name: str, version: int, *, approver: str | None = None, reason: str = "",
-                allow_self_approval: bool = False, status: str = "approved") -> dict:
+                allow_self_approval: bool = False, status: str = "approved", details: dict | None = None) -> dict:
         """Record an approval (or ``status="rejected"``). The approver may not be the identity that
         registered the model unless ``allow_self_approval``."""
         if status not in ("approved", "rejected"):
             raise ApprovalError(f"status must be 'approved' or 'rejected', not {status!r}")
         meta = self.get_metadata(name, version)
+        version = int(version)
         approver = approver or default_actor()
+        if not (meta.get("approval") or {}).get("required"):
+            raise ApprovalError(
+                f"{name} v{version} does not require an approval (its model's promotion.require_approval was off "
+                f"when it was registered); there is nothing to {'approve' if status == 'approved' else 'reject'}. "
+                f"To stop a version from serving, deprecate or retire it: python -m airflow_mlops.cli lifecycle "
+                f"{name} {version} retired --as <you> --reason ...")
         trainer = meta.get("registered_by")
         if status == "approved" and approver == trainer and not allow_self_approval:
             raise ApprovalError(
-                f"{approver!r} registered {name} v{version} and may not approve it; ask another reviewer "
-                "or set allow_self_approval=True"
+                f"{approver!r} registered {name} v{version} (triggered the run that trained it) and may not approve "
+                "it; ask another reviewer, or allow it in the model's config (promotion.allow_self_approval)"
             )
 
         def mutate(st: dict) -> dict:
-            prev = (st["approvals"].get(str(version)) or meta.get("approval", {})).get("status")
+            prev = self._approval_of(st, meta, version).get("status")
+            holders = sorted(a for a, v in st["aliases"].items() if v == version)
+            if status == "rejected":
+                serving = [a for a in holders if a not in CANDIDATE_ALIASES and a != "previous_champion"]
+                if serving:
+                    raise ApprovalError(
+                        f"{name} v{version} holds {serving}; rejecting it would leave production on a rejected "
+                        f"version. Roll the alias back first (python -m airflow_mlops.cli rollback {name} --as <you> "
+                        "--reason ...), then reject it.")
             st["approvals"][str(version)] = {"status": status, "by": approver, "at": utcnow(), "reason": reason,
-                                             "required": meta.get("approval", {}).get("required", False)}
-            return _audit(st, approver, status if status == "rejected" else "approve", version=int(version),
-                          from_=prev, to=status, reason=reason)
+                                             "required": True}
+            ev = _audit(st, approver, status if status == "rejected" else "approve", version=version,
+                        from_=prev, to=status, reason=reason, details=details)
+            if status == "rejected":  # a rejected candidate no longer holds candidate aliases (canary traffic)
+                for alias in holders:
+                    st["aliases"].pop(alias)
+                    _audit(st, approver, "delete_alias", alias=alias, from_=version, to=None,
+                           reason=f"v{version} rejected: {reason}")
+            return ev
 
         return self._update_state(name, mutate)
 
@@ -545,7 +802,7 @@ class ModelRegistry:
         return {v: st["lifecycle"].get(str(v)) or {"state": "active"} for v in self.list_versions(name)}
 
     def set_lifecycle(self, name: str, version: int, state: str, *, actor: str | None = None,
-                      reason: str = "", force: bool = False) -> dict:
+                      reason: str = "", force: bool = False, details: dict | None = None) -> dict:
         """Move a version to ``active``, ``deprecated`` (loads with a warning) or ``retired`` (refuses
         to load, cannot hold ``champion``/``challenger``). ``deprecated``/``retired`` need a reason.
 
@@ -570,28 +827,97 @@ class ModelRegistry:
             if prev == state and (prev_entry.get("reason") or "") == (reason or ""):
                 return {**prev_entry, "unchanged": True}
             holders = sorted(a for a, v in st["aliases"].items() if v == version)
-            details: dict[str, Any] = {"aliases": holders} if holders else {}
+            info: dict[str, Any] = dict(details or {})
+            if holders:
+                info["aliases"] = holders
             if state == "retired" and "champion" in holders:
                 if not force:
                     raise LifecycleError(
                         f"{name} v{version} is the current champion; retiring it would make scoring with the "
                         f"champion fail. Roll the champion back first (python -m airflow_mlops.cli rollback "
-                        f"{name} --to-version N --actor {actor} --reason ...), then retire v{version}; or pass "
+                        f"{name} --to-version N --as {actor} --reason ...), then retire v{version}; or pass "
                         "--force (force=True) to retire it now and stop champion scoring until the alias is "
                         "re-pointed."
                     )
-                details["forced"] = True
+                info["forced"] = True
             st["lifecycle"][str(version)] = {"state": state, "by": actor, "at": utcnow(), "reason": reason}
             return _audit(st, actor, "lifecycle", version=version, from_=prev, to=state, reason=reason,
-                          details=details or None)
+                          details=info or None)
 
         ev = self._update_state(name, mutate)
         if not ev.get("unchanged"):
             log.info("%s v%d lifecycle %s -> %s by %s: %s", name, version, ev["from"], ev["to"], actor, reason)
         return ev
 
+    # ---- signatures ----------------------------------------------------------------
+    def sign_versions(self, name: str, *, actor: str | None = None, reason: str = "",
+                      adopt_unsigned: bool = False, details: dict | None = None) -> dict:
+        """Bring every committed version and the state document of ``name`` under the current key.
+
+        * signed with the current key: left alone;
+        * signed with a previous key of the signer (rotation): verified with it, re-signed with the current one;
+        * unsigned (registered before signatures): with ``adopt_unsigned``, every artifact's sha256 is checked
+          against its metadata first, then the version is signed; without it, listed and left alone;
+        * a signature that does not verify: never re-signed (listed under ``invalid``).
+
+        The state document is re-signed (adopted when unsigned and ``adopt_unsigned``). One audit entry
+        (``sign``) lists what changed. Returns ``{"key_id", "resigned", "adopted", "current", "unsigned",
+        "invalid"}``."""
+        if not (reason or "").strip():
+            raise RegistryError(f"signing the versions of {name!r} needs a reason (it goes to the audit log)")
+        actor = actor or default_actor()
+        signer = self.signer
+        out: dict[str, Any] = {"key_id": signer.key_id, "resigned": [], "adopted": [], "current": [],
+                               "unsigned": [], "invalid": {}}
+        for v in self.list_versions(name):
+            mkey, skey = self._version_key(name, v, METADATA_FILE), self._version_key(name, v, SIGNATURE_FILE)
+            data = self.store.read_bytes(mkey)
+            what = f"{name} v{v} ({self.store.uri(mkey)})"
+            try:
+                signature = json.loads(self.store.read_bytes(skey))
+            except ArtifactNotFoundError:
+                signature = None
+            except ValueError:
+                out["invalid"][v] = "signature.json is not JSON"
+                continue
+            if signature is None:
+                if not adopt_unsigned:
+                    out["unsigned"].append(v)
+                    continue
+                meta = json.loads(data)
+                if meta.get("name") != name or meta.get("version") != v:
+                    out["invalid"][v] = f"metadata.json describes {meta.get('name')} v{meta.get('version')}"
+                    continue
+                bad = [rel for rel, rec in (meta.get("artifacts") or {}).items()
+                       if sha256(self.store.read_bytes(self._version_key(name, v, rel))) != rec.get("sha256")]
+                if bad:
+                    out["invalid"][v] = f"artifacts do not match their recorded sha256: {bad}"
+                    continue
+                out["adopted"].append(v)
+            else:
+                try:
+                    key_id = signer.verify(data, signature, PURPOSE_VERSION, what)
+                except SignatureError as e:
+                    out["invalid"][v] = str(e)
+                    continue
+                if key_id == signer.key_id:
+                    out["current"].append(v)
+                    continue
+                out["resigned"].append(v)
+            self.store.write_bytes(skey, ArtifactStore.dumps(signer.sign(data, PURPOSE_VERSION)))
+
+        def mutate(st: dict) -> dict:
+            return _audit(st, actor, "sign", reason=reason, details={
+                **(details or {}), "key_id": signer.key_id, "resigned": out["resigned"], "adopted": out["adopted"],
+                "invalid": sorted(out["invalid"]), "unsigned": out["unsigned"]})
+
+        self._update_state(name, mutate, adopt_unsigned=adopt_unsigned)
+        log.info("signed %s with key %s: %s", name, signer.key_id, out)
+        return out
+
     # ---- kill switch ---------------------------------------------------------------
-    def set_model_disabled(self, name: str, disabled: bool, *, actor: str | None = None, reason: str = "") -> dict:
+    def set_model_disabled(self, name: str, disabled: bool, *, actor: str | None = None, reason: str = "",
+                           details: dict | None = None) -> dict:
         """Turn the model's kill switch on (``disabled=True``) or off. While on, scoring uses its
         fallback instead of the model (see docs/governance.md). Recorded in ``state.json`` as
         ``disabled: {"by", "at", "reason"}`` (``null`` when off) and in the audit log.
@@ -608,7 +934,7 @@ class ModelRegistry:
                 return {"action": "disable" if disabled else "enable", "unchanged": True, "disabled": current}
             st["disabled"] = {"by": actor, "at": utcnow(), "reason": reason} if disabled else None
             return _audit(st, actor, "disable" if disabled else "enable", from_=bool(current), to=bool(disabled),
-                          reason=reason)
+                          reason=reason, details=details)
 
         ev = self._update_state(name, mutate)
         if not ev.get("unchanged"):
@@ -679,17 +1005,21 @@ class ModelRegistry:
         return [h for h in self.store.list_dirs(join(self.prefix, "_lineage")) if h.startswith(query.lower())]
 
 
+def _state_payload(name: str, body: dict) -> bytes:
+    return canonical_json({"model": name, "state": body})
+
+
 def _state_of(st: dict, version: Any) -> str:
     return (st["lifecycle"].get(str(version)) or {"state": "active"})["state"]
 
 
 def _refuse_retired(st: dict, name: str, alias: str, version: int) -> None:
-    if alias in SERVING_ALIASES and _state_of(st, version) == "retired":
+    if _state_of(st, version) == "retired":
         entry = st["lifecycle"][str(version)]
         raise LifecycleError(
             f"{name} v{version} is retired (by {entry.get('by')}: {entry.get('reason') or 'no reason given'}) "
             f"and cannot become {alias!r}; pick another version, or reactivate it first: "
-            f"python -m airflow_mlops.cli lifecycle {name} {version} active --actor ME --reason ..."
+            f"python -m airflow_mlops.cli lifecycle {name} {version} active --as ME --reason ..."
         )
 
 
@@ -779,26 +1109,45 @@ def dump_skops_bytes(model: Any) -> bytes:
 
 
 def load_skops_bytes(data: bytes, trusted_types: Iterable[str] = (), source: str = "<bytes>") -> Any:
-    """Load a skops payload, trusting only sklearn/numpy/scipy types, the pipeline helpers of
-    ``airflow_mlops.ml`` and ``trusted_types``. Never unpickles."""
+    """Load a skops payload. Never unpickles; never builds a type that is not explicitly trusted.
+
+    Every type the file references is read from its schema first: one that can execute code, import, or
+    reach files/processes/attributes (:func:`airflow_mlops.trust.types.is_dangerous`) refuses the file
+    whatever ``trusted_types`` says. The types skops does not trust by default must each be named, fully
+    qualified, in :data:`~airflow_mlops.trust.types.TRUSTED_TYPES`, the package's pipeline helpers, or
+    ``trusted_types`` (the classes a model's config names). Refusals raise :class:`UntrustedModelError`
+    before any object is built."""
     ctx = _quiet()
     try:
         import skops.io as sio
 
         from airflow_mlops.ml.training import PIPELINE_CUSTOM_TYPES
 
-        extra = set(trusted_types) | set(PIPELINE_CUSTOM_TYPES)
         try:
-            untrusted = sio.get_untrusted_types(data=data)
-        except Exception as e:
-            raise IntegrityError(f"{source} is not a readable skops file: {e}") from None
-        refused = [t for t in untrusted if t not in extra and not t.startswith(DEFAULT_TRUSTED_PREFIXES)]
+            referenced = referenced_types(data, source)
+        except ValueError as e:
+            raise IntegrityError(str(e)) from None
+        dangerous = dangerous_types(referenced)
+        if not dangerous:
+            try:
+                untrusted = sio.get_untrusted_types(data=data)
+            except Exception as e:
+                raise IntegrityError(f"{source} is not a readable skops file: {type(e).__name__}: {e}") from None
+            dangerous = dangerous_types(untrusted)
+        if dangerous:
+            raise UntrustedModelError(
+                f"{source} references types that can run code, import, or reach files and processes: {dangerous}. "
+                "They are refused whatever the trusted list says; a model never needs them. Do not use this file."
+            )
+        allowed = TRUSTED_TYPES | set(PIPELINE_CUSTOM_TYPES) | {str(t) for t in trusted_types}
+        refused = sorted(t for t in untrusted if t not in allowed)
         if refused:
             raise UntrustedModelError(
-                f"{source} contains types outside the trusted list: {sorted(refused)}. If you wrote and trust "
-                "this code, pass trusted_types=[...] naming them; never load files of unknown origin."
+                f"{source} contains types outside the trusted list: {refused}. If they are your own classes, name "
+                "them (fully qualified) in the model config's estimator/trusted types; never load files of unknown "
+                "origin."
             )
-        return sio.loads(data, trusted=list(untrusted))
+        return sio.loads(data, trusted=sorted(set(untrusted)))
     finally:
         ctx.__exit__(None, None, None)
 
@@ -841,7 +1190,8 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AliasNotFoundError", "ApprovalError", "ConcurrentUpdateError", "DeprecatedVersionWarning", "IntegrityError",
-    "LifecycleError", "LIFECYCLE_STATES", "SERVING_ALIASES",
+    "LifecycleError", "LIFECYCLE_STATES", "PolicyError", "SERVING_ALIASES", "SignatureMismatchError",
+    "UnsignedError",
     "ModelNotFoundError", "ModelRegistry", "ModelRegistryHook", "ModelVersion", "RegistryError",
     "StorageError", "UntrustedModelError", "VersionNotFoundError", "load_skops_bytes",
 ]

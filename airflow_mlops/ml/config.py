@@ -87,7 +87,8 @@ SCHEDULE_PRESETS = frozenset(
 SEARCH_METHODS = ("random", "halving")
 FAIRNESS_METRICS = ("demographic_parity_difference", "equalized_odds_difference")
 EXPLAIN_METHODS = ("auto", "shap", "shap_approximate", "perturbation")
-ALERT_CHECKS = ("drift", "performance", "freshness", "volume", "duplicate", "fairness", "gate", "promotion")
+ALERT_CHECKS = ("drift", "performance", "freshness", "volume", "duplicate", "fairness", "gate", "promotion",
+                "integrity")
 DISTRIBUTIONS = ("uniform", "loguniform", "randint")
 DATA_FORMATS = ("parquet", "csv")
 #: Columns never used as features when ``features`` is null.

@@ -57,7 +57,7 @@ class MLOpsAlertNotifier(BaseNotifier):
         task = context.get("task")
         error = context.get("exception")
         timed_out = isinstance(error, AirflowSensorTimeout) or isinstance(task, BaseSensorOperator)
-        check = self.check or ("freshness" if timed_out else "gate")
+        check = self.check or getattr(error, "mlops_check", None) or ("freshness" if timed_out else "gate")
         ds = context_ds(context)
         dag_id, task_id = getattr(ti, "dag_id", "?"), getattr(ti, "task_id", "?")
         first = (str(error).splitlines() or [""])[0][:400] if error is not None else "no error message"

@@ -199,13 +199,17 @@ class MLOpsBaseOperator(BaseOperator):
 
     @staticmethod
     def run_info(context: Context) -> dict[str, Any]:
-        """dag_id, run_id, task_id, try_number and logical date of the running task."""
+        """dag_id, run_id, task_id, try_number and logical date of the running task, and ``triggered_by``:
+        the identity the task acts as (the user who triggered the Dag run, ``scheduler`` for scheduled runs;
+        see :func:`airflow_mlops.trust.identity.run_identity`)."""
+        from airflow_mlops.trust.identity import run_identity
+
         ti = context["ti"]
         logical = context.get("logical_date")
         return {"dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id,
                 "try_number": getattr(ti, "try_number", None),
                 "logical_date": logical.isoformat() if logical is not None else None,
-                "hostname": os.uname().nodename}
+                "hostname": os.uname().nodename, "triggered_by": run_identity(context)}
 
 
 def openlineage_dataset(uri: str) -> Any:
@@ -271,8 +275,19 @@ def context_ds(context: Context) -> str:
     return when.date().isoformat()
 
 
-def fail(message: str) -> None:
-    """Fail the task without retries (a gate or a bad input: retrying cannot help)."""
+def fail(message: str, check: str | None = None) -> None:
+    """Fail the task without retries (a gate or a bad input: retrying cannot help). ``check`` names the
+    alert check the failure notifier raises (e.g. ``integrity``; default: the notifier's own)."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    raise AirflowFailException(message)
+    error = AirflowFailException(message)
+    error.mlops_check = check  # type: ignore[attr-defined]
+    raise error
+
+
+#: Registry errors that mean "this model version must not be used": alerted as ``integrity``.
+def integrity_check(error: BaseException) -> str | None:
+    from airflow_mlops.hooks.registry import IntegrityError, LifecycleError, PolicyError, UntrustedModelError
+
+    return "integrity" if isinstance(error, (IntegrityError, UntrustedModelError, PolicyError, LifecycleError)) \
+        else None

@@ -162,7 +162,9 @@ class BatchInferenceOperator(MLOpsBaseOperator):
                 disabled=switch, disabled_source=f"Airflow Variable {variable}", explain=self.explain,
             )
         except (DataError, RegistryError) as e:  # SchemaMismatchError is a DataError
-            fail(f"batch scoring of {config.name} failed: {e}")
+            from airflow_mlops.operators.base import integrity_check
+
+            fail(f"batch scoring of {config.name} failed: {e}", check=integrity_check(e))
             raise
 
 

@@ -83,12 +83,13 @@ class ApproveModelOperator(MLOpsBaseOperator):
     that passed the gate is then made champion.
 
     :param version: the version to approve (templated).
-    :param approver: who approves (templated).
+    :param approver: who approves (templated); default: the user who triggered this Dag run (a scheduled
+        run acts as ``scheduler``). The audit entry also records the run and its triggering identity.
     """
 
     template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields, "version", "approver", "reason")
 
-    def __init__(self, *, version: int | str, approver: str, reason: str = "", reject: bool = False,
+    def __init__(self, *, version: int | str, approver: str | None = None, reason: str = "", reject: bool = False,
                  promote: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.version, self.approver, self.reason, self.reject, self.promote = version, approver, reason, reject, promote
@@ -97,13 +98,16 @@ class ApproveModelOperator(MLOpsBaseOperator):
         from airflow_mlops.pipeline import promote_candidate
 
         name, v = self.config.name, int(self.version)
-        ev = self.registry.approve(name, v, approver=self.approver, reason=self.reason,
+        run_info = self.run_info(context)
+        approver = self.approver or run_info["triggered_by"]
+        ev = self.registry.approve(name, v, approver=approver, reason=self.reason,
                                    allow_self_approval=self.config.promotion.allow_self_approval,
-                                   status="rejected" if self.reject else "approved")
-        out = {"model": name, "version": v, "approval": ev["to"], "by": self.approver}
+                                   status="rejected" if self.reject else "approved",
+                                   details={"via": "dag_run", "dag_id": run_info["dag_id"], "run_id": run_info["run_id"],
+                                            "triggered_by": run_info["triggered_by"]})
+        out = {"model": name, "version": v, "approval": ev["to"], "by": approver}
         if self.promote and not self.reject:
-            out["promotion"] = promote_candidate(self.config, self.store, v, actor=self.approver,
-                                                 run_info=self.run_info(context))
+            out["promotion"] = promote_candidate(self.config, self.store, v, actor=approver, run_info=run_info)
         else:  # the card shows the approval history: re-render it
             from airflow_mlops.pipeline import _write_card
 
@@ -125,7 +129,10 @@ class RollbackModelOperator(MLOpsBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         tv = int(self.to_version) if self.to_version not in (None, "") else None
-        ev = self.registry.rollback(self.config.name, self.alias, tv, actor=self.owner, reason=self.reason)
+        run_info = self.run_info(context)
+        ev = self.registry.rollback(self.config.name, self.alias, tv, actor=run_info["triggered_by"], reason=self.reason,
+                                    details={"via": "dag_run", "dag_id": run_info["dag_id"],
+                                             "run_id": run_info["run_id"]})
         return {"model": self.config.name, "alias": self.alias, "from": ev["from"], "to": ev["to"]}
 
 

@@ -55,6 +55,7 @@ class ReproduceModelOperator(MLOpsBaseOperator):
         from airflow_mlops.ml.config import ConfigError
         from airflow_mlops.ml.reproduce import ReproduceError, reproduce_version, summary_for_xcom
         from airflow_mlops.operators.base import fail
+        from airflow_mlops.trust.identity import run_identity
 
         name = self.model or self.config.name
         try:
@@ -62,7 +63,7 @@ class ReproduceModelOperator(MLOpsBaseOperator):
             # the config file is only a fallback for versions registered without a config snapshot
             fallback = None if self.registry.get_metadata(name, version).get("config") else self.config
             report = reproduce_version(self.registry, name, version, tolerance=float(self.tolerance),
-                                       config=fallback, actor=self.owner)
+                                       config=fallback, actor=run_identity(context))
         except (RegistryError, ReproduceError, DataError, ConfigError) as e:
             fail(f"reproducing {name} v{self.version or 'champion'} failed: {e}")
             raise

@@ -14,6 +14,7 @@ from airflow_mlops.hooks.registry import (
     DeprecatedVersionWarning,
     LifecycleError,
     ModelRegistry,
+    PolicyError,
     RegistryError,
 )
 
@@ -73,11 +74,12 @@ def test_retired_version_cannot_become_champion_or_challenger(reg):
     for alias in ("champion", "challenger"):
         with pytest.raises(LifecycleError, match=f"churn v1 is retired .* cannot become '{alias}'"):
             reg.set_alias("churn", alias, 1, actor="ci")
-    with pytest.raises(LifecycleError, match="cannot become 'champion'"):
-        reg.rollback("churn", "champion", to_version=1, actor="oncall")
+    with pytest.raises(PolicyError, match="churn v1 never held alias 'champion'"):
+        reg.rollback("churn", "champion", to_version=1, actor="oncall", reason="v2 misbehaves")
     assert reg.get_aliases("churn") == {"champion": 2, "challenger": 3}
-    # other aliases (e.g. an archive marker) may still point to it
-    reg.set_alias("churn", "audit_2023", 1, actor="risk")
+    # the one promotion policy holds for every alias: a retired version holds none
+    with pytest.raises(LifecycleError, match="v1 is retired"):
+        reg.set_alias("churn", "audit_2023", 1, actor="risk")
     # reactivated, it can be promoted again
     reg.set_lifecycle("churn", 1, "active", actor="risk", reason="leak fixed upstream")
     reg.set_alias("churn", "champion", 1, actor="ci")
