@@ -39,7 +39,9 @@ reported with ``stattest: null, score: null, drifted: true`` (all missing on bot
 
 The summary never contains row values: only column names, test names, scores, thresholds and
 counts. The optional HTML is evidently's own report, which does show values (histograms,
-category names).
+category names); its embedded data is re-encoded by
+:func:`airflow_mlops.ml.html_safety.sanitize_evidently_html`, so names and values cannot run as
+script when the file is opened (the statistics are computed on the data as given).
 """
 
 from __future__ import annotations
@@ -72,7 +74,8 @@ class DriftResult:
     Attributes:
         summary: JSON-safe dict (schema in ``docs/drift.md``); identical whether or not HTML
             was requested.
-        html: evidently's standalone HTML report, or ``None`` when ``html=False``.
+        html: evidently's standalone HTML report (embedded data escaped for ``<script>``), or
+            ``None`` when ``html=False``.
     """
 
     summary: dict
@@ -334,7 +337,13 @@ def _run_evidently(ref: pd.DataFrame, cur: pd.DataFrame, columns: list[str], kin
     missing = [c for c in columns if c not in out]
     if missing:
         raise RuntimeError(f"evidently returned no drift result for column(s): {', '.join(missing)}")
-    return out, (snapshot.get_html_str(as_iframe=False) if html else None)
+    if not html:
+        return out, None
+    from airflow_mlops.ml.html_safety import sanitize_evidently_html
+
+    # evidently embeds column names and category values unescaped in an inline <script>; re-encode
+    # them so the page cannot run injected script wherever it is opened (see html_safety).
+    return out, sanitize_evidently_html(snapshot.get_html_str(as_iframe=False))
 
 
 def slice_drift(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from html import escape as _html_escape
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,8 +46,15 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _md_text(text: str) -> str:
+    """Free text (names, reasons typed by users) made inert in Markdown: ``&``, ``<``, ``>`` as HTML
+    entities (Markdown renderers pass raw HTML through, entities show as the characters) and ``[``,
+    ``]`` backslash-escaped (no links)."""
+    return _html_escape(text, quote=False).replace("[", "\\[").replace("]", "\\]")
+
+
 def _md_cell(v: Any) -> str:
-    return _fmt(v).replace("|", "\\|").replace("\n", " ")
+    return _md_text(_fmt(v)).replace("|", "\\|").replace("\n", " ")
 
 
 def latest_decision(state: Mapping[str, Any], version: int) -> dict[str, Any] | None:
@@ -180,12 +188,12 @@ def card_sections(meta: Mapping[str, Any], state: Mapping[str, Any],
 
 def render_markdown(meta: Mapping[str, Any], state: Mapping[str, Any], decision: Mapping[str, Any] | None = None,
                     *, metadata_sha256: str | None = None) -> str:
-    """The card as Markdown."""
-    lines = [f"# Model card: {meta.get('name')} v{meta.get('version')}", ""]
+    """The card as Markdown; every value goes through :func:`_md_text` (no raw HTML, no links)."""
+    lines = [f"# Model card: {_md_cell(meta.get('name'))} v{_md_cell(meta.get('version'))}", ""]
     for title, content in card_sections(meta, state, decision):
-        lines += [f"## {title}", ""]
+        lines += [f"## {_md_cell(title)}", ""]
         if isinstance(content, str):
-            lines.append(content)
+            lines.append(_md_text(content))
         elif isinstance(content, Mapping):
             lines += ["| field | value |", "|---|---|"]
             lines += [f"| {_md_cell(k)} | {_md_cell(v)} |" for k, v in content.items() if v not in (None, "")]
@@ -195,7 +203,7 @@ def render_markdown(meta: Mapping[str, Any], state: Mapping[str, Any], decision:
             lines += ["| " + " | ".join(map(_md_cell, r)) + " |" for r in rows]
         lines.append("")
     if metadata_sha256:
-        lines.append(f"_Rendered from metadata.json sha256 `{metadata_sha256}`._")
+        lines.append(f"_Rendered from metadata.json sha256 `{_md_cell(metadata_sha256)}`._")
     return "\n".join(lines) + "\n"
 
 
@@ -222,7 +230,8 @@ def render_html(meta: Mapping[str, Any], state: Mapping[str, Any], decision: Map
             html = f"<div class='{cls}'>{html}</div>"
         out.append((title, html))
     if metadata_sha256:
-        out.append(("Provenance", f"<p>Rendered from metadata.json sha256 <code>{metadata_sha256}</code>.</p>"))
+        out.append(("Provenance",
+                    f"<p>Rendered from metadata.json sha256 <code>{reports.esc(metadata_sha256)}</code>.</p>"))
     return reports.page(f"Model card: {meta.get('name')} v{meta.get('version')}", out)
 
 
