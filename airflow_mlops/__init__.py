@@ -75,6 +75,25 @@ def get_provider_info() -> dict:
                         "version_added": "0.1.0", "type": "string", "example": "aws_default",
                         "default": "aws_default",
                     },
+                    "signing_conn_id": {
+                        "description": "Airflow connection holding the registry signing key (password; extra "
+                        "previous_keys lists keys that still verify during a rotation). Empty: the key file "
+                        "signing_key_file. See docs/security.md.",
+                        "version_added": "0.2.0", "type": "string", "example": "mlops_signing", "default": "",
+                    },
+                    "signing_key_file": {
+                        "description": "Key file of the embedded default (first line the current key, further "
+                        "lines previous keys; created with mode 0600 on first use; must be outside the store). "
+                        "Empty means $AIRFLOW_HOME/mlops-signing.key.",
+                        "version_added": "0.2.0", "type": "string", "example": "/etc/airflow/mlops-signing.key",
+                        "default": "",
+                    },
+                    "allow_unsigned_versions": {
+                        "description": "Load model versions and registry state written before signatures existed "
+                        "(each load logs a warning). Prefer signing them once: python -m airflow_mlops.cli sign "
+                        "<model> --adopt-unsigned --as <you> --reason ...",
+                        "version_added": "0.2.0", "type": "boolean", "example": "True", "default": "False",
+                    },
                 },
             }
         },

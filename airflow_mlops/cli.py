@@ -106,43 +106,50 @@ def main(argv: list[str] | None = None) -> int:
     _logs_to_stderr()
     if a.command == "scaffold-dag":
         return _scaffold(a)
-    from airflow_mlops.trust.identity import cli_identity
     from airflow_mlops.trust.signing import SigningError
 
     reg = ModelRegistry(ArtifactStore(a.storage_uri, conn_id=a.aws_conn_id))
-    code = 0
+    answer = sys.stdout  # the JSON answer only; anything printed while working (provider logs) goes to stderr
     try:
-        actor, details = cli_identity(a.as_) if getattr(a, "as_", None) is not None else (None, {})
-        if a.command in ("approve", "reject"):
-            out = reg.approve(a.model, a.version, approver=actor, reason=a.reason,
-                              allow_self_approval=a.allow_self_approval,
-                              status="approved" if a.command == "approve" else "rejected", details=details)
-        elif a.command == "rollback":
-            out = reg.rollback(a.model, a.alias, a.to_version, actor=actor, reason=a.reason, details=details)
-        elif a.command == "lifecycle":
-            out = reg.set_lifecycle(a.model, a.version, a.state, actor=actor, reason=a.reason, force=a.force,
-                                    details=details)
-        elif a.command in ("disable", "enable"):
-            out = reg.set_model_disabled(a.model, a.command == "disable", actor=actor, reason=a.reason,
-                                         details=details)
-        elif a.command == "sign":
-            out = reg.sign_versions(a.model, actor=actor, reason=a.reason, adopt_unsigned=a.adopt_unsigned,
-                                    details=details)
-            code = 3 if out["invalid"] or out["unsigned"] else 0
-        elif a.command == "verify":
-            out = {str(v): reg.verify_version(a.model, v) for v in reg.list_versions(a.model)}
-            code = 0 if all(s["status"] == "verified" for s in out.values()) else 3
-        elif a.command == "lineage":
-            out = reg.lineage(a.dataset)
-        elif a.command == "reproduce":
-            out, code = _reproduce(reg, a)
-        else:
-            out = _show(reg, a.model)
+        with contextlib.redirect_stdout(sys.stderr):
+            out, code = _run(reg, a)
     except (RegistryError, StorageError, SigningError, ValueError) as e:  # ValueError: DataError, ConfigError, ...
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(json.dumps(out, indent=2, default=str))
+    print(json.dumps(out, indent=2, default=str), file=answer)
     return code
+
+
+def _run(reg, a: argparse.Namespace) -> tuple[object, int]:
+    from airflow_mlops.trust.identity import cli_identity
+
+    code = 0
+    actor, details = cli_identity(a.as_) if getattr(a, "as_", None) is not None else (None, {})
+    if a.command in ("approve", "reject"):
+        out = reg.approve(a.model, a.version, approver=actor, reason=a.reason,
+                          allow_self_approval=a.allow_self_approval,
+                          status="approved" if a.command == "approve" else "rejected", details=details)
+    elif a.command == "rollback":
+        out = reg.rollback(a.model, a.alias, a.to_version, actor=actor, reason=a.reason, details=details)
+    elif a.command == "lifecycle":
+        out = reg.set_lifecycle(a.model, a.version, a.state, actor=actor, reason=a.reason, force=a.force,
+                                details=details)
+    elif a.command in ("disable", "enable"):
+        out = reg.set_model_disabled(a.model, a.command == "disable", actor=actor, reason=a.reason, details=details)
+    elif a.command == "sign":
+        out = reg.sign_versions(a.model, actor=actor, reason=a.reason, adopt_unsigned=a.adopt_unsigned,
+                                details=details)
+        code = 3 if out["invalid"] or out["unsigned"] else 0
+    elif a.command == "verify":
+        out = {str(v): reg.verify_version(a.model, v) for v in reg.list_versions(a.model)}
+        code = 0 if all(s["status"] == "verified" for s in out.values()) else 3
+    elif a.command == "lineage":
+        out = reg.lineage(a.dataset)
+    elif a.command == "reproduce":
+        out, code = _reproduce(reg, a)
+    else:
+        out = _show(reg, a.model)
+    return out, code
 
 
 def _scaffold(a: argparse.Namespace) -> int:

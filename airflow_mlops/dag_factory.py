@@ -288,14 +288,15 @@ def batch_scoring_dag(config: ModelConfig, config_path: str, *, storage_uri: str
         wait = DataPartitionSensor(task_id="wait_for_data", dataset=config.data.scoring, fmt=config.data.format,
                                    storage_uri=storage_uri, poke_interval=60, timeout=6 * 3600, mode="reschedule")
         _seed_example_data(config, wait, "scoring", common)
-        validate = DataValidationOperator(task_id="validate", with_target=False, retries=0, **common)
-        if config.segments is not None:
-            _segmented_scoring(config, config_path, storage_uri, wait >> validate)
-            return dag
         from airflow_mlops.alerts import alert_notifier
 
         # a refused model (tampered, untrusted, forbidden by the promotion policy) -> an ``integrity`` alert
-        # naming the version; other failures -> a ``gate`` alert
+        # naming the version; other failures (a validation gate) -> a ``gate`` alert
+        validate = DataValidationOperator(task_id="validate", with_target=False, retries=0,
+                                          on_failure_callback=alert_notifier(config, storage_uri=storage_uri), **common)
+        if config.segments is not None:
+            _segmented_scoring(config, config_path, storage_uri, wait >> validate)
+            return dag
         score = BatchInferenceOperator(task_id="score", alias="champion", as_of_logical_date=True,
                                        inlets=[data_asset(config, storage_uri, config.data.scoring),
                                                model_version_asset(config.name)],

@@ -24,8 +24,12 @@ class AirflowHome:
             self.configs = configs
         self.storage_uri = "file://" + str(self.home / "mlops")
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+        from airflow_mlops.trust.signing import default_key_file
+
         self.env.update({
             "AIRFLOW_HOME": str(self.home),
+            # one deployment, one signing key: versions the test registers load in the Airflow processes
+            "AIRFLOW__MLOPS__SIGNING_KEY_FILE": default_key_file(),
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__MLOPS__STORAGE_URI": self.storage_uri,

@@ -683,21 +683,27 @@ class ModelRegistry:
     def _approval_of(st: dict, meta: dict, version: int) -> dict:
         return st["approvals"].get(str(int(version))) or dict(meta.get("approval") or {"status": "not_required"})
 
+    @staticmethod
+    def _approval_refusal(approval: dict, pending_ok: bool = False) -> str | None:
+        """Why an approval record forbids use: rejected, or (unless ``pending_ok``) required and not approved."""
+        if approval.get("status") == "rejected":
+            return f"was rejected (by {approval.get('by')}: {approval.get('reason') or 'no reason given'})"
+        if not pending_ok and approval.get("required") and approval.get("status") != "approved":
+            return f"requires an approval and its approval is {approval.get('status')!r}"
+        return None
+
     def _refusal(self, st: dict, name: str, alias: str, version: int, meta: dict) -> str | None:
         """Why the promotion policy forbids ``alias`` -> ``version`` (None: allowed)."""
         life = st["lifecycle"].get(str(version)) or {"state": "active"}
-        approval = self._approval_of(st, meta, version)
         if life["state"] == "retired":
             return f"v{version} is retired (by {life.get('by')}: {life.get('reason') or 'no reason given'})"
-        if approval.get("status") == "rejected":
-            return f"v{version} was rejected (by {approval.get('by')}: {approval.get('reason') or 'no reason given'})"
-        if alias in CANDIDATE_ALIASES or alias == "previous_champion":
-            return None
-        if life["state"] != "active" and st["aliases"].get(alias) != version:
+        candidate = alias in CANDIDATE_ALIASES or alias == "previous_champion"
+        why = self._approval_refusal(self._approval_of(st, meta, version), pending_ok=candidate)
+        if why:
+            return f"v{version} {why}"
+        if not candidate and life["state"] != "active" and st["aliases"].get(alias) != version:
             return (f"v{version} is {life['state']} (by {life.get('by')}: {life.get('reason') or 'no reason'}); "
                     f"only active versions may become {alias!r}")
-        if approval.get("required") and approval.get("status") != "approved":
-            return f"v{version} requires an approval and its approval is {approval.get('status')!r}"
         return None
 
     def _enforce_policy(self, st: dict, name: str, alias: str, version: int, meta: dict) -> None:
@@ -731,14 +737,11 @@ class ModelRegistry:
         if life["state"] == "retired":
             raise LifecycleError(f"{name} v{v} ({role}) is retired (by {life.get('by')}: "
                                  f"{life.get('reason') or 'no reason given'}); it may not score")
-        approval = self._approval_of(st, meta, v)
-        if approval.get("status") == "rejected":
-            raise PolicyError(f"{name} v{v} ({role}) was rejected by {approval.get('by')} "
-                              f"({approval.get('reason') or 'no reason given'}); it may not score. Roll the alias "
-                              f"back: python -m airflow_mlops.cli rollback {name} --as <you> --reason ...")
-        if approval.get("required") and approval.get("status") != "approved":
-            raise PolicyError(f"{name} v{v} ({role}) requires an approval and its approval is "
-                              f"{approval.get('status')!r}; it may not score until approved")
+        why = self._approval_refusal(self._approval_of(st, meta, v))
+        if why:
+            raise PolicyError(f"{name} v{v} ({role}) {why}; it may not score. Point the alias at an allowed "
+                              f"version (python -m airflow_mlops.cli rollback {name} --as <you> --reason ...) or "
+                              "turn the kill switch on for fallback rows")
 
     # ---- approvals -----------------------------------------------------------------
     def approval(self, name: str, version: int) -> dict:

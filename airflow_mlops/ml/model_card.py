@@ -47,10 +47,10 @@ def _fmt(v: Any) -> str:
 
 
 def _md_text(text: str) -> str:
-    """Free text (names, reasons typed by users) made inert in Markdown: ``&``, ``<``, ``>`` as HTML
-    entities (Markdown renderers pass raw HTML through, entities show as the characters) and ``[``,
-    ``]`` backslash-escaped (no links)."""
-    return _html_escape(text, quote=False).replace("[", "\\[").replace("]", "\\]")
+    """Free text (names, reasons typed by users) made inert in Markdown: ``&`` and ``<`` as HTML entities
+    (Markdown renderers pass raw HTML through; with no ``<`` no tag can start, and entities show as the
+    characters; ``>`` stays readable, as in "value > limit") and ``[``, ``]`` backslash-escaped (no links)."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace("[", "\\[").replace("]", "\\]")
 
 
 def _md_cell(v: Any) -> str:

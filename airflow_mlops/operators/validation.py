@@ -41,10 +41,19 @@ class DataValidationOperator(MLOpsBaseOperator):
         self.with_target = with_target
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.hooks.registry import RegistryError
+        from airflow_mlops.operators.base import integrity_check
         from airflow_mlops.pipeline import GateFailed, validate_partition
 
         try:
             return validate_partition(self.config, self.store, self.logical_ds(context), with_target=self.with_target)
         except GateFailed as e:
             fail(str(e))
+            raise  # unreachable
+        except RegistryError as e:  # the champion whose reference infers the suite cannot be trusted
+            check = integrity_check(e)
+            if check is None:
+                raise
+            fail(f"validation of {self.config.name} for {self.logical_ds(context)} refused the champion: {e}",
+                 check=check)
             raise  # unreachable

@@ -257,6 +257,9 @@ def trained(af):
 
     _wait(f"{DAG_ID} run {RUN_ID} to succeed", state, RUN_TIMEOUT, af, interval=3)
     af.timings["dag_run_seconds"] = time.monotonic() - t0
+    # the run was triggered through the REST API as "admin": the version is registered by that user
+    meta = _registry(af).get_metadata("churn", 1)
+    assert meta["registered_by"] == meta["triggered_by"] == "admin", meta["registered_by"]
     return af
 
 

@@ -73,8 +73,16 @@ def test_pipeline_runs_with_a_fresh_cwd_and_tmpdir_per_task(tmp_path, moto_serve
     shutil.copy(REPO / "scripts" / "scale_dags" / "mlops_mapped_scoring.py", dags / "mlops_mapped_scoring.py")
     home = tmp_path / "airflow"
     home.mkdir()
+    # the signing key comes from an Airflow connection (a secrets backend in production), not from a file
+    import secrets
+
+    from airflow_mlops.trust.signing import Signer
+
+    signing_key = secrets.token_hex(32)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env.update({
+        "AIRFLOW__MLOPS__SIGNING_CONN_ID": "mlops_signing",
+        "AIRFLOW_CONN_MLOPS_SIGNING": json.dumps({"conn_type": "generic", "password": signing_key}),
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -138,8 +146,9 @@ def test_pipeline_runs_with_a_fresh_cwd_and_tmpdir_per_task(tmp_path, moto_serve
     assert set(states) == expected and set(states.values()) == {"success"}, states
 
     # the pipeline completed: registry, champion, promotion decision, merged predictions, all in S3
-    registry = ModelRegistry(store)
+    registry = ModelRegistry(store, signer=Signer(signing_key))
     assert registry.list_versions("churn") == [1]
+    assert registry.verify_version("churn", 1)["status"] == "verified"
     assert registry.get_aliases("churn").get("champion") == 1
     predictions = Dataset(store, "predictions/churn")
     t = predictions.read_table(DS).to_pandas()
@@ -157,5 +166,6 @@ def test_pipeline_runs_with_a_fresh_cwd_and_tmpdir_per_task(tmp_path, moto_serve
     written = {label: _tree(cwd) for label, cwd, _ in runs if _tree(cwd)}
     assert not written, f"tasks wrote into their working directory: {written}"
     assert not (home / "mlops").exists(), "something used the default file:// store under AIRFLOW_HOME"
+    assert not (home / "mlops-signing.key").exists(), "a task used a key file instead of the connection"
     leftovers = {label: _tree(tmp) for label, _, tmp in runs if _tree(tmp)}
     assert not leftovers, f"temp files left behind in TMPDIR: {leftovers}"

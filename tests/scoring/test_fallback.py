@@ -146,3 +146,23 @@ def test_retired_version_cannot_score(store):
     with pytest.raises(AirflowFailException, match="alice"):
         op.execute({"ds": DS, "run_id": "r"})
     assert os.path.isdir(store.local_path("registry/churn/versions/2"))
+
+
+def test_policy_violating_champion_is_refused_before_any_row_and_the_kill_switch_still_falls_back(store):
+    """A champion whose approval is required but pending (a state left by an older release, signed on adoption)
+    may not score: the run fails naming the version and the reason, nothing is written. The kill switch still
+    writes the naive fallback (no model is loaded)."""
+    from airflow_mlops.hooks.registry import PolicyError
+
+    cfg = churn_config()
+    reg = ModelRegistry(store)
+    st = reg.state("churn")
+    st["approvals"]["1"] = {"status": "pending", "required": True, "by": None, "reason": ""}
+    store.write_bytes("registry/churn/state.json", reg._state_bytes("churn", st))
+    with pytest.raises(PolicyError) as e:
+        score_partition(cfg, store, DS, run_id="r0")
+    assert "churn v1 (champion) requires an approval and its approval is 'pending'" in str(e.value)
+    assert not store.exists(f"predictions/churn/ds={DS}/_SUCCESS") and not store.list("predictions")
+    reg.set_model_disabled("churn", True, actor="oncall", reason="v1 awaits review")
+    out = score_partition(cfg, store, DS, run_id="r1")
+    assert out["scored_by"] == "fallback" and set(read_output(store)["scored_by"]) == {"fallback"}

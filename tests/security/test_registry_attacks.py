@@ -387,7 +387,7 @@ def test_approving_or_rejecting_a_version_that_needs_no_approval_is_refused(stor
     r = ModelRegistry(store)
     r.register(MODEL, _fit()[0], actor="trainer")
     for status in ("approved", "rejected"):
-        refused(store, lambda: r.approve(MODEL, 1, approver="reviewer", status=status), ApprovalError,
+        refused(store, lambda s=status: r.approve(MODEL, 1, approver="reviewer", status=s), ApprovalError,
                 "does not require an approval")
 
 
