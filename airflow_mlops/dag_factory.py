@@ -22,9 +22,11 @@ segments, or segment x input file with ``segments.map_files``).
 
 A bad config fails the parse of *its* DAG file with an error naming the config file and the field, so it
 shows up in ``airflow dags list-import-errors`` instead of failing at run time, and the other models'
-DAGs keep loading. When data for the model
-already exists, the config is also checked against the latest partition's schema (missing
-key/target/feature columns, a task that does not fit the target).
+DAGs keep loading. Parsing never reads data: the checks of the config against the data (missing
+key/target/feature columns, dtypes, a task that does not fit the target) run in the first task of each
+run (``validate``) on that run's partition, so a bad partition fails the run of its date only. Every
+location (input, scoring input, ground truth, predictions) comes from
+:class:`~airflow_mlops.hooks.datasets.Locations`, so ``data.uri`` is honoured by every task and sensor.
 """
 
 from __future__ import annotations
@@ -66,38 +68,34 @@ def predictions_asset(model: str):
 def data_asset(config: ModelConfig, storage_uri: str | None = None, dataset: str | None = None):
     """The asset of an input dataset at its root URI (``s3://bucket/mlops/data/churn``, ``file:///...``):
     the ``inlets`` of the tasks that read it, so Airflow's asset view and OpenLineage show data -> model.
-    ``dataset``: a dataset name under ``<root>/data/`` (default: the config's input dataset)."""
+    ``dataset``: ``config.data.scoring`` for the scoring input (:attr:`Locations.scoring`), else the
+    config's input dataset (:attr:`Locations.input`). Builds URIs only; reads nothing."""
     from airflow.sdk import Asset
 
-    from airflow_mlops.hooks.datasets import Dataset
-    from airflow_mlops.hooks.storage import ArtifactStore
+    from airflow_mlops.hooks.datasets import Locations
 
-    store = ArtifactStore(storage_uri)
+    where = Locations.of(config, storage_uri)
     if dataset and dataset != config.data.dataset:
-        return Asset(name=f"mlops.data.{dataset}", uri=Dataset.for_name(store, dataset).uri(), group="mlops")
-    uri = Dataset.from_config(config, store).uri()
+        return Asset(name=f"mlops.data.{dataset}", uri=where.scoring.uri(), group="mlops")
+    uri = where.input.uri()
     return Asset(name=f"mlops.data.{config.data.dataset}" if not config.data.uri else f"mlops.data.{uri}", uri=uri,
                  group="mlops")
 
 
-def check_against_data(config: ModelConfig, storage_uri: str | None = None) -> None:
-    """Parse-time check of the config against the latest partition's schema, when data exists."""
-    from airflow_mlops.hooks.datasets import Dataset
-    from airflow_mlops.hooks.storage import ArtifactStore, StorageError
-    from airflow_mlops.ml.config import check_config_against_data
+def check_against_data(config: ModelConfig, storage_uri: str | None = None, ds: str | None = None) -> None:
+    """Check the config against one partition of its input (the latest by default; nothing when there is
+    none). Never called while parsing a DAG file: the ``validate`` task runs the same check
+    (:func:`airflow_mlops.hooks.datasets.check_partition`) on its run's partition.
 
-    try:
-        dataset = Dataset.from_config(config, ArtifactStore(storage_uri))
-        schema = dataset.schema()
-    except StorageError as e:  # storage unreachable at parse time: leave it to the tasks
-        log.warning("could not read the schema of %s at parse time: %s", config.name, e)
-        return
-    if schema is None:
-        return
-    target_values = None
-    if config.target in schema:
-        target_values = dataset.read_table(dataset.partitions()[-1], columns=[config.target]).column(0).to_pandas()
-    check_config_against_data(config, schema, target_values)
+    Raises:
+        DataError: naming the partition's file, the config file and the column.
+    """
+    from airflow_mlops.hooks.datasets import Locations, check_partition
+
+    dataset = Locations.of(config, storage_uri).input
+    ds = ds or (dataset.partitions() or [None])[-1]
+    if ds is not None:
+        check_partition(config, dataset, ds, with_target=True)
 
 
 def _default_args(config: ModelConfig) -> dict[str, Any]:
@@ -285,7 +283,7 @@ def batch_scoring_dag(config: ModelConfig, config_path: str, *, storage_uri: str
         doc_md=f"Scores `{config.data.scoring}` daily with **{config.name}**'s champion as of each logical date, "
                "so backfills (`airflow backfill create`) reproduce what production scored that day.",
     ) as dag:
-        wait = DataPartitionSensor(task_id="wait_for_data", dataset=config.data.scoring, fmt=config.data.format,
+        wait = DataPartitionSensor(task_id="wait_for_data", config_path=config_path, location="scoring",
                                    storage_uri=storage_uri, poke_interval=60, timeout=6 * 3600, mode="reschedule")
         _seed_example_data(config, wait, "scoring", common)
         from airflow_mlops.alerts import alert_notifier
@@ -327,19 +325,21 @@ def monitoring_dag(config: ModelConfig, config_path: str, *, storage_uri: str | 
                f"`{config.name}_training`.",
     ) as dag:
         from airflow_mlops.alerts import alert_notifier
+        from airflow_mlops.hooks.datasets import Locations
         from airflow_mlops.operators.data_quality import DataQualityMonitorOperator
 
         on_failure = alert_notifier(config, storage_uri=storage_uri)  # failures/timeouts -> routed, deduped alert
-        wait = DataPartitionSensor(task_id="wait_for_predictions", prefix=f"predictions/{config.name}",
+        predictions = Locations.of(config, storage_uri).predictions()
+        wait = DataPartitionSensor(task_id="wait_for_predictions", prefix=predictions.prefix,
                                    storage_uri=storage_uri, poke_interval=60, timeout=6 * 3600, mode="reschedule",
                                    on_failure_callback=on_failure)
         # data quality of the day's input: freshness deadline (alert), then volume and duplicate checks
-        source = {"dataset": config.data.scoring_dataset} if config.data.scoring_dataset else {"config_path": config_path}
         deadline = config.monitoring.freshness_deadline_hours
-        wait_data = DataPartitionSensor(task_id="wait_for_data", fmt=config.data.format, storage_uri=storage_uri,
-                                        poke_interval=300, timeout=(24 + deadline + 1) * 3600, mode="reschedule",
+        wait_data = DataPartitionSensor(task_id="wait_for_data", config_path=config_path, location="scoring",
+                                        storage_uri=storage_uri, poke_interval=300,
+                                        timeout=(24 + deadline + 1) * 3600, mode="reschedule",
                                         deadline_hours=deadline, alert_config_path=config_path,
-                                        on_failure_callback=on_failure, **source)
+                                        on_failure_callback=on_failure)
         wait_data >> DataQualityMonitorOperator(task_id="data_quality", config_path=config_path, storage_uri=storage_uri)
         drift = DriftDetectionOperator(task_id="drift", config_path=config_path, storage_uri=storage_uri,
                                        inlets=[predictions_asset(config.name)],
@@ -357,14 +357,15 @@ def build_dags_for_config(config_path: str, *, storage_uri: str | None = None,
                           check_data: bool = True) -> dict[str, DAG]:
     """The ready-made DAGs (training, batch scoring, monitoring) of one model config file.
 
+    Reads no data (``check_data`` is kept for compatibility and ignored: the checks against the data run
+    in each run's ``validate`` task).
+
     Raises:
         ConfigError: the config is invalid (the message names the file and the field).
     """
     from airflow_mlops.ml.config import load_model_config
 
     config = load_model_config(config_path)
-    if check_data:
-        check_against_data(config, storage_uri)
     path = os.path.abspath(config_path)
     dags: dict[str, DAG] = {}
     for factory in (training_dag, batch_scoring_dag, monitoring_dag):

@@ -19,7 +19,7 @@ from collections import Counter
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.hooks.datasets import DataError, Dataset, partition_name
+from airflow_mlops.hooks.datasets import DataError, Dataset, Locations, partition_name
 from airflow_mlops.hooks.registry import ModelRegistry
 from airflow_mlops.hooks.storage import ArtifactNotFoundError, ArtifactStore, PreconditionFailedError, join
 
@@ -72,7 +72,7 @@ def detect_drift(config: ModelConfig, store: ArtifactStore, ds: str, *, run_info
         summary, report = _drift_of(config, store, registry, name, ds, scored, html)
         if report is not None:
             summary["report_uri"] = store.write_bytes(join(prefix, "drift.html"), report.encode())
-    summary.update({"model": name, "ds": ds, "input_uri": Dataset.for_name(store, config.data.scoring).uri(ds),
+    summary.update({"model": name, "ds": ds, "input_uri": Locations(config, store).scoring.uri(ds),
                     "predictions_uri": predictions.uri(ds), **(run_info or {})})
     summary["summary_uri"] = store.uri(join(prefix, "drift.json"))
     summary["alerts"] = [a.as_dict() for a in drift_alerts(summary)]
@@ -93,7 +93,7 @@ def _drift_of(config: ModelConfig, store: ArtifactStore, registry: ModelRegistry
     meta = registry.get_metadata(model, version)
     keys = list(meta.get("keys") or config.keys)
     features = list(meta["features"])
-    input_dataset = Dataset.for_name(store, config.data.scoring, config.data.format)
+    input_dataset = Locations(config, store).scoring  # data.scoring_dataset, else the input (data.uri)
     input_schema = input_dataset.schema(ds) or {}
     extra = [c for c in config.slices if c not in features and c not in keys and c in input_schema]
     inputs = input_dataset.read(ds, columns=[*keys, *features, *extra])

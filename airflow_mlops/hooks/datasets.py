@@ -65,11 +65,9 @@ class Dataset:
 
     @classmethod
     def from_config(cls, config: ModelConfig, store: ArtifactStore) -> Dataset:
-        """The model's input dataset: ``data.uri`` if set, else ``<root>/data/<data.dataset>``."""
-        if config.data.uri:
-            return cls(ArtifactStore(config.data.uri, conn_id=config.data.conn_id or store.conn_id), "",
-                       config.data.format)
-        return cls.for_name(store, config.data.dataset, config.data.format)
+        """The model's input dataset: ``data.uri`` if set, else ``<root>/data/<data.dataset>``
+        (:attr:`Locations.input`)."""
+        return Locations(config, store).input
 
     def key(self, ds: str | dt.date) -> str:
         return join(self.prefix, partition_name(ds))
@@ -195,4 +193,97 @@ class Dataset:
         return self.store.read_manifest(self.key(ds)) or {}
 
 
-__all__ = ["ArtifactNotFoundError", "DataError", "Dataset", "StorageError", "partition_name"]
+class Locations:
+    """The one resolver of a model's locations; every task, sensor, CLI command and UI page asks it.
+
+    * ``input``: the training/validation input, ``data.uri`` when set (its own store, ``data.conn_id``),
+      else ``<root>/data/<data.dataset>``.
+    * ``scoring``: the dataset scored daily: ``<root>/data/<data.scoring_dataset>`` when set, else ``input``.
+    * ``ground_truth``: ``<root>/data/<data.ground_truth_dataset>`` (``None`` when not set).
+    * ``predictions``: the prediction log ``<root>/predictions/<model>``.
+    * ``monitoring(ds)`` / ``validation(ds)``: output key prefixes ``<root>/monitoring|validation/<model>/ds=<ds>``;
+      ``quarantine``: ``<root>/quarantine/<data.dataset>``.
+
+    :param config: the model config.
+    :param store: the artifact store (``[mlops] storage_uri``) holding the model's outputs.
+    """
+
+    def __init__(self, config: ModelConfig, store: ArtifactStore) -> None:
+        self.config, self.store = config, store
+
+    @classmethod
+    def of(cls, config: ModelConfig, storage_uri: str | None = None, conn_id: str | None = None) -> Locations:
+        return cls(config, ArtifactStore(storage_uri, conn_id=conn_id))
+
+    def _named(self, name: str) -> Dataset:
+        return Dataset.for_name(self.store, name, self.config.data.format)
+
+    @property
+    def input(self) -> Dataset:
+        data = self.config.data
+        if data.uri:
+            return Dataset(ArtifactStore(data.uri, conn_id=data.conn_id or self.store.conn_id), "", data.format)
+        return self._named(data.dataset)
+
+    @property
+    def scoring(self) -> Dataset:
+        name = getattr(self.config.data, "scoring_dataset", None)
+        return self._named(name) if name else self.input
+
+    @property
+    def ground_truth(self) -> Dataset | None:
+        name = getattr(self.config.data, "ground_truth_dataset", None)
+        return self._named(name) if name else None
+
+    def predictions(self, output_prefix: str | None = None) -> Dataset:
+        return Dataset(self.store, output_prefix or join("predictions", self.config.name))
+
+    @property
+    def quarantine(self) -> Dataset:
+        return Dataset(self.store, join("quarantine", self.config.data.dataset))
+
+    def monitoring(self, ds: str | dt.date) -> str:
+        return join("monitoring", self.config.name, partition_name(ds))
+
+    def validation(self, ds: str | dt.date) -> str:
+        return join("validation", self.config.name, partition_name(ds))
+
+    def dataset(self, role: str) -> Dataset:
+        """``role``: ``input``, ``scoring``, ``ground_truth`` or ``predictions``."""
+        if role == "predictions":
+            return self.predictions()
+        if role not in ("input", "scoring", "ground_truth"):
+            raise ValueError(f"unknown location {role!r}; one of input, scoring, ground_truth, predictions")
+        found = getattr(self, role)
+        if found is None:
+            raise DataError(f"{self.config.source}: data.ground_truth_dataset is not set for model {self.config.name}")
+        return found
+
+
+def check_partition(config: ModelConfig, dataset: Dataset, ds: str | dt.date, *, with_target: bool = True) -> None:
+    """Run-time check of the config against one partition (columns, target, dtypes, classes).
+
+    Raises :class:`DataError` naming the partition's file, the config file and the column.
+    An empty or unreadable partition raises the reader's :class:`DataError` (naming the partition)."""
+    from airflow_mlops.ml.config import ConfigError, check_config_against_data
+
+    files = dataset.files(ds)
+    table = dataset.read_table(ds)  # missing/empty/corrupt -> DataError naming the partition
+    schema = {f.name: str(f.type) for f in table.schema}
+    where = dataset.store.uri(files[0]) if len(files) == 1 else f"{dataset.uri(ds)} ({len(files)} files)"
+    if not with_target:
+        needed = [*config.keys, *(config.features or ())]
+        missing = [c for c in needed if c not in schema]
+        if missing:
+            raise DataError(f"{where}: column(s) {', '.join(map(repr, missing))} required by {config.source} "
+                            f"(keys/features) are missing; columns present: {', '.join(schema)}")
+        return
+    target = table.column(config.target).to_pandas() if config.target in schema else None
+    try:
+        check_config_against_data(config, schema, target)
+    except ConfigError as e:
+        raise DataError(f"{where} does not fit the model config ({e.field}): {e}") from None
+
+
+__all__ = ["ArtifactNotFoundError", "DataError", "Dataset", "Locations", "StorageError", "check_partition",
+           "partition_name"]

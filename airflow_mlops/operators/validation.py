@@ -14,6 +14,12 @@ if TYPE_CHECKING:
 class DataValidationOperator(MLOpsBaseOperator):
     """Validate the model's input partition for the logical date with Great Expectations 1.x.
 
+    First the partition is checked against the config (key, target and feature columns, dtypes, a
+    target that fits the task; :func:`airflow_mlops.hooks.datasets.check_partition`): a missing, empty
+    or unfit partition fails the run of that date without retries, naming the file and the column.
+    The partition is the model's input (``with_target=True``) or its scoring input
+    (``data.scoring_dataset`` when set), as :class:`~airflow_mlops.hooks.datasets.Locations` resolves them.
+
     The suite comes from the model config's ``validation.suite``: a JSON/YAML suite file, or
     ``infer`` (derived from the champion's training reference: columns, dtypes, ranges, null rates,
     categories; before the first champion, a structural check of the required columns).
@@ -41,12 +47,20 @@ class DataValidationOperator(MLOpsBaseOperator):
         self.with_target = with_target
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.hooks.datasets import DataError, Locations, check_partition
         from airflow_mlops.hooks.registry import RegistryError
         from airflow_mlops.operators.base import integrity_check
         from airflow_mlops.pipeline import GateFailed, validate_partition
 
+        ds = self.logical_ds(context)
+        where = Locations(self.config, self.store)
+        dataset = where.input if self.with_target else where.scoring
+        try:  # the checks against the data run here, never while the DAG file is parsed
+            check_partition(self.config, dataset, ds, with_target=self.with_target)
+        except DataError as e:
+            fail(f"{self.config.name} {ds}: {e}")
         try:
-            return validate_partition(self.config, self.store, self.logical_ds(context), with_target=self.with_target)
+            return validate_partition(self.config, self.store, ds, with_target=self.with_target, dataset=dataset)
         except GateFailed as e:
             fail(str(e))
             raise  # unreachable
@@ -54,6 +68,6 @@ class DataValidationOperator(MLOpsBaseOperator):
             check = integrity_check(e)
             if check is None:
                 raise
-            fail(f"validation of {self.config.name} for {self.logical_ds(context)} refused the champion: {e}",
+            fail(f"validation of {self.config.name} for {ds} refused the champion: {e}",
                  check=check)
             raise  # unreachable

@@ -24,7 +24,9 @@ def _default_deferrable() -> bool:
 class DataPartitionSensor(BaseSensorOperator):
     """Wait until ``<dataset>/ds=<logical date>/`` holds data files.
 
-    Give ``config_path`` (the model's input dataset), ``dataset`` (a name under ``<root>/data/``) or
+    Give ``config_path`` (with ``location``: the model's ``input`` dataset (default), ``scoring``
+    dataset, ``ground_truth`` or ``predictions``, as :class:`~airflow_mlops.hooks.datasets.Locations`
+    resolves them, so ``data.uri`` is honoured), ``dataset`` (a name under ``<root>/data/``) or
     ``prefix`` (any partitioned prefix of the store, e.g. ``predictions/churn``). With ``deferrable=True`` (default: ``[operators] default_deferrable``) the wait
     runs in the triggerer and holds no worker slot. When ``timeout`` passes the task fails with a
     message naming the partition and the deadline, so a missing day raises an alert instead of a
@@ -42,13 +44,14 @@ class DataPartitionSensor(BaseSensorOperator):
                             poke_interval=300, timeout=30 * 3600, deadline_hours=6, deferrable=True)
     """
 
-    template_fields: Sequence[str] = ("config_path", "dataset", "prefix", "ds", "storage_uri", "alert_config_path")
+    template_fields: Sequence[str] = ("config_path", "dataset", "prefix", "ds", "storage_uri", "alert_config_path",
+                                      "location")
     ui_color = "#f0f0f0"
 
     def __init__(self, *, config_path: str | None = None, dataset: str | None = None, prefix: str | None = None,
                  ds: str | None = None, fmt: str = "parquet", storage_uri: str | None = None,
                  aws_conn_id: str | None = None, deferrable: bool | None = None, deadline_hours: float | None = None,
-                 alert_config_path: str | None = None, **kwargs: Any) -> None:
+                 alert_config_path: str | None = None, location: str = "input", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not (config_path or dataset or prefix):
             raise ValueError("DataPartitionSensor needs config_path=, dataset= or prefix=")
@@ -59,6 +62,10 @@ class DataPartitionSensor(BaseSensorOperator):
         self.deferrable = _default_deferrable() if deferrable is None else deferrable
         self.deadline_hours = None if deadline_hours is None else float(deadline_hours)
         self.alert_config_path = alert_config_path
+        if location not in ("input", "scoring", "ground_truth", "predictions"):
+            raise ValueError(f"DataPartitionSensor location must be input, scoring, ground_truth or predictions, "
+                             f"got {location!r}")
+        self.location = location
 
     def _deadline(self, context: Context) -> dt.datetime | None:
         if self.deadline_hours is None:
@@ -90,7 +97,7 @@ class DataPartitionSensor(BaseSensorOperator):
         raise AirflowSensorTimeout(f"{message}; the downstream tasks of {ds} will not run")
 
     def _dataset(self):
-        from airflow_mlops.hooks.datasets import Dataset
+        from airflow_mlops.hooks.datasets import Dataset, Locations
         from airflow_mlops.hooks.storage import ArtifactStore
 
         store = ArtifactStore(self.storage_uri, conn_id=self.aws_conn_id)
@@ -99,7 +106,7 @@ class DataPartitionSensor(BaseSensorOperator):
         if self.config_path:
             from airflow_mlops.ml.config import load_model_config
 
-            return Dataset.from_config(load_model_config(self.config_path), store)
+            return Locations(load_model_config(self.config_path), store).dataset(self.location)
         return Dataset.for_name(store, self.dataset, self.fmt)
 
     def _ds(self, context: Context) -> str:
