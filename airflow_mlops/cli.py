@@ -13,6 +13,16 @@
     python -m airflow_mlops.cli lineage s3://bucket/mlops/data/churn/ds=2024-01-03   # or a fingerprint
     python -m airflow_mlops.cli reproduce churn 1 [--tolerance 1e-9]
     python -m airflow_mlops.cli scaffold-dag dags/configs/churn.yaml [--dags-folder dags]
+    python -m airflow_mlops.cli init --data file:///srv/data/churn --target churned [--name churn] [--keys id,...]
+        [--task binary|multiclass|regression] [--owner NAME] [--config-dir DIR] [--dags-folder DIR] [--force]
+    python -m airflow_mlops.cli check dags/configs/churn.yaml [--data]
+
+``init`` reads the latest ``ds=YYYY-MM-DD`` partition of a dataset folder (or one parquet/CSV file), infers the
+task from the target column, the keys and the features, and writes a commented config
+``<config-dir>/<name>.yaml`` (default ``<dags-folder>/configs``) and the model's Dag file
+``<dags-folder>/<name>.py`` (default ``[core] dags_folder``). It never overwrites either without ``--force``.
+``check`` validates a config; with ``--data`` also against the latest partition of its dataset (columns,
+target, dtypes, task).
 
 The store is ``--storage-uri`` or ``[mlops] storage_uri``; every change lands in the audit log as the
 ``--as`` identity, with the OS user running the command beside it (``details.os_user``). ``--actor`` and
@@ -20,6 +30,10 @@ The store is ``--storage-uri`` or ``[mlops] storage_uri``; every change lands in
 Exit codes: 0 ok; 2 a registry/storage error (message on stderr); 3 ``reproduce`` did not
 reproduce (mismatch or data changed: the verdict is in the JSON output), or ``sign``/``verify`` found a
 version whose signature is missing or does not verify.
+``check``: 0 the config is valid (and fits the data with ``--data``); 2 it is not: stderr names the config
+file and the field (and with ``--data`` the partition file and the column); 4 the data cannot be read (no
+partition, unreadable or empty file, storage error). ``init``: 0 written; 2 refused (ambiguous task or keys,
+missing target column, an existing file without ``--force``: stderr says what to pass); 4 the data cannot be read.
 """
 
 from __future__ import annotations
@@ -86,6 +100,21 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("scaffold-dag", help="write the per-model DAG file <dags-folder>/<model>.py for a config")
     s.add_argument("config", help="the model config, e.g. dags/configs/churn.yaml")
     s.add_argument("--dags-folder", help="default: the parent folder of the config's folder")
+    s = sub.add_parser("init", help="write a commented model config and its Dag file from a dataset")
+    s.add_argument("--data", required=True, help="dataset location: a file:// or s3:// folder of ds=YYYY-MM-DD "
+                                                 "partitions, or a single .parquet/.csv file")
+    s.add_argument("--target", required=True, help="the label column")
+    s.add_argument("--name", help="model name, [a-z0-9_]+ (default: from the dataset folder or file name)")
+    s.add_argument("--keys", help="comma-separated key columns (default: the one unique id-like column)")
+    s.add_argument("--task", choices=("binary", "multiclass", "regression"), help="default: inferred from the target")
+    s.add_argument("--owner", help="team or e-mail (default: the OS user)")
+    s.add_argument("--config-dir", help="default: <dags-folder>/configs")
+    s.add_argument("--dags-folder", help="default: [core] dags_folder")
+    s.add_argument("--conn-id", help="Airflow AWS connection for an s3:// --data")
+    s.add_argument("--force", action="store_true", help="overwrite an existing config / Dag file")
+    s = sub.add_parser("check", help="validate a model config (exit 0 ok, 2 invalid, 4 data unreadable)")
+    s.add_argument("config")
+    s.add_argument("--data", action="store_true", help="also check it against the latest partition of its data")
     return p
 
 
@@ -106,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     _logs_to_stderr()
     if a.command == "scaffold-dag":
         return _scaffold(a)
+    if a.command == "init":
+        return _init(a, argv)
+    if a.command == "check":
+        return _check(a)
     from airflow_mlops.trust.signing import SigningError
 
     reg = ModelRegistry(ArtifactStore(a.storage_uri, conn_id=a.aws_conn_id))
@@ -166,6 +199,138 @@ def _scaffold(a: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps({"dag_file": path, "config": os.path.abspath(a.config)}, indent=2))
+    return 0
+
+
+def _default_dags_folder() -> str:
+    import os
+
+    folder = os.environ.get("AIRFLOW__CORE__DAGS_FOLDER", "").strip()
+    if not folder:
+        try:
+            from airflow.configuration import conf
+
+            folder = conf.get("core", "dags_folder", fallback="") or ""
+        except Exception:  # Airflow not configured: the working directory's dags/
+            folder = ""
+    return os.path.expanduser(folder or "dags")
+
+
+def _init(a: argparse.Namespace, argv: list[str] | None) -> int:
+    import os
+    import shlex
+    import tempfile
+
+    from airflow_mlops.dag_factory import DAG_FILE_TEMPLATE, write_dag_file
+    from airflow_mlops.ml.config import ConfigError, check_config_against_data, load_model_config
+    from airflow_mlops.ml.config_init import InitError, propose_config, read_sample, render_config
+
+    dags_folder = os.path.abspath(a.dags_folder or _default_dags_folder())
+    config_dir = os.path.abspath(a.config_dir or os.path.join(dags_folder, "configs"))
+    keys = [k.strip() for k in a.keys.split(",") if k.strip()] if a.keys else None
+    try:
+        with contextlib_redirect():
+            sample = read_sample(a.data, conn_id=a.conn_id)
+    except InitError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 4
+    try:
+        proposal = propose_config(sample, target=a.target, name=a.name, keys=keys, task=a.task, owner=a.owner)
+    except InitError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    config_path = os.path.join(config_dir, proposal.name + ".yaml")
+    dag_path = os.path.join(dags_folder, proposal.name + ".py")
+    dag_text = DAG_FILE_TEMPLATE.format(stem=proposal.name)
+    existing = [p for p in (config_path, os.path.join(config_dir, proposal.name + ".yml")) if os.path.exists(p)]
+    if os.path.exists(dag_path) and open(dag_path, encoding="utf-8").read() != dag_text:
+        existing.append(dag_path)
+    if existing and not a.force:
+        print(f"error: {', '.join(existing)} exist(s); not overwriting: pass --force to replace, or --name for "
+              f"another model", file=sys.stderr)
+        return 2
+    command = "python -m airflow_mlops.cli " + " ".join(shlex.quote(x) for x in (argv if argv is not None
+                                                                                   else sys.argv[1:]))
+    text = render_config(proposal, command=command)
+    os.makedirs(config_dir, exist_ok=True)
+    os.makedirs(dags_folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{proposal.name}-", suffix=".yaml", dir=config_dir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        try:  # what init writes must load and fit the sample: a failure here is a bug of init, not of the user
+            config = load_model_config(tmp)
+            check_config_against_data(config, sample.schema, sample.frame[proposal.target])
+        except ConfigError as e:
+            print(f"error: the proposed config does not validate ({e}); please report this", file=sys.stderr)
+            return 2
+        os.replace(tmp, config_path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    if a.force and os.path.exists(dag_path):
+        os.unlink(dag_path)
+    write_dag_file(config_path, dags_folder)
+    out = {"config": config_path, "dag_file": dag_path, "model": proposal.name, "task": proposal.task,
+           "keys": proposal.keys, "target": proposal.target, "features": proposal.features,
+           "categorical_features": proposal.categorical, "excluded": proposal.excluded,
+           "sample": {"source": sample.source, "rows": len(sample.frame)}, "notes": list(proposal.notes),
+           "dags": [f"{proposal.name}_{kind}" for kind in ("training", "batch_scoring", "monitoring")]}
+    if config_dir != os.path.join(dags_folder, "configs"):
+        out["notes"].append(f"the Dag file reads configs from {os.path.join(dags_folder, 'configs')}: set "
+                            f"MLOPS_CONFIGS_DIR={config_dir} for the dag-processor and workers")
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def contextlib_redirect():
+    """Provider logs printed while reading data go to stderr: stdout is for the JSON answer."""
+    import contextlib
+
+    return contextlib.redirect_stdout(sys.stderr)
+
+
+def _check(a: argparse.Namespace) -> int:
+    import os
+
+    from airflow_mlops.ml.config import ConfigError, check_config_against_data, load_model_config
+
+    try:
+        config = load_model_config(a.config)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"error: cannot read {a.config}: {e}", file=sys.stderr)
+        return 2
+    out: dict = {"config": os.path.abspath(a.config), "model": config.name, "task": config.task, "valid": True}
+    if a.data:
+        from airflow_mlops.hooks.datasets import Dataset
+        from airflow_mlops.hooks.storage import ArtifactStore
+
+        try:
+            with contextlib_redirect():
+                dataset = Dataset.from_config(config, ArtifactStore(a.storage_uri, conn_id=a.aws_conn_id))
+                parts = dataset.partitions()
+                if not parts:
+                    raise ValueError(f"{dataset.uri()} has no ds=YYYY-MM-DD partitions (data.uri / data.dataset "
+                                     f"in {a.config})")
+                files = dataset.files(parts[-1])
+                table = dataset.read_table(parts[-1])
+        except Exception as e:  # DataError, StorageError, ArtifactNotFoundError, ValueError
+            print(f"error: {e}", file=sys.stderr)
+            return 4
+        schema = {f.name: str(f.type) for f in table.schema}
+        target = table.column(config.target).to_pandas() if config.target in schema else None
+        where = dataset.store.uri(files[0]) if len(files) == 1 else dataset.uri(parts[-1])
+        try:
+            check_config_against_data(config, schema, target)
+        except ConfigError as e:
+            print(f"error: {where}: {e}", file=sys.stderr)
+            return 2
+        out["data"] = {"partition": dataset.uri(parts[-1]), "files": len(files), "rows": table.num_rows,
+                       "columns": len(schema), "partitions": len(parts)}
+    print(json.dumps(out, indent=2))
     return 0
 
 
