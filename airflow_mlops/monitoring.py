@@ -77,9 +77,10 @@ def detect_drift(config: ModelConfig, store: ArtifactStore, ds: str, *, run_info
     summary["summary_uri"] = store.uri(join(prefix, "drift.json"))
     summary["alerts"] = [a.as_dict() for a in drift_alerts(summary)]
     store.write_json(join(prefix, "drift.json"), summary)
-    log.info("drift %s v%s %s: %d/%d features drifted (share %.2f, threshold %.2f) -> %s", name, summary["version"],
-             ds, summary["n_drifted"], summary["n_features"], summary["share_drifted"], summary["threshold"],
-             "DRIFT" if summary["dataset_drift"] else "no drift")
+    log.info("drift %s v%s %s: %d/%d features drifted (share %.2f, threshold %.2f; features only) -> %s "
+             "(rule %s: %s)", name, summary["version"], ds, summary["n_drifted"], summary["n_features"],
+             summary["share_drifted"], summary["threshold"], "DRIFT" if summary["dataset_drift"] else "no drift",
+             summary.get("rule"), verdict_text(summary))
     return summary
 
 
@@ -105,6 +106,7 @@ def _drift_of(config: ModelConfig, store: ArtifactStore, registry: ModelRegistry
         categorical=list(meta.get("categorical_features") or []), prediction_column="prediction",
         threshold=config.drift.threshold, stattest_threshold=config.drift.stattest_threshold,
         sample_size=config.drift.sample_size, seed=config.training.seed, html=html,
+        rule=config.drift.rule, top_k=config.drift.top_k, importance=meta.get("feature_importance") or [],
     )
     summary = dict(result.summary)
     summary["slices"] = drift_by_slice(config, reference, current, meta)
@@ -131,14 +133,16 @@ def _segmented_drift(config: ModelConfig, store: ArtifactStore, registry: ModelR
         if report is not None:
             summary["report_uri"] = store.write_bytes(join(prefix, f"drift__{model}.html"), report.encode())
         per[str(model)] = summary
-    worst_model = max(per, key=lambda m: (per[m]["share_drifted"], m))
+    # the worst segment: a drifting one first (its verdict names the clause), then the largest share
+    worst_model = max(per, key=lambda m: (bool(per[m]["dataset_drift"]), per[m]["share_drifted"], m))
     combined = dict(per[worst_model])
     combined["segment_model"] = worst_model
     combined["dataset_drift"] = any(s["dataset_drift"] for s in per.values())
     combined["segments"] = [
         {"model": m, "version": s["version"], "rows": s["rows_scored_by_version"],
          "share_drifted": s["share_drifted"], "n_drifted": s["n_drifted"], "n_features": s["n_features"],
-         "dataset_drift": s["dataset_drift"], "report_uri": s.get("report_uri")}
+         "dataset_drift": s["dataset_drift"], "fired": (s.get("verdict") or {}).get("fired", []),
+         "report_uri": s.get("report_uri")}
         for m, s in per.items()
     ]
     log.info("drift of %d segment model(s) of %s on %s: worst %s (share %.2f)", len(per), config.name, ds,
@@ -148,11 +152,15 @@ def _segmented_drift(config: ModelConfig, store: ArtifactStore, registry: ModelR
 
 def xcom_summary(summary: dict[str, Any]) -> dict[str, Any]:
     """The small part of a drift summary that goes to XCom."""
-    keep = ("model", "version", "ds", "share_drifted", "n_drifted", "n_features", "threshold", "dataset_drift",
-            "report_uri", "summary_uri")
+    keep = ("model", "version", "ds", "share_drifted", "n_drifted", "n_features", "counted", "threshold",
+            "share_drift", "dataset_drift", "rule", "report_uri", "summary_uri")
     out = {k: summary.get(k) for k in keep}
     out["drifted_columns"] = [c["column"] for c in summary.get("columns", []) if c.get("drifted")]
     out["prediction_drift"] = (summary.get("prediction_drift") or {}).get("drifted")
+    verdict = summary.get("verdict") or {}
+    out["fired"] = list(verdict.get("fired") or [])
+    out["top_features"] = list((verdict.get("top_features") or {}).get("features") or [])
+    out["reason"] = verdict_text(summary)
     out["slices"] = [{k: s.get(k) for k in ("slice", "rows", "skipped", "share_drifted", "dataset_drift")}
                      for s in summary.get("slices", [])]
     out["drifted_slices"] = [s["slice"] for s in summary.get("slices", []) if s.get("dataset_drift")]
@@ -161,6 +169,18 @@ def xcom_summary(summary: dict[str, Any]) -> dict[str, Any]:
         out["segments"] = [{k: s.get(k) for k in ("model", "version", "share_drifted", "dataset_drift")}
                            for s in summary["segments"]]
     return out
+
+
+def verdict_text(summary: dict[str, Any]) -> str:
+    """One line naming the clause(s) of the drift rule that fired (or why none did)."""
+    verdict = summary.get("verdict") or {}
+    if not verdict:  # a summary written before drift rules: the share alone decided
+        return (f"share {summary.get('share_drifted', 0.0):.2f} "
+                f"{'>=' if summary.get('dataset_drift') else '<'} threshold {summary.get('threshold', 0.0):.2f}")
+    fired = verdict.get("fired") or []
+    head = f"fired: {', '.join(fired)}" if fired else "no clause fired"
+    reason = verdict.get("reason", "")
+    return f"{head}: {reason.removeprefix('no clause fired: ')}" if reason else head
 
 
 # --------------------------------------------------------------------------------------------
@@ -195,7 +215,8 @@ def drift_by_slice(config: ModelConfig, reference: pd.DataFrame, current: pd.Dat
             numeric=list(meta.get("numeric_features") or []), categorical=list(meta.get("categorical_features") or []),
             prediction_column="prediction", threshold=config.drift.threshold,
             stattest_threshold=config.drift.stattest_threshold, sample_size=config.drift.sample_size,
-            seed=config.training.seed)
+            seed=config.training.seed, rule=config.drift.rule, top_k=config.drift.top_k,
+            importance=meta.get("feature_importance") or [])
         for value, s in per_value.items():
             row: dict[str, Any] = {"column": col, "value": value, "slice": slice_label(col, value),
                                    "rows": s["rows"] if s["skipped"] else {"reference": s["rows"]["reference"],
@@ -207,7 +228,9 @@ def drift_by_slice(config: ModelConfig, reference: pd.DataFrame, current: pd.Dat
                 row.update({"share_drifted": s["share_drifted"], "n_drifted": s["n_drifted"],
                             "n_features": s["n_features"], "dataset_drift": bool(s["dataset_drift"]),
                             "drifted_columns": [c["column"] for c in s["columns"] if c["drifted"]],
-                            "prediction_drift": (s.get("prediction_drift") or {}).get("drifted")})
+                            "prediction_drift": (s.get("prediction_drift") or {}).get("drifted"),
+                            "fired": list((s.get("verdict") or {}).get("fired") or []),
+                            "reason": verdict_text(s)})
             rows.append(row)
     return rows
 
@@ -222,24 +245,28 @@ def drift_alerts(summary: dict[str, Any]) -> list[AlertRecord]:
     out: list[AlertRecord] = []
     drifted = [c["column"] for c in summary.get("columns", []) if c.get("drifted")]
     if summary.get("dataset_drift"):
+        fired = list((summary.get("verdict") or {}).get("fired") or [])
         out.append(AlertRecord(
             model=model, check="drift", window=ds, value=summary["share_drifted"], threshold=summary["threshold"],
-            message=(f"{model} on {ds}: {summary['n_drifted']}/{summary['n_features']} features drifted "
-                     f"(share {summary['share_drifted']:.2f} >= threshold {summary['threshold']:.2f}): "
-                     f"{', '.join(drifted)}"),
-            report_uri=report, details={"drifted_columns": drifted, "version": summary.get("version")}))
+            message=(f"{model} on {ds}: drift (rule {summary.get('rule', 'share')}, {verdict_text(summary)}); "
+                     f"{summary['n_drifted']}/{summary['n_features']} features drifted "
+                     f"(share {summary['share_drifted']:.2f}, threshold {summary['threshold']:.2f}): "
+                     f"{', '.join(drifted) or 'none'}"),
+            report_uri=report, details={"drifted_columns": drifted, "version": summary.get("version"),
+                                        "rule": summary.get("rule"), "fired": fired}))
     for s in summary.get("slices", []):
         if s.get("skipped") or not s.get("dataset_drift"):
             continue
         out.append(AlertRecord(
             model=model, check="drift", window=ds, value=s["share_drifted"], threshold=summary["threshold"],
-            message=(f"{model} slice {s['slice']} on {ds}: {s['n_drifted']}/{s['n_features']} features drifted "
-                     f"(share {s['share_drifted']:.2f} >= threshold {summary['threshold']:.2f}): "
-                     f"{', '.join(s['drifted_columns'])}; rows {s['rows']['current']} "
+            message=(f"{model} slice {s['slice']} on {ds}: drift ({s.get('reason') or 'share'}); "
+                     f"{s['n_drifted']}/{s['n_features']} features drifted "
+                     f"(share {s['share_drifted']:.2f}, threshold {summary['threshold']:.2f}): "
+                     f"{', '.join(s['drifted_columns']) or 'none'}; rows {s['rows']['current']} "
                      f"(reference {s['rows']['reference']})"),
             report_uri=report, slice=s["slice"],
             details={"drifted_columns": s["drifted_columns"], "version": summary.get("version"),
-                     "rows": s["rows"]}))
+                     "rows": s["rows"], "fired": s.get("fired", [])}))
     return out
 
 

@@ -320,11 +320,19 @@ class SchedulesConfig:
 
 @dataclass(frozen=True)
 class DriftConfig:
-    """``drift:`` drift detection settings."""
+    """``drift:`` drift detection settings (``docs/drift.md``)."""
 
+    #: the ``share`` clause fires when the share of drifted features is >= this
     threshold: float = 0.5
     sample_size: int = 100000
     stattest_threshold: float | None = None
+    #: ``combined`` (drift when the share clause, the prediction distribution or any of the top_k most
+    #: important features drifts), ``share`` (the share clause alone) or a tuple of clauses of
+    #: ``airflow_mlops.ml.drift.DRIFT_CLAUSES``
+    rule: str | tuple[str, ...] = "combined"
+    #: how many of the most important features (the version's ``feature_importance``) the
+    #: ``top_features`` clause watches
+    top_k: int = 3
 
 
 @dataclass(frozen=True)
@@ -581,7 +589,7 @@ _SECTION_FIELDS: dict[str, tuple[str, ...]] = {
     "validation": ("suite", "mostly"),
     "schedules": ("training", "nightly_retraining", "scoring", "monitoring", "start_date", "max_active_runs",
                   "scoring_catchup"),
-    "drift": ("threshold", "sample_size", "stattest_threshold"),
+    "drift": ("threshold", "sample_size", "stattest_threshold", "rule", "top_k"),
     "monitoring": ("min_slice_size", "performance_window_days", "max_relative_change", "drift_cooldown_days",
                    "freshness_deadline_hours", "volume_window_days", "volume_min_ratio", "volume_max_ratio",
                    "volume_max_z"),
@@ -1037,12 +1045,34 @@ class _Parser:
             raise self.error(path, f"{value!r} is not a valid cron expression")
 
     def parse_drift(self, sec: Mapping[str, Any]) -> DriftConfig:
+        d = DriftConfig()
         return DriftConfig(
             threshold=self.number(sec.get("threshold", 0.5), "drift.threshold", 0.0, 1.0, low_open=True),
             sample_size=self.integer(sec.get("sample_size", 100000), "drift.sample_size", low=1),
             stattest_threshold=self.number(sec.get("stattest_threshold"), "drift.stattest_threshold", low=0.0,
                                            low_open=True, nullable=True),
+            rule=self.parse_drift_rule(sec.get("rule", d.rule)),
+            top_k=self.integer(sec.get("top_k", d.top_k), "drift.top_k", low=0),
         )
+
+    def parse_drift_rule(self, value: Any) -> str | tuple[str, ...]:
+        """``drift.rule``: ``combined``, ``share`` or a non-empty list of clauses."""
+        from airflow_mlops.ml.drift import DRIFT_CLAUSES, DRIFT_RULES
+
+        if isinstance(value, str):
+            if value not in DRIFT_RULES:
+                raise self.error("drift.rule", f"{value!r} is not a drift rule; expected one of "
+                                               f"{', '.join(DRIFT_RULES)} or a list of clauses "
+                                               f"({', '.join(DRIFT_CLAUSES)})")
+            return value
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+            bad = [v for v in value if v not in DRIFT_CLAUSES]
+            if bad:
+                raise self.error("drift.rule", f"unknown clause(s) {', '.join(map(repr, bad))}; clauses are "
+                                               f"{', '.join(DRIFT_CLAUSES)}")
+            return tuple(c for c in DRIFT_CLAUSES if c in value)
+        raise self.error("drift.rule", f"must be one of {', '.join(DRIFT_RULES)} or a non-empty list of clauses "
+                                       f"({', '.join(DRIFT_CLAUSES)}); got {value!r}")
 
     def parse_monitoring(self, sec: Mapping[str, Any]) -> MonitoringConfig:
         d = MonitoringConfig()

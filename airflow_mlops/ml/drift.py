@@ -30,8 +30,15 @@ What :func:`compute_drift` does (see ``docs/drift.md`` for the full description)
    by evidently before testing.
 3. **Summary.** Per column: name, kind, stattest, score, threshold, drifted. The share of drifted
    columns counts the *features only*; the prediction column is reported separately as
-   ``prediction_drift``. ``dataset_drift = share_drifted >= threshold`` (``>=``, the same rule
-   evidently uses for its own dataset drift).
+   ``prediction_drift`` (evidently's HTML counts the same columns: the features go to
+   ``DataDriftPreset``, the prediction to its own ``ValueDrift``). ``share_drift = share_drifted >=
+   threshold`` (``>=``, the same rule evidently uses for its own dataset drift).
+4. **Verdict** (``rule``, :func:`drift_verdict`). ``dataset_drift`` is true when any clause of the
+   rule fires: ``share`` (``share_drift``), ``prediction`` (the prediction column drifted) or
+   ``top_features`` (any of the ``top_k`` most important features drifted, importance from the
+   version's ``feature_importance``). ``rule="share"`` (this function's default) is the share alone;
+   ``"combined"`` (the model config's default) is all three. ``summary["verdict"]`` names the clauses
+   that fired and why.
 
 A column whose values are all missing on one side and not on the other cannot be tested; it is
 reported with ``stattest: null, score: null, drifted: true`` (all missing on both sides:
@@ -57,7 +64,8 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 log = logging.getLogger(__name__)
 
 __all__ = ["DriftResult", "compute_drift", "slice_drift", "sample_rows", "MAX_CATEGORICAL_PREDICTION_VALUES",
-           "SMALL_REFERENCE_ROWS"]
+           "SMALL_REFERENCE_ROWS", "DRIFT_CLAUSES", "DRIFT_RULES", "rule_clauses", "top_features", "drift_verdict",
+           "COUNTED", "verdict_section_html"]
 
 #: evidently switches from distance tests to p-value tests at or below this many reference rows.
 SMALL_REFERENCE_ROWS = 1000
@@ -65,6 +73,144 @@ SMALL_REFERENCE_ROWS = 1000
 #: An integer ``prediction`` column with at most this many distinct values (both sides together)
 #: is treated as a class label (categorical); more, or a float column, as numeric (regression).
 MAX_CATEGORICAL_PREDICTION_VALUES = 20
+
+
+#: The clauses a drift rule is made of, in the order they are reported.
+DRIFT_CLAUSES = ("share", "prediction", "top_features")
+
+#: Named rules: ``share`` is the share of drifted features alone (the rule before 0.x; this module's
+#: default), ``combined`` (the model config's default) flags drift when any clause fires.
+DRIFT_RULES: dict[str, tuple[str, ...]] = {"share": ("share",), "combined": DRIFT_CLAUSES}
+
+#: What ``n_features`` / ``n_drifted`` / ``share_drifted`` count, stated in every summary.
+COUNTED = "features only (the prediction column is tested and reported apart as prediction_drift, not counted)"
+
+
+def rule_clauses(rule: str | Sequence[str]) -> tuple[str, ...]:
+    """The clauses of ``rule``: a name of :data:`DRIFT_RULES` or a list of :data:`DRIFT_CLAUSES`."""
+    if isinstance(rule, str):
+        if rule not in DRIFT_RULES:
+            raise ValueError(f"unknown drift rule {rule!r}; expected one of {', '.join(DRIFT_RULES)} or a list of "
+                             f"clauses ({', '.join(DRIFT_CLAUSES)})")
+        return DRIFT_RULES[rule]
+    clauses = tuple(dict.fromkeys(rule))
+    bad = [c for c in clauses if c not in DRIFT_CLAUSES]
+    if bad or not clauses:
+        raise ValueError(f"drift rule clauses must be a non-empty list of {', '.join(DRIFT_CLAUSES)}; got {list(rule)!r}")
+    return tuple(c for c in DRIFT_CLAUSES if c in clauses)
+
+
+def _rule_name(rule: str | Sequence[str]) -> str:
+    if isinstance(rule, str):
+        return rule
+    clauses = rule_clauses(rule)
+    named = [n for n, c in DRIFT_RULES.items() if c == clauses]
+    return named[0] if named else "+".join(clauses)
+
+
+def top_features(importance: Sequence[dict[str, Any]] | None, features: Sequence[str], k: int) -> list[str]:
+    """The ``k`` most important of ``features`` by ``importance_mean`` (rows of a version's
+    ``feature_importance``: ``{feature, importance_mean, ...}``); features with an importance of 0 or
+    less (the model does not use them) are never "important". Ties: by name."""
+    if k <= 0 or not importance:
+        return []
+    wanted = set(features)
+    rows = [r for r in importance if r.get("feature") in wanted and _json_float(r.get("importance_mean")) is not None
+            and float(r["importance_mean"]) > 0]
+    rows.sort(key=lambda r: (-float(r["importance_mean"]), str(r["feature"])))
+    return [str(r["feature"]) for r in rows[:k]]
+
+
+def drift_verdict(summary: dict[str, Any], rule: str | Sequence[str] = "share", *, top_k: int = 3,
+                  importance: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The verdict of ``rule`` on a :func:`compute_drift` summary (its ``columns``, ``share_drifted``,
+    ``threshold`` and ``prediction_drift``): ``{rule, clauses, fired, drift, reason, share, prediction,
+    top_features}`` where each clause entry says whether it fired and on what. Every clause is
+    evaluated and reported, also those not in the rule (``in_rule: false``); only clauses of the rule
+    decide ``drift``."""
+    clauses = rule_clauses(rule)
+    drifted = {c["column"] for c in summary.get("columns", []) if c.get("drifted")}
+    share, threshold = float(summary.get("share_drifted") or 0.0), float(summary["threshold"])
+    n_features = int(summary.get("n_features") or 0)
+    share_fired = n_features > 0 and share >= threshold
+    share_entry = {"in_rule": "share" in clauses, "fired": share_fired, "n_drifted": summary.get("n_drifted"),
+                   "n_features": n_features, "share_drifted": share, "threshold": threshold,
+                   "reason": (f"{summary.get('n_drifted')}/{n_features} features drifted (share {share:.2f} "
+                              f"{'>=' if share_fired else '<'} threshold {threshold:.2f})")}
+    pd_ = summary.get("prediction_drift")
+    if pd_ is None:
+        pred_entry = {"in_rule": "prediction" in clauses, "fired": False, "column": None,
+                      "reason": "no prediction column tested"}
+    else:
+        fired = bool(pd_.get("drifted"))
+        score = pd_.get("score")
+        how = (f"{pd_.get('stattest')} {score:.3g}, threshold {pd_.get('threshold'):.3g}"
+               if score is not None and pd_.get("threshold") is not None else pd_.get("note", "untestable"))
+        pred_entry = {"in_rule": "prediction" in clauses, "fired": fired, "column": pd_.get("column"),
+                      "stattest": pd_.get("stattest"), "score": score, "threshold": pd_.get("threshold"),
+                      "reason": f"prediction column {pd_.get('column')!r} {'drifted' if fired else 'did not drift'} "
+                                f"({how})"}
+    features = [c["column"] for c in summary.get("columns", [])]
+    top = top_features(importance, features, top_k)
+    top_drifted = [f for f in top if f in drifted]
+    if top_k <= 0:
+        why = "top_k is 0"
+    elif not importance:
+        why = "no feature importance for this model version (feature_importance is empty)"
+    elif not top:
+        why = "no feature with an importance above 0"
+    else:
+        why = (f"top-{top_k} important feature(s) {', '.join(top)}: "
+               + (f"drifted: {', '.join(top_drifted)}" if top_drifted else "none drifted"))
+    top_entry = {"in_rule": "top_features" in clauses, "fired": bool(top_drifted), "k": int(top_k),
+                 "features": top, "drifted": top_drifted, "reason": why}
+    entries = {"share": share_entry, "prediction": pred_entry, "top_features": top_entry}
+    fired = [c for c in clauses if entries[c]["fired"]]
+    if fired:
+        reason = "; ".join(entries[c]["reason"] for c in fired)
+    else:
+        reason = "no clause fired: " + "; ".join(entries[c]["reason"] for c in clauses)
+    return {"rule": _rule_name(rule), "clauses": list(clauses), "fired": fired, "drift": bool(fired),
+            "reason": reason, **entries}
+
+
+def verdict_section_html(summary: dict[str, Any]) -> str:
+    """A self-styled HTML block for the top of the drift report: the verdict, the clause(s) that
+    fired and the counts of ``drift.json`` with what they count (names escaped)."""
+    from html import escape
+
+    v = summary.get("verdict") or {}
+    n, k = summary.get("n_features"), summary.get("n_drifted")
+    verdict = "DRIFT" if summary.get("dataset_drift") else "no drift"
+    fired = ", ".join(v.get("fired") or []) or "none"
+    rows = "".join(
+        f"<tr><td>{escape(c)}</td><td>{'yes' if v[c].get('in_rule') else 'no'}</td>"
+        f"<td>{'FIRED' if v[c].get('fired') else '-'}</td><td>{escape(str(v[c].get('reason', '')))}</td></tr>"
+        for c in DRIFT_CLAUSES if c in v)
+    untestable = [c["column"] for c in summary.get("columns", []) if c.get("stattest") is None]
+    note = (f"<p>Untestable feature(s) (all values missing on a side), counted here but not in evidently's table: "
+            f"{escape(', '.join(untestable))}</p>" if untestable else "")
+    pred = (summary.get("prediction_drift") or {}).get("column")
+    pred_note = (f" The prediction column <code>{escape(str(pred))}</code> is tested on its own (the "
+                 f"&quot;Value drift&quot; panel) and not counted." if pred else "")
+    return ("<div id='mlops-drift-verdict' style='font-family:system-ui,sans-serif;margin:2em'>"
+            f"<h2>Verdict: {verdict}</h2>"
+            f"<p>Rule <code>{escape(str(v.get('rule', '')))}</code> (drift when any of "
+            f"{escape(', '.join(v.get('clauses') or []))} fires); fired: <b>{escape(fired)}</b>.</p>"
+            f"<p>Counted: <b>{k} of {n} features drifted</b> (share {float(summary.get('share_drifted') or 0):.4f}, "
+            f"threshold {float(summary.get('threshold') or 0):.2f}): features only, as in drift.json and the registry "
+            f"page; evidently's dataset drift panel below counts the same feature columns.{pred_note}</p>{note}"
+            "<table border='1' cellpadding='4' style='border-collapse:collapse'>"
+            "<tr><th>clause</th><th>in rule</th><th>fired</th><th>detail</th></tr>"
+            f"{rows}</table></div>")
+
+
+def _insert_after_body(report_html: str, section_html: str) -> str:
+    """``section_html`` right after the opening ``<body ...>`` tag (prepended if there is none)."""
+    import re
+
+    m = re.search(r"<body\b[^>]*>", report_html, flags=re.IGNORECASE)
+    return section_html + report_html if m is None else report_html[:m.end()] + section_html + report_html[m.end():]
 
 
 @dataclass(frozen=True)
@@ -166,6 +312,9 @@ def compute_drift(
     sample_size: int | None = 100_000,
     seed: int = 0,
     html: bool = True,
+    rule: str | Sequence[str] = "share",
+    top_k: int = 3,
+    importance: Sequence[dict[str, Any]] | None = None,
 ) -> DriftResult:
     """Drift of ``current`` against ``reference`` (features and, optionally, predictions).
 
@@ -180,12 +329,20 @@ def compute_drift(
             there (it is then not counted as a feature); otherwise bool/string/object columns and
             integer columns with at most :data:`MAX_CATEGORICAL_PREDICTION_VALUES` distinct values
             are categorical (class labels), everything else numeric (regression).
-        threshold: dataset drift when ``share_drifted >= threshold`` (share of drifted features).
+        threshold: the ``share`` clause fires when ``share_drifted >= threshold`` (share of drifted
+            features).
         stattest_threshold: per-column threshold passed to evidently for every test (``None``:
             each test's default, 0.05 for p-values and 0.1 for distances).
         sample_size: sample each side to at most this many rows (``None``: no sampling).
         seed: sampling seed.
-        html: also render evidently's HTML report (the summary is the same either way).
+        html: also render evidently's HTML report (the summary is the same either way), with the
+            verdict and the counts of the summary at its top.
+        rule: ``"share"`` (default here: the share clause alone), ``"combined"`` (share OR
+            prediction OR top features; the model config's default) or a list of clauses of
+            :data:`DRIFT_CLAUSES`; see :func:`drift_verdict`. Decides ``dataset_drift``.
+        top_k: how many of the most important features the ``top_features`` clause watches.
+        importance: the version's ``feature_importance`` rows (``{feature, importance_mean}``);
+            without them the ``top_features`` clause cannot fire.
 
     Raises:
         ValueError: a listed column is missing, a column is both numeric and categorical, a side
@@ -211,6 +368,9 @@ def compute_drift(
         else:
             pred_kind = ""  # decided below, once the columns are known to exist
     _check_args(reference, current, numeric, categorical, pred, threshold, stattest_threshold, sample_size)
+    clauses = rule_clauses(rule)
+    if top_k < 0:
+        raise ValueError(f"top_k must be >= 0, got {top_k!r}")
     if pred and not pred_kind:
         pred_kind = _prediction_kind(reference, current, pred)
     features = [*numeric, *categorical]
@@ -241,7 +401,8 @@ def compute_drift(
     results: dict[str, dict[str, Any]] = {}
     html_str: str | None = None
     if tested:
-        results, html_str = _run_evidently(ref, cur, tested, kinds, threshold, stattest_threshold, html)
+        results, html_str = _run_evidently(ref, cur, tested, kinds, threshold, stattest_threshold, html,
+                                           prediction_column=pred)
 
     entries: dict[str, dict[str, Any]] = {}
     for col in columns:
@@ -268,8 +429,10 @@ def compute_drift(
         "n_features": len(feature_entries),
         "n_drifted": n_drifted,
         "share_drifted": share,
+        "counted": COUNTED,
         "threshold": float(threshold),
-        "dataset_drift": bool(feature_entries) and share >= threshold,
+        "share_drift": bool(feature_entries) and share >= threshold,
+        "dataset_drift": False,  # the rule's verdict, set below
         "prediction_drift": prediction_drift,
         "stattest_threshold": _json_float(stattest_threshold),
         "rows": {"reference": len(reference), "current": len(current),
@@ -279,6 +442,13 @@ def compute_drift(
         "seed": seed,
         "evidently_version": _evidently_version(),
     }
+    verdict = drift_verdict(summary, clauses if not isinstance(rule, str) else rule, top_k=top_k,
+                            importance=importance)
+    summary["rule"] = verdict["rule"]
+    summary["verdict"] = verdict
+    summary["dataset_drift"] = verdict["drift"]
+    if html and html_str is not None:
+        html_str = _insert_after_body(html_str, verdict_section_html(summary))
     return DriftResult(summary=summary, html=html_str if html else None)
 
 
@@ -295,10 +465,13 @@ def _evidently_version() -> str:
 
 def _run_evidently(ref: pd.DataFrame, cur: pd.DataFrame, columns: list[str], kinds: dict[str, str],
                    threshold: float, stattest_threshold: float | None,
-                   html: bool) -> tuple[dict[str, dict[str, Any]], str | None]:
-    """Run ``DataDriftPreset`` over ``columns``; per-column results (from the snapshot's public
-    ``dict()``: metric config + value, test status) and the HTML."""
+                   html: bool, prediction_column: str | None = None) -> tuple[dict[str, dict[str, Any]], str | None]:
+    """Run ``DataDriftPreset`` over the feature columns of ``columns`` and a separate ``ValueDrift`` over
+    ``prediction_column`` (so evidently's "dataset drift" panel counts the features only, like the
+    summary); per-column results (from the snapshot's public ``dict()``: metric config + value, test
+    status) and the HTML."""
     from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
 
     numeric = [c for c in columns if kinds[c] == "numeric"]
@@ -306,10 +479,16 @@ def _run_evidently(ref: pd.DataFrame, cur: pd.DataFrame, columns: list[str], kin
     # Every type list is given (even empty) so evidently does not infer column types.
     definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical, text_columns=[],
                                 datetime_columns=[], unknown_columns=[], list_columns=[])
-    preset = DataDriftPreset(columns=columns, drift_share=threshold, threshold=stattest_threshold)
+    feature_columns = [c for c in columns if c != prediction_column]
+    metrics: list[Any] = []
+    if feature_columns:
+        metrics.append(DataDriftPreset(columns=feature_columns, drift_share=threshold, threshold=stattest_threshold))
+    if prediction_column in columns:
+        # method=None: evidently picks the test as the preset would (same type, size and threshold rules)
+        metrics.append(ValueDrift(column=prediction_column, threshold=stattest_threshold))
     # include_tests=True gives each ValueDrift a pass/fail test: evidently's own "drifted" verdict,
     # which knows whether the score is a p-value (drift below) or a distance (drift above).
-    report = Report([preset], include_tests=True)
+    report = Report(metrics, include_tests=True)
     snapshot = report.run(
         current_data=Dataset.from_pandas(_select(cur, columns), data_definition=definition),
         reference_data=Dataset.from_pandas(_select(ref, columns), data_definition=definition),

@@ -27,7 +27,11 @@ class DriftDetectionOperator(MLOpsBaseOperator):
     drifted; share of drifted features; prediction drift) and the HTML report go to
     ``<root>/monitoring/<model>/ds=<ds>/drift.json`` / ``drift.html``; a small summary goes to XCom.
 
-    When the share of drifted features reaches ``drift.threshold`` the operator emits an asset event on
+    The verdict follows ``drift.rule`` (default ``combined``: the share of drifted features reaches
+    ``drift.threshold``, OR the prediction distribution drifts, OR any of the ``drift.top_k`` most
+    important features of the version drifts; ``share``: the share alone); the summary, the XCom
+    (``fired``, ``reason``), the alert and the log name the clause(s) that fired. On drift the
+    operator emits an asset event on
     ``mlops://<model>/retrain-request`` (through the asset alias ``mlops.<model>.retrain_request_alias``),
     which schedules ``<model>_training``. No drift, no event. Within ``monitoring.drift_cooldown_days``
     after the previous request (by logical date, recorded in ``monitoring/<model>/retrain_requests.json``)
@@ -76,6 +80,9 @@ class DriftDetectionOperator(MLOpsBaseOperator):
             fail(str(e))
             raise
         out = xcom_summary(summary)
+        self.log.info("drift of %s on %s: %s (rule %s; %s/%s features drifted, share %.2f, features only): %s",
+                      self.config.name, ds, "DRIFT" if summary["dataset_drift"] else "no drift", out.get("rule"),
+                      out.get("n_drifted"), out.get("n_features"), out.get("share_drifted") or 0.0, out["reason"])
         out["retrain_requested"] = False
         if summary["dataset_drift"] and self.emit_retrain_request:
             self._request_retraining(context, ds, summary, out)
@@ -96,25 +103,27 @@ class DriftDetectionOperator(MLOpsBaseOperator):
         from airflow.sdk import AssetAlias
 
         from airflow_mlops.dag_factory import retrain_request_asset
-        from airflow_mlops.monitoring import read_retrain_requests, record_retrain_request, retrain_cooldown
+        from airflow_mlops.monitoring import (read_retrain_requests, record_retrain_request, retrain_cooldown,
+                                              verdict_text)
 
         name = self.config.name
         decision = retrain_cooldown(read_retrain_requests(self.store, name), ds,
                                     self.config.monitoring.drift_cooldown_days)
         if not decision["allowed"]:
             out["retrain_skipped_reason"] = decision["reason"]
-            self.log.warning("drift share %.2f >= %.2f for %s on %s, but no retraining request: %s",
-                             summary["share_drifted"], summary["threshold"], name, ds, decision["reason"])
+            self.log.warning("drift of %s on %s (%s), but no retraining request: %s",
+                             name, ds, verdict_text(summary), decision["reason"])
             return
         extra = {"ds": ds, "reason": "drift", "share_drifted": summary["share_drifted"],
                  "threshold": summary["threshold"], "version": summary["version"],
+                 "rule": summary.get("rule"), "fired": list((summary.get("verdict") or {}).get("fired") or []),
                  "report_uri": summary.get("report_uri")}
         record_retrain_request(self.store, name, ds, {**extra, "run_id": context["ti"].run_id})
         alias = AssetAlias(retrain_alias_name(name))
         context["outlet_events"][alias].add(retrain_request_asset(name), extra=extra)
         out["retrain_requested"] = True
-        self.log.warning("drift share %.2f >= %.2f: retraining of %s requested (%s)", summary["share_drifted"],
-                         summary["threshold"], name, decision["reason"])
+        self.log.warning("drift (%s): retraining of %s requested (%s)", verdict_text(summary), name,
+                         decision["reason"])
 
 
 class PerformanceMonitorOperator(MLOpsBaseOperator):

@@ -290,6 +290,25 @@ def _file_url(base: str, key: str) -> str:
     return f"{base}/files/{quote(key, safe='/=')}"
 
 
+def _drift_counts(s: dict[str, Any]) -> dict[str, Any]:
+    """The counts of a ``drift.json`` as drift.json and drift.html state them (features only, the
+    prediction column apart) and the clauses of the drift rule that fired (known names only)."""
+    from airflow_mlops.ml.drift import DRIFT_CLAUSES
+
+    def count(v: Any) -> int | None:
+        return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+    verdict = s.get("verdict") if isinstance(s.get("verdict"), dict) else {}
+    fired = verdict.get("fired") if isinstance(verdict.get("fired"), list) else []
+    rule = verdict.get("rule") if isinstance(verdict.get("rule"), str) else None
+    return {"n_drifted": count(s.get("n_drifted")), "n_features": count(s.get("n_features")),
+            "prediction_drifted": (s.get("prediction_drift") or {}).get("drifted") is True
+            if isinstance(s.get("prediction_drift"), dict) else None,
+            "fired": [c for c in DRIFT_CLAUSES if c in fired],
+            "rule": rule if rule in ("share", "combined") or (rule and set(rule.split("+")) <= set(DRIFT_CLAUSES))
+            else None}
+
+
 def _drift_reports(reg: ModelRegistry, name: str, base: str) -> list[dict[str, Any]]:
     store = reg.store
     keys = store.list(join("monitoring", name))
@@ -309,6 +328,7 @@ def _drift_reports(reg: ModelRegistry, name: str, base: str) -> list[dict[str, A
                     raise ValueError("not a JSON object")
                 item.update({"version": s.get("version"), "share_drifted": s.get("share_drifted"),
                              "dataset_drift": s.get("dataset_drift"), "threshold": s.get("threshold")})
+                item.update(_drift_counts(s))
             except (StorageError, ValueError) as e:
                 item["error"] = str(e)
         out.append(item)

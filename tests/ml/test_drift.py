@@ -193,3 +193,132 @@ def test_untestable_column_and_regression_prediction():
     assert s["n_features"] == 3 and s["n_drifted"] == 1
     assert s["prediction_drift"]["kind"] == "numeric" and s["prediction_drift"]["drifted"] is False
     json.dumps(s, allow_nan=False)
+
+
+# --------------------------------------------------------------------------------------------
+# the drift rule (drift.rule): share OR prediction OR top-k important features
+# --------------------------------------------------------------------------------------------
+TEN = [f"f{i}" for i in range(10)]
+#: f0 and f1 are the model's most important features (as in a version's feature_importance)
+IMPORTANCE = [{"feature": f, "importance_mean": 1.0 / (i + 1), "importance_std": 0.0} for i, f in enumerate(TEN)]
+
+
+def ten_features(rows: int, shift: float, seed: int) -> pd.DataFrame:
+    """Ten independent numeric features; the prediction follows f0 and f1."""
+    r = np.random.default_rng(seed)
+    df = pd.DataFrame({f: r.normal(size=rows) for f in TEN})
+    df["f0"] += shift
+    df["f1"] += shift
+    df["prediction"] = ((df["f0"] + df["f1"] + 0.3 * r.normal(size=rows)) > 0.5).astype("int64")
+    return df
+
+
+def ten_drift(current: pd.DataFrame, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return compute_drift(ten_features(5000, 0.0, 1), current, numeric=TEN, categorical=[], **kw)
+
+
+@pytest.fixture(scope="module")
+def reported_case():
+    """The reported case: two of the most important of 10 features strongly shifted, the prediction
+    distribution drifting with them; share 2/10 = 0.2 < 0.5. Combined rule (the config default)."""
+    return ten_drift(ten_features(2000, 1.5, 2), rule="combined", importance=IMPORTANCE, html=True)
+
+
+def test_reported_case_two_top_features_and_prediction_drift_is_drift(reported_case):
+    s = reported_case.summary
+    assert (s["n_drifted"], s["n_features"]) == (2, 10) and s["share_drifted"] == pytest.approx(0.2)
+    assert s["share_drift"] is False  # the share alone says no drift ...
+    assert s["dataset_drift"] is True  # ... the combined rule says drift
+    v = s["verdict"]
+    assert s["rule"] == v["rule"] == "combined" and v["clauses"] == ["share", "prediction", "top_features"]
+    assert v["fired"] == ["prediction", "top_features"]
+    assert v["share"]["fired"] is False and v["prediction"]["fired"] is True
+    assert v["top_features"]["features"] == ["f0", "f1", "f2"] and v["top_features"]["drifted"] == ["f0", "f1"]
+    assert "prediction column 'prediction' drifted" in v["reason"] and "drifted: f0, f1" in v["reason"]
+    assert "counted" in s and "features only" in s["counted"]
+    json.dumps(s, allow_nan=False)
+
+
+def test_share_only_rule_keeps_the_old_behaviour():
+    s = ten_drift(ten_features(2000, 1.5, 2), rule="share", importance=IMPORTANCE, html=False).summary
+    assert s["dataset_drift"] is False and s["rule"] == "share" and s["verdict"]["fired"] == []
+    # the other clauses are still evaluated and reported, but do not decide
+    assert s["verdict"]["prediction"] == {**s["verdict"]["prediction"], "in_rule": False, "fired": True}
+    assert s["verdict"]["top_features"]["in_rule"] is False and s["verdict"]["top_features"]["fired"] is True
+    assert s["verdict"]["reason"].startswith("no clause fired: 2/10 features drifted (share 0.20 < threshold 0.50)")
+    # a list of clauses is a rule too
+    s2 = ten_drift(ten_features(2000, 1.5, 2), rule=["share", "top_features"], importance=IMPORTANCE,
+                   html=False).summary
+    assert s2["dataset_drift"] is True and s2["verdict"]["fired"] == ["top_features"]
+    assert s2["rule"] == "share+top_features"
+
+
+def test_quiet_day_no_clause_fires(reference):
+    importance = [{"feature": f, "importance_mean": 0.1 * (6 - i)} for i, f in enumerate(NUMERIC + CATEGORICAL)]
+    s = drift(reference, with_predictions(churn_day("2024-03-01")), rule="combined", importance=importance)
+    assert s["dataset_drift"] is False and s["verdict"]["fired"] == []
+    assert s["verdict"]["top_features"]["features"] == ["tenure_months", "monthly_charges", "support_calls"]
+    assert all(not s["verdict"][c]["fired"] for c in ("share", "prediction", "top_features"))
+    assert s["verdict"]["reason"].startswith("no clause fired")
+
+
+def test_top_features_clause_needs_importance_and_top_k():
+    cur = ten_features(2000, 1.5, 2)
+    cur["prediction"] = ten_features(2000, 0.0, 3)["prediction"]  # predictions that do not drift
+    no_importance = ten_drift(cur, rule="combined", html=False).summary
+    assert no_importance["dataset_drift"] is False
+    assert "no feature importance" in no_importance["verdict"]["top_features"]["reason"]
+    k0 = ten_drift(cur, rule="combined", importance=IMPORTANCE, top_k=0, html=False).summary
+    assert k0["dataset_drift"] is False
+    # f0/f1 are not in the top 1 when importance puts f9 first
+    reordered = [{"feature": "f9", "importance_mean": 5.0}, *IMPORTANCE]
+    k1 = ten_drift(cur, rule="combined", importance=reordered, top_k=1, html=False).summary
+    assert k1["dataset_drift"] is False and k1["verdict"]["top_features"]["features"] == ["f9"]
+    k2 = ten_drift(cur, rule="combined", importance=reordered, top_k=2, html=False).summary
+    assert k2["dataset_drift"] is True and k2["verdict"]["fired"] == ["top_features"]
+
+
+def test_top_features_ignores_unimportant_and_unknown_features():
+    from airflow_mlops.ml.drift import top_features
+
+    rows = [{"feature": "a", "importance_mean": 0.0}, {"feature": "b", "importance_mean": 0.2},
+            {"feature": "gone", "importance_mean": 0.9}, {"feature": "c", "importance_mean": -0.1},
+            {"feature": "d", "importance_mean": 0.2}]
+    assert top_features(rows, ["a", "b", "c", "d"], 3) == ["b", "d"]
+    assert top_features(None, ["a"], 3) == [] and top_features(rows, ["b"], 0) == []
+
+
+def test_html_counts_the_same_columns_as_the_summary(reported_case):
+    """drift.html used to count the prediction column with the features (3 of 11) while the
+    summary decided on 2 of 10: evidently's panel and the verdict block now both say 2 of 10."""
+    import re
+
+    s, page = reported_case.summary, reported_case.html
+    counts = re.findall(r"Drift is detected for [\d.]+% of columns \((\d+) out of (\d+)\)", page)
+    assert counts and {(int(a), int(b)) for a, b in counts} == {(s["n_drifted"], s["n_features"])}
+    assert "Share of Drifted Columns: Actual value 0.200" in page
+    assert f"{s['n_drifted']} of {s['n_features']} features drifted" in page
+    assert "Verdict: DRIFT" in page and "fired: <b>prediction, top_features</b>" in page
+    assert "Value drift for prediction" in page or "Value Drift for column prediction" in page
+    # the verdict block is at the top of the body, before evidently's widgets
+    assert page.lower().index("<body") < page.index("mlops-drift-verdict") < page.index('<div id="root_metric')
+
+
+def test_drift_rule_in_the_model_config():
+    from airflow_mlops.ml.config import ConfigError, DriftConfig, _Parser
+
+    def parse(sec):
+        return _Parser("t.yaml").parse_drift(sec)
+
+    assert DriftConfig().rule == "combined" and DriftConfig().top_k == 3
+    assert parse({}).rule == "combined" and parse({}).top_k == 3
+    assert parse({"rule": "share"}).rule == "share"
+    assert parse({"rule": ["top_features", "share"], "top_k": 5}) == DriftConfig(rule=("share", "top_features"),
+                                                                                 top_k=5)
+    for bad, field in (({"rule": "any"}, "drift.rule"), ({"rule": []}, "drift.rule"),
+                       ({"rule": ["share", "nope"]}, "drift.rule"), ({"top_k": -1}, "drift.top_k")):
+        with pytest.raises(ConfigError) as e:
+            parse(bad)
+        assert e.value.field == field
