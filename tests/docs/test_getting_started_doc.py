@@ -1,5 +1,5 @@
 """docs/getting-started.md: every command in its bash blocks runs, in order, in a fresh directory and
-AIRFLOW_HOME (one `airflow dags test` of the training Dag on five small partitions)."""
+AIRFLOW_HOME (one `airflow dags test` of the training Dag on three small partitions)."""
 
 from __future__ import annotations
 
@@ -55,5 +55,6 @@ def test_every_command_runs(tmp_path):
     for dag_id in ("customers_training", "customers_batch_scoring", "customers_monitoring"):
         assert dag_id in proc.stdout  # airflow dags list after reserialize
     assert "example_bash_operator" not in proc.stdout  # LOAD_EXAMPLES=False
-    assert re.search(r"customers_training.*(state=success|success)", out, re.IGNORECASE), out[-4000:]
-    assert (home / "mlops" / "registry" / "customers").exists() or any((home / "mlops").rglob("metadata.json"))
+    assert re.search(r"DagRun Finished: dag_id=customers_training, logical_date=2024-01-03.*state=success", out), \
+        out[-4000:]
+    assert "customers v1 -> champion" in out  # what the page says the first run does
