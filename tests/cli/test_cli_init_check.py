@@ -246,3 +246,31 @@ def test_check_exit_codes(tmp_path, capsys):
 
     code, _, err = run(capsys, "check", str(tmp_path / "absent.yaml"))
     assert code == 2 and "absent.yaml" in err
+
+
+def test_init_and_check_on_s3(s3_root, tmp_path):
+    """In real processes: stdout holds only the JSON answer even when the S3 hook logs."""
+    import subprocess
+    import sys
+
+    from airflow_mlops.hooks.datasets import Dataset
+    from airflow_mlops.hooks.storage import ArtifactStore
+
+    root = s3_root + "/data/customers"
+    dataset = Dataset(ArtifactStore(root), "", "parquet")
+    for d in DAYS:
+        dataset.write(d, churn_day(d, 200))
+
+    def cli(*argv: str) -> tuple[int, str, str]:
+        p = subprocess.run([sys.executable, "-m", "airflow_mlops.cli", *argv], capture_output=True, text=True,
+                           timeout=300, env={**os.environ, "AIRFLOW_HOME": str(tmp_path / "home")})
+        return p.returncode, p.stdout, p.stderr
+
+    code, out, err = cli("init", "--data", root, "--target", "churned", "--dags-folder", str(tmp_path / "dags"))
+    assert code == 0, err
+    out = json.loads(out)
+    assert out["task"] == "binary" and out["sample"]["source"] == f"{root}/ds={DAYS[-1]}"
+    assert load_model_config(out["config"]).data.uri == root
+    code, checked, err = cli("check", out["config"], "--data")
+    assert code == 0, err
+    assert json.loads(checked)["data"]["partitions"] == 2
