@@ -150,13 +150,18 @@ def test_errors(reference):
 
 
 def test_false_alarms_30_days_slow(reference):
-    """30 days from the training distribution: at most one dataset drift alarm at the defaults."""
-    alarms = []
+    """30 days from the training distribution: at most one share alarm at the defaults, and at most
+    two alarms of the combined rule (prediction or one of the top-3 features; measured: 1)."""
+    importance = [{"feature": f, "importance_mean": 0.1 * (6 - i)} for i, f in enumerate(NUMERIC + CATEGORICAL)]
+    alarms, combined = [], []
     for day in date_range("2024-04-01", 30):
-        s = drift(reference, with_predictions(churn_day(day, rows=1000)))
-        if s["dataset_drift"]:
+        s = drift(reference, with_predictions(churn_day(day, rows=1000)), rule="combined", importance=importance)
+        if s["share_drift"]:
             alarms.append(day)
+        if s["dataset_drift"]:
+            combined.append((day, s["verdict"]["fired"]))
     assert len(alarms) <= 1, alarms
+    assert len(combined) <= 2, combined
 
 
 def test_slice_drift_flags_only_the_drifted_slice(reference):
