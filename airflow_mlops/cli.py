@@ -220,6 +220,7 @@ def _init(a: argparse.Namespace, argv: list[str] | None) -> int:
     import os
     import shlex
     import tempfile
+    from pathlib import Path
 
     from airflow_mlops.dag_factory import DAG_FILE_TEMPLATE, write_dag_file
     from airflow_mlops.ml.config import ConfigError, check_config_against_data, load_model_config
@@ -243,7 +244,7 @@ def _init(a: argparse.Namespace, argv: list[str] | None) -> int:
     dag_path = os.path.join(dags_folder, proposal.name + ".py")
     dag_text = DAG_FILE_TEMPLATE.format(stem=proposal.name)
     existing = [p for p in (config_path, os.path.join(config_dir, proposal.name + ".yml")) if os.path.exists(p)]
-    if os.path.exists(dag_path) and open(dag_path, encoding="utf-8").read() != dag_text:
+    if os.path.exists(dag_path) and Path(dag_path).read_text(encoding="utf-8") != dag_text:
         existing.append(dag_path)
     if existing and not a.force:
         print(f"error: {', '.join(existing)} exist(s); not overwriting: pass --force to replace, or --name for "

@@ -41,9 +41,8 @@ AMBIGUOUS_INT_CLASSES = range(3, 21)
 #: Integer features with at most this many distinct values are mentioned as possible category codes.
 CODE_MAX_VALUES = 10
 
-_ID_RE = re.compile(r"(^(id|key|uuid|guid)$)|(_(id|key|uuid|guid|no|number)$)|(^(id|key)_)|([a-z0-9](Id|ID|Key)$)",
-                    re.IGNORECASE)
-_ID_CAMEL = re.compile(r"[a-z0-9](Id|ID|Key)$")
+_ID_RE = re.compile(r"(^(id|key|uuid|guid)$)|([_ .-](id|key|uuid|guid)$)|(^(id|key)[_ .-])", re.IGNORECASE)
+_ID_CAMEL = re.compile(r"[a-z0-9](Id|ID|Key)$")  # customerId, orderID (case-sensitive: not "paid", "turkey")
 
 
 class InitError(ValueError):

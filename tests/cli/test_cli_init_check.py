@@ -274,3 +274,33 @@ def test_init_and_check_on_s3(s3_root, tmp_path):
     code, checked, err = cli("check", out["config"], "--data")
     assert code == 0, err
     assert json.loads(checked)["data"]["partitions"] == 2
+
+
+def test_key_names_and_target_kinds(tmp_path, capsys):
+    from airflow_mlops.ml.config_init import DataSample, InitError, _looks_like_id, propose_config
+
+    assert all(map(_looks_like_id, ["id", "ID", "customer_id", "customerId", "orderID", "row-id", "id_row",
+                                    "session_key", "uuid"]))
+    assert not any(map(_looks_like_id, ["paid", "valid", "turkey", "idle", "width", "monkey", "video"]))
+
+    def sample(df):
+        return DataSample(frame=df, schema={c: str(t) for c, t in df.dtypes.items()}, source="mem",
+                          data_uri="file:///x/things", fmt="parquet", partitions=["2024-01-01"])
+
+    n = 200
+    rng = np.random.default_rng(0)
+    base = pd.DataFrame({"thing_id": np.arange(n), "paid": rng.integers(0, 1000, n), "x": rng.normal(size=n)})
+    p = propose_config(sample(base.assign(ok=rng.random(n) < 0.3)), target="ok")
+    assert p.task == "binary" and p.keys == ["thing_id"] and p.name == "things"
+    p = propose_config(sample(base.assign(y=np.where(rng.random(n) < 0.5, 0.0, 1.0))), target="y")
+    assert p.task == "binary"  # a 0/1 float column (ints with NaN become floats)
+    with pytest.raises(InitError, match="more than 50 classes"):
+        propose_config(sample(base.assign(city=[f"c{i % 60}" for i in range(n)])), target="city")
+    with pytest.raises(InitError, match="multiclass or regression"):
+        propose_config(sample(base.assign(y=rng.integers(0, 4, n).astype(float))), target="y")
+    p = propose_config(sample(base.assign(y=rng.integers(0, 4, n))), target="y", task="regression")
+    assert p.task == "regression"
+    with pytest.raises(InitError, match="--task binary needs exactly 2"):
+        propose_config(sample(base.assign(y=rng.integers(0, 4, n))), target="y", task="binary")
+    with pytest.raises(InitError, match="--name"):
+        propose_config(sample(base.assign(ok=rng.random(n) < 0.3)), target="ok", name="Bad-Name")
