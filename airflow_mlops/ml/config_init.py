@@ -360,7 +360,7 @@ def render_config(p: Proposal, *, command: str = "") -> str:
         "data:",
         _line("dataset", _q(p.dataset), "dataset name (assets, lineage)", 2),
         _line("uri", _q(p.data_uri), "root of the ds=YYYY-MM-DD partitions", 2),
-        _line("format", p.fmt, f"file format of the partitions: parquet or csv", 2),
+        _line("format", p.fmt, "file format of the partitions: parquet or csv", 2),
         _line("training_window_days", "30", "daily partitions concatenated for training", 2),
     ]
     out += [f"# keys: {p.keys_reason}."]

@@ -132,6 +132,10 @@ def test_init_csv_single_file_inside_a_partition(tmp_path, capsys):
     config = load_model_config(out["config"])
     assert config.data.format == "csv" and config.data.uri == data and config.name == "customers"
     assert_checks(capsys, out["config"])
+    code, out, err = init(capsys, tmp_path, data, "churned", "--name", "customers_csv")  # the folder of CSVs
+    assert code == 0, err
+    assert load_model_config(out["config"]).data.format == "csv"
+    assert_checks(capsys, out["config"])
 
 
 def test_ambiguous_integer_target_asks_for_task(tmp_path, capsys):
