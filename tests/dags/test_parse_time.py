@@ -55,6 +55,18 @@ def test_check_partition_names_the_file_and_the_column(tmp_path):
         check_partition(config, _renamed(data, store), GOOD, with_target=False)
 
 
+def test_a_task_that_does_not_fit_the_target_fails_the_run_not_the_parse(tmp_path):
+    configs = _config(tmp_path)
+    cfg = yaml.safe_load((configs / "churn.yaml").read_text())
+    cfg.update({"task": "multiclass", "metrics": {"primary": "f1_macro"}})
+    (configs / "churn.yaml").write_text(yaml.safe_dump(cfg))
+    config = load_model_config(configs / "churn.yaml")  # the config alone is valid
+    data = Locations(config, ArtifactStore("file://" + str(tmp_path / "store"))).input
+    _write_partitions(data)
+    with pytest.raises(DataError, match=r"ds=2024-01-01/.*\(task\).*churned"):
+        check_partition(config, data, GOOD)
+
+
 def _renamed(data: Dataset, store: ArtifactStore) -> Dataset:
     other = Dataset(store, "data/renamed")
     other.write(GOOD, data.read(GOOD).rename(columns={"customer_id": "id"}))
