@@ -365,7 +365,8 @@ def build_dags_for_config(config_path: str, *, storage_uri: str | None = None,
     """
     from airflow_mlops.ml.config import load_model_config
 
-    config = load_model_config(config_path)
+    # structure only: importing the estimator's library (scikit-learn: ~1 s) is left to the tasks
+    config = load_model_config(config_path, check_estimator=False)
     path = os.path.abspath(config_path)
     dags: dict[str, DAG] = {}
     for factory in (training_dag, batch_scoring_dag, monitoring_dag):

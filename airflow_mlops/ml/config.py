@@ -530,8 +530,13 @@ def _yaml_loader() -> type:
     return _StrictLoader
 
 
-def load_model_config(path: str | os.PathLike[str]) -> ModelConfig:
+def load_model_config(path: str | os.PathLike[str], *, check_estimator: bool = True) -> ModelConfig:
     """Read, parse and validate a model config YAML file.
+
+    ``check_estimator=False`` (what the DAG factory uses while a Dag file is parsed): the estimator class is
+    checked only for a syntactically valid path to a module that exists, found without importing anything
+    (importing scikit-learn costs ~1 s per parse); its class, task fit and parameters are checked by every
+    task that loads the config with the default ``True`` (and by ``python -m airflow_mlops.cli check``).
 
     Raises:
         ConfigError: the file is missing or unreadable, the YAML is malformed (message and
@@ -558,16 +563,44 @@ def load_model_config(path: str | os.PathLike[str]) -> ModelConfig:
         raise ConfigError(f"malformed YAML at {where}: {problem}", source=source, line=line) from exc
     if raw is None:
         raise ConfigError("config file is empty", source=source)
-    return parse_model_config(raw, source=source)
+    return parse_model_config(raw, source=source, check_estimator=check_estimator)
 
 
-def parse_model_config(raw: Mapping[str, Any], source: str = "<dict>") -> ModelConfig:
+def parse_model_config(raw: Mapping[str, Any], source: str = "<dict>", *,
+                       check_estimator: bool = True) -> ModelConfig:
     """Validate a config mapping (as loaded from YAML) and build a :class:`ModelConfig`.
+
+    ``check_estimator``: see :func:`load_model_config`.
 
     Raises:
         ConfigError: with ``.field`` set to the dotted path of the first invalid field.
     """
-    return _Parser(source).parse(raw)
+    return _Parser(source, check_estimator=check_estimator).parse(raw)
+
+
+def _module_exists(name: str) -> bool:
+    """Whether module ``name`` can be found on ``sys.path``, without executing it or its parent packages."""
+    import importlib.machinery
+    import sys
+
+    path = None
+    parts = name.split(".")
+    for i in range(len(parts)):
+        qualified = ".".join(parts[:i + 1])
+        module = sys.modules.get(qualified)
+        if module is not None:
+            path = getattr(module, "__path__", None)
+            continue
+        try:
+            spec = importlib.machinery.PathFinder.find_spec(qualified, path)
+        except (ImportError, ValueError):
+            return False
+        if spec is None:
+            return False
+        path = spec.submodule_search_locations
+        if path is None and i < len(parts) - 1:
+            return False
+    return True
 
 
 # field -> (allowed keys) for the "unknown field" check
@@ -615,8 +648,9 @@ def _resolve_relative(path: str, source: str) -> str:
 class _Parser:
     """Validates one config; every error names the field and the source."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, check_estimator: bool = True) -> None:
         self.source = source
+        self.check_estimator = check_estimator
 
     # -- primitives ---------------------------------------------------------------------------
 
@@ -825,6 +859,10 @@ class _Parser:
         if not module_name:
             raise self.error("estimator.class", f"must be a full import path like "
                                                 f"'sklearn.ensemble.HistGradientBoostingClassifier', got {class_path!r}")
+        if not self.check_estimator:  # structure only: the task that trains checks class and params
+            if not _module_exists(module_name):
+                raise self.error("estimator.class", f"cannot import {class_path!r}: no module named {module_name!r}")
+            return EstimatorConfig(class_path=class_path, params=_freeze(params)), None
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
@@ -890,18 +928,20 @@ class _Parser:
         space = self.mapping(self.get(sec, "space", "search"), "search.space", None)
         if not space:
             raise self.error("search.space", "must define at least one parameter")
-        accepted = instance.get_params(deep=True)
+        # instance None: the estimator was not checked (structure-only parse), nor are the names and values
+        accepted = instance.get_params(deep=True) if instance is not None else None
         class_name = type(instance).__name__
         clean: dict[str, Any] = {}
         for pname, spec in space.items():
             path = f"search.space.{pname}"
-            self.check_param_name(pname, accepted, class_name, path)
+            if accepted is not None:
+                self.check_param_name(pname, accepted, class_name, path)
             if isinstance(spec, Mapping):
                 clean[pname] = self.parse_distribution(spec, path)
             elif isinstance(spec, (list, tuple)):
                 if not spec:
                     raise self.error(path, "candidate list must not be empty")
-                for value in spec:
+                for value in spec if instance is not None else ():
                     self.check_param_values(instance, {pname: value}, "search.space")
                 clean[pname] = list(spec)
             else:

@@ -234,6 +234,28 @@ def test_unknown_estimator_class() -> None:
                  "estimator.class", "did you mean sklearn.ensemble.RandomForestClassifier")
 
 
+def test_structure_only_parse_imports_no_estimator_library(tmp_path: Path) -> None:
+    """What the Dag factory does at parse time: the estimator's module must exist (found without executing it);
+    the class and its parameters are left to the tasks (the full parse) and scikit-learn is not imported."""
+    cfg = parse_model_config(minimal(estimator={"class": "sklearn.ensemble.NoSuchForest", "params": {"x": 1}},
+                                     search={"space": {"max_depth": [2, 3]}}), check_estimator=False)
+    assert cfg.estimator.class_path == "sklearn.ensemble.NoSuchForest"
+    with pytest.raises(ConfigError) as info:
+        parse_model_config(minimal(estimator={"class": "no_such_package.sub.Model"}), check_estimator=False)
+    assert info.value.field == "estimator.class" and "no module named 'no_such_package.sub'" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        parse_model_config(minimal(estimator={"class": "sklearn.nope.Model"}), check_estimator=False)
+    assert info.value.field == "estimator.class"
+    path = tmp_path / "m.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(minimal(estimator={"class": "sklearn.ensemble.RandomForestClassifier"})))
+    code = ("import sys\nfrom airflow_mlops.ml.config import load_model_config\n"
+            f"load_model_config({str(path)!r}, check_estimator=False)\n"
+            "assert 'sklearn' not in sys.modules, 'the structure-only parse imported scikit-learn'\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
 def test_estimator_kind_must_match_task() -> None:
     expect_error(minimal(task="regression", estimator={"class": "sklearn.linear_model.LogisticRegression"}),
                  "estimator.class", "needs a regressor")
