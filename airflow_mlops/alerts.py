@@ -69,6 +69,8 @@ __all__ = [
     "alert_key",
     "alert_notifier",
     "alert_recipients",
+    "AlertOutcome",
+    "deliver_alert",
     "format_alert",
     "raise_alert",
     "read_alert_record",
@@ -85,6 +87,34 @@ _SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+\-]{0,119}$")
 
 class AlertDeliveryError(RuntimeError):
     """At least one channel failed; the record is marked so a retry re-sends the failed channels."""
+
+
+@dataclass(frozen=True)
+class AlertOutcome:
+    """What :func:`deliver_alert` did, for a truthful log line.
+
+    ``status`` is ``sent`` (delivered now), ``already_sent`` (delivered earlier: deduplicated),
+    ``in_progress`` (another attempt is delivering it right now) or ``not_sent`` (nothing was sent and no
+    record was written: the check is not routed, or no channel is configured); ``reason`` says why.
+    """
+
+    status: str
+    reason: str = ""
+    channels: tuple[str, ...] = ()
+
+    @property
+    def sent(self) -> bool:
+        return self.status == "sent"
+
+    def describe(self) -> str:
+        """``sent via email``, ``already sent earlier (dedup: ...)``, ``not sent: ...``."""
+        if self.status == "sent":
+            return "sent via " + ", ".join(self.channels)
+        if self.status == "already_sent":
+            return f"already sent earlier (dedup: {self.reason})"
+        if self.status == "in_progress":
+            return f"not sent by this attempt: {self.reason}"
+        return f"not sent: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -320,6 +350,9 @@ def _claim(store: ArtifactStore, key: str, record: dict[str, Any]) -> tuple[dict
 def raise_alert(config: ModelConfig, store: ArtifactStore, alert: Alert, *, context: Mapping | None = None) -> bool:
     """Route one alert to the model's owner/recipients; True if delivered now, False if this (model, check, window[, slice]) was already alerted (no floods on reruns).
 
+    ``False`` also means "not sent" (see below); :func:`deliver_alert` returns an :class:`AlertOutcome`
+    that tells these cases apart.
+
     Also ``False`` (logged, no record written) when ``alert.check`` is not in ``alerts.checks`` or no
     channel is configured (no e-mail recipient and no webhook, or e-mail recipients but no Airflow
     connection ``alerts.smtp_conn_id``: the embedded default without SMTP logs the alert as a warning).
@@ -328,23 +361,41 @@ def raise_alert(config: ModelConfig, store: ArtifactStore, alert: Alert, *, cont
         AlertDeliveryError: a channel failed; the record is marked ``failed`` and a later call
             (the task's retry) re-sends the failed channels only.
     """
+    return deliver_alert(config, store, alert, context=context).sent
+
+
+def _no_email_reason(config: ModelConfig) -> str:
+    """Why there is no e-mail recipient: the owner is not an address and alerts.email has none."""
+    listed = [a for a in config.alerts.email if (a or "").strip()]
+    emails = (f"alerts.email {listed!r} holds no valid address" if listed else "alerts.email is empty")
+    return f"no e-mail recipient (owner {config.owner!r} is not an e-mail address and {emails})"
+
+
+def deliver_alert(config: ModelConfig, store: ArtifactStore, alert: Alert, *,
+                  context: Mapping | None = None) -> AlertOutcome:
+    """:func:`raise_alert`, returning an :class:`AlertOutcome` (sent / already sent / not sent and why)."""
     if alert.model != config.name:
         raise ValueError(f"alert for model {alert.model!r} routed with the config of {config.name!r}")
     name = f"{alert.model}/{alert.check}/{alert.window}" + (f"/{alert.slice}" if alert.slice else "")
     if alert.check not in config.alerts.checks:
-        log.info("alert %s not sent: check %r is not in alerts.checks of %s", name, alert.check, config.source)
-        return False
+        why = f"check {alert.check!r} is not in alerts.checks of {config.source}"
+        log.info("alert %s not sent: %s", name, why)
+        return AlertOutcome("not_sent", why)
     recipients = alert_recipients(config)
+    email_skipped = ""
     if recipients and not _smtp_configured(config.alerts.smtp_conn_id):
-        log.warning("alert %s: no e-mail sent to %d recipient(s): the Airflow connection %r (alerts.smtp_conn_id) "
-                    "does not exist; create it to receive e-mail alerts", name, len(recipients),
-                    config.alerts.smtp_conn_id)
+        email_skipped = (f"no e-mail sent to {len(recipients)} recipient(s): the Airflow connection "
+                         f"{config.alerts.smtp_conn_id!r} (alerts.smtp_conn_id) does not exist; create it to "
+                         "receive e-mail alerts")
+        if config.alerts.webhook:  # the webhook still goes out: say what is skipped
+            log.warning("alert %s: %s", name, email_skipped)
         recipients = []
     channels: list[str] = (["email"] if recipients else []) + (["webhook"] if config.alerts.webhook else [])
     if not channels:
-        log.warning("alert %s not sent: %s has no e-mail recipient (owner %r is not an address) and no "
-                    "alerts.webhook; message: %s", name, config.source, config.owner, alert.message)
-        return False
+        why = (f"no channel configured for {config.source}: {email_skipped or _no_email_reason(config)}, "
+               "and no alerts.webhook")
+        log.warning("alert %s not sent: %s; message: %s", name, why, alert.message)
+        return AlertOutcome("not_sent", why)
 
     key = alert_key(alert)
     run = _run_info(context)
@@ -354,7 +405,8 @@ def raise_alert(config: ModelConfig, store: ArtifactStore, alert: Alert, *, cont
         "attempts": 1, "channels": {}, "run": run})
     if record is None:
         log.info("alert %s not sent again: %s (record %s)", name, why, store.uri(key))
-        return False
+        return AlertOutcome("already_sent" if why.startswith("already delivered") else "in_progress",
+                            f"{why}; record {store.uri(key)}")
 
     content = format_alert(alert, run)
     results: dict[str, Any] = dict(record.get("channels") or {})
@@ -393,7 +445,7 @@ def raise_alert(config: ModelConfig, store: ArtifactStore, alert: Alert, *, cont
             f"failed so a retry of the task re-sends the failed channel(s) only. Check {' and '.join(hints)}.")
     log.info("alert %s delivered via %s (%d e-mail recipient(s)); record %s", name, ", ".join(channels),
              len(recipients), store.uri(key))
-    return True
+    return AlertOutcome("sent", f"record {store.uri(key)}", tuple(channels))
 
 
 def alert_notifier(config: ModelConfig, *, storage_uri: str | None = None, check: str | None = None,

@@ -432,7 +432,7 @@ def notify_promotion(config: ModelConfig, store: ArtifactStore, result: dict[str
     :mod:`airflow_mlops.alerts`).
     Returns ``{"check", "sent", "message"}``.
     """
-    from airflow_mlops.alerts import Alert, raise_alert
+    from airflow_mlops.alerts import Alert, deliver_alert
 
     name, version = config.name, int(result["version"])
     from airflow_mlops.ml.model_card import CARD_HTML
@@ -465,6 +465,6 @@ def notify_promotion(config: ModelConfig, store: ArtifactStore, result: dict[str
         window = f"{ds} v{version}" + (" awaiting approval" if result.get("awaiting_approval") else "")
         alert = Alert(name, "promotion", window, cand if cand is not None else "n/a", threshold, message,
                       report_uri=report, details={"version": version, "alias": result.get("alias")})
-    sent = raise_alert(config, store, alert, context=context)
-    log.info("notify %s v%d: %s alert %s", name, version, alert.check, "sent" if sent else "already sent")
-    return {"check": alert.check, "sent": sent, "message": message}
+    outcome = deliver_alert(config, store, alert, context=context)
+    log.info("notify %s v%d: %s alert %s", name, version, alert.check, outcome.describe())
+    return {"check": alert.check, "sent": outcome.sent, "message": message}

@@ -1,0 +1,66 @@
+"""The new user's first day (issue 18, item 5): the smaller defects, each through the real code path."""
+
+from __future__ import annotations
+
+import logging
+import types
+
+import airflow.sdk  # noqa: F401  (Airflow configures logging on import: before caplog attaches)
+import numpy as np
+import pytest
+from alert_servers import make_config
+
+from airflow_mlops.alerts import Alert, deliver_alert, raise_alert
+from airflow_mlops.hooks.registry import ModelRegistry
+from airflow_mlops.hooks.storage import ArtifactStore
+from airflow_mlops.pipeline import notify_promotion
+
+DS = "2024-03-05"
+
+
+@pytest.fixture
+def local_store(tmp_path) -> ArtifactStore:
+    return ArtifactStore("file://" + str(tmp_path / "store"))
+
+
+def _promotion_result(version: int = 1) -> dict:
+    return {"model": "churn", "version": version, "promote": True, "alias": "champion", "summary": "beats nothing",
+            "champion_version": None, "primary_metric": "roc_auc", "candidate_score": 0.8, "champion_score": None,
+            "broken_checks": [], "awaiting_approval": False}
+
+
+# --- (a) alert logs say truthfully what happened -------------------------------------------------------
+def test_without_smtp_connection_the_log_says_not_sent_and_why(local_store, monkeypatch, caplog):
+    monkeypatch.delenv("AIRFLOW_CONN_SMTP_DEFAULT", raising=False)
+    config = make_config(owner="owner@example.com")  # an address: only the SMTP connection is missing
+    with caplog.at_level(logging.INFO):
+        out = notify_promotion(config, local_store, _promotion_result(), DS)
+    assert out["sent"] is False
+    text = caplog.text
+    assert "is not an address" not in text and "is not an e-mail address" not in text
+    assert "connection 'smtp_default'" in text and "does not exist" in text and "no channel configured" in text
+    notify = [r.getMessage() for r in caplog.records if r.getMessage().startswith("notify churn v1")]
+    assert len(notify) == 1 and "already sent" not in notify[0]
+    assert "not sent: no channel configured" in notify[0] and "smtp_default" in notify[0]
+    assert not local_store.list("alerts/")
+
+
+def test_owner_not_an_address_is_named_as_the_reason(local_store, caplog):
+    config = make_config(owner="ml-platform team")
+    outcome = deliver_alert(config, local_store, Alert("churn", "drift", DS, 0.6, 0.5, "drifted"))
+    assert outcome.status == "not_sent" and outcome.sent is False
+    assert "owner 'ml-platform team' is not an e-mail address and alerts.email is empty" in outcome.reason
+    assert outcome.describe().startswith("not sent: no channel configured")
+
+
+def test_dedup_is_logged_as_already_sent_earlier(local_store, smtp_server, caplog):
+    config = make_config()
+    assert notify_promotion(config, local_store, _promotion_result(), DS)["sent"] is True
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="airflow_mlops.pipeline"):
+        again = notify_promotion(config, local_store, _promotion_result(), DS)
+    assert again["sent"] is False and len(smtp_server.messages) == 1
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("notify churn v1")]
+    assert "already sent earlier (dedup: already delivered at" in line
+    # raise_alert keeps its bool contract
+    assert raise_alert(config, local_store, Alert("churn", "drift", DS, 0.6, 0.5, "drifted")) is True
