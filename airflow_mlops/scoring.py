@@ -130,10 +130,29 @@ def _as_utc(ts: str | dt.datetime) -> dt.datetime:
 
 
 def _format_history(events: list[dict]) -> str:
+    """The alias changes in the order that decides :meth:`ModelRegistry.alias_as_of`: each by its
+    ``effective_at`` (the logical date it counts from; its write time ``at`` when it named none), the
+    write time only added, as secondary information, when it differs."""
     if not events:
         return "no changes recorded"
-    return "; ".join(f"{ev.get('at')} {ev.get('action')} {ev.get('from')} -> {ev.get('to')}"
-                     f" by {ev.get('actor')}" for ev in events)
+
+    def effective(ev: dict) -> str:
+        return str(ev.get("effective_at") or ev.get("at"))
+
+    def order(ev: dict) -> tuple[dt.datetime, int]:
+        try:
+            return _as_utc(effective(ev)), int(ev.get("seq") or 0)
+        except (TypeError, ValueError):
+            return dt.datetime.max.replace(tzinfo=dt.timezone.utc), int(ev.get("seq") or 0)
+
+    parts = []
+    for ev in sorted(events, key=order):
+        text = (f"effective {effective(ev)} {ev.get('action')} {ev.get('from')} -> {ev.get('to')}"
+                f" by {ev.get('actor')}")
+        if ev.get("effective_at") and ev.get("at") and str(ev["at"]) != str(ev["effective_at"]):
+            text += f" (recorded {ev['at']})"
+        parts.append(text)
+    return "; ".join(parts)
 
 
 def select_model(registry: ModelRegistry, name: str, ds: str, *, alias: str = "champion",

@@ -64,3 +64,28 @@ def test_dedup_is_logged_as_already_sent_earlier(local_store, smtp_server, caplo
     assert "already sent earlier (dedup: already delivered at" in line
     # raise_alert keeps its bool contract
     assert raise_alert(config, local_store, Alert("churn", "drift", DS, 0.6, 0.5, "drifted")) is True
+
+
+# --- (b) "no champion at this date" lists the effective time that decided it ------------------------------
+def _register(registry: ModelRegistry, n: int = 1) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    X = np.random.default_rng(0).normal(size=(40, 2))
+    for i in range(n):
+        registry.register("churn", LogisticRegression().fit(X, X[:, i % 2] > 0), actor="trainer")
+
+
+def test_no_champion_error_lists_effective_time_not_write_time(local_store):
+    from airflow_mlops.scoring import ModelSelectionError, select_model
+
+    registry = ModelRegistry(local_store)
+    _register(registry)
+    # promoted by the run of 2024-03-10 (written today): it counts from 2024-03-10
+    registry.set_alias("churn", "champion", 1, actor="tests", reason="gate passed", effective_at="2024-03-10T00:00:00")
+    written = registry.alias_history("churn", "champion")[0]["at"]
+    with pytest.raises(ModelSelectionError) as err:
+        select_model(registry, "churn", DS, as_of_logical_date=True)
+    msg = str(err.value)
+    assert "effective 2024-03-10T00:00:00.000000+00:00 set_alias None -> 1 by tests" in msg
+    assert f"(recorded {written})" in msg  # the write time only as secondary information
+    assert msg.index("2024-03-10") < msg.index(written)
