@@ -89,7 +89,9 @@ def validate_partition(config: ModelConfig, store: ArtifactStore, ds: str, *, wi
                        dataset: Dataset | None = None) -> dict[str, Any]:
     """Validate one input partition. Writes ``validation/<model>/ds=<ds>/result.json`` and
     ``report.html``; on failure writes the failing rows (or the whole batch) under
-    ``quarantine/<dataset>/ds=<ds>/`` and raises :class:`GateFailed`. Returns a small summary."""
+    ``quarantine/<dataset>/ds=<ds>/`` and raises :class:`GateFailed`. On success, that date's quarantine
+    partition left by an earlier failed run is removed (``quarantine_removed`` in the summary; other dates
+    are untouched). Returns a small summary."""
     from airflow_mlops.ml import validation as v
 
     registry = ModelRegistry(store)
@@ -112,10 +114,13 @@ def validate_partition(config: ModelConfig, store: ArtifactStore, ds: str, *, wi
                "suite": suite.get("name")}
     log.info("validated %s: %d rows, %d/%d expectations passed", dataset.uri(ds), len(df),
              outcome.successful, outcome.evaluated)
+    qds = Dataset(store, join("quarantine", config.data.dataset))
     if outcome.success:
+        removed = _clear_quarantine(qds, ds)
+        if removed:
+            summary["quarantine_removed"] = removed
         return summary
     _, quarantined = outcome.split(df)
-    qds = Dataset(store, join("quarantine", config.data.dataset))
     qds.write(ds, quarantined.reset_index(drop=True), reason="batch" if outcome.batch_level_failure else "rows",
               failed_expectations=[f["expectation_type"] for f in outcome.failed], report_uri=report_uri)
     scope = "the whole batch" if outcome.batch_level_failure else f"{len(quarantined)} failing row(s)"
@@ -123,6 +128,24 @@ def validate_partition(config: ModelConfig, store: ArtifactStore, ds: str, *, wi
         f"validation of {dataset.uri(ds)} failed; {scope} quarantined at {qds.uri(ds)}.\n"
         f"{v.summarize_failures(outcome)}\nreport: {report_uri}"
     )
+
+
+def _clear_quarantine(qds: Dataset, ds: str) -> str | None:
+    """Remove the quarantine partition of ``ds`` left by an earlier failed validation of the same date
+    (only that date's ``ds=<ds>/`` prefix). Its ``_SUCCESS`` manifest is first replaced by a pending one,
+    so readers see the partition as absent at once (one write), then the prefix is deleted (a rename on
+    a local store). Returns the removed partition's URI, or ``None`` when there was none."""
+    from airflow_mlops.hooks.storage import SUCCESS_MANIFEST
+
+    key = qds.key(ds)
+    if not qds.store.list(key):
+        return None
+    qds.store.write_bytes(join(key, SUCCESS_MANIFEST), ArtifactStore.dumps(
+        {"files": [], "rows": 0, "pending": True, "removing": "validation of the date passed"}))
+    qds.store.delete_prefix(key)
+    log.info("validation of %s passed: removed its quarantine partition %s from an earlier failed run",
+             ds, qds.uri(ds))
+    return qds.uri(ds)
 
 
 # ------------------------------------------------------------------------------------------

@@ -89,3 +89,29 @@ def test_no_champion_error_lists_effective_time_not_write_time(local_store):
     assert "effective 2024-03-10T00:00:00.000000+00:00 set_alias None -> 1 by tests" in msg
     assert f"(recorded {written})" in msg  # the write time only as secondary information
     assert msg.index("2024-03-10") < msg.index(written)
+
+
+# --- (c) a successful rerun removes that date's quarantine partition -------------------------------------
+def test_successful_rerun_removes_only_that_dates_quarantine(store):
+    """On file:// and on S3 (moto)."""
+    from airflow_mlops.hooks.datasets import Dataset
+    from airflow_mlops.ml.example_data import churn_day
+    from airflow_mlops.pipeline import GateFailed, validate_partition
+
+    config = make_config()
+    data, quarantine = Dataset.for_name(store, "churn"), Dataset(store, "quarantine/churn")
+    other = "2024-03-04"
+    for day in (other, DS):
+        bad = churn_day(day, rows=50)
+        bad.loc[1, "customer_id"] = bad.loc[0, "customer_id"]  # a duplicate key: the suite fails
+        data.write(day, bad)
+        with pytest.raises(GateFailed, match="quarantined"):
+            validate_partition(config, store, day)
+        assert quarantine.exists(day)
+    data.write(DS, churn_day(DS, rows=50))  # the corrected delivery, validated again
+    summary = validate_partition(config, store, DS)
+    assert summary["success"] is True
+    assert summary["quarantine_removed"] == quarantine.uri(DS)
+    assert not quarantine.exists(DS) and not store.list(quarantine.key(DS))
+    assert quarantine.partitions() == [other] and quarantine.exists(other)  # another date is untouched
+    assert "quarantine_removed" not in validate_partition(config, store, DS)  # nothing left to remove
