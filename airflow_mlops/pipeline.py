@@ -310,6 +310,18 @@ def _write_card(registry: ModelRegistry, name: str, version: int,
         return {}
 
 
+def refresh_cards(registry: ModelRegistry, name: str, versions: Any) -> dict[int, str | None]:
+    """Re-render the model cards of ``versions`` (e.g. both sides of a rollback: the versions whose
+    aliases changed), so no card keeps stating an alias it lost. ``None`` entries are skipped; a failure
+    is logged, never raised (the alias change is committed). Returns ``{version: card uri or None}``."""
+    out: dict[int, str | None] = {}
+    for v in dict.fromkeys(int(v) for v in (versions or ()) if v is not None):
+        out[v] = _write_card(registry, name, v).get("model_card")
+    if out:
+        log.info("re-rendered the model card(s) of %s %s", name, ", ".join(f"v{v}" for v in out))
+    return out
+
+
 # ------------------------------------------------------------------------------------------
 # promotion
 # ------------------------------------------------------------------------------------------

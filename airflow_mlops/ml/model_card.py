@@ -3,7 +3,10 @@
 The card is a *view* of the registry, rendered from the version's ``metadata.json`` (hash-committed,
 immutable) and the model's ``state.json`` (aliases, approvals, lifecycle, audit log); it holds
 nothing that is not stored there. It is written at registration and re-rendered after every
-promotion decision and approval, so it is the one artifact of a version that is replaced: it is
+promotion decision and approval, and after a rollback for both versions whose aliases changed
+(:func:`airflow_mlops.pipeline.refresh_cards`); its status names the registry change its aliases are as
+of ("aliases as of"), so a card not yet re-rendered never passes off a stale alias as current. It is
+the one artifact of a version that is replaced: it is
 **not** listed in ``metadata.json``'s ``artifacts`` (their sha256 stay valid) and the report server
 marks it "unverified: attached after registration". The card names the sha256 of the
 ``metadata.json`` it was rendered from.
@@ -80,12 +83,19 @@ def card_sections(meta: Mapping[str, Any], state: Mapping[str, Any],
 
     version = int(meta["version"])
     aliases = sorted(a for a, v in (state.get("aliases") or {}).items() if int(v) == version)
+    # the card is a snapshot: say as of which registry change its aliases are (a later alias change made
+    # elsewhere, e.g. a rollback, shows in the registry before this card is re-rendered)
+    audit = state.get("audit") or []
+    aliases_as_of = audit[-1].get("at") if audit else None
     approval = (state.get("approvals") or {}).get(str(version)) or meta.get("approval") or {}
     lifecycle = (state.get("lifecycle") or {}).get(str(version)) or {"state": "active"}
     metrics = meta.get("metrics") or {}
     primary = meta.get("primary_metric")
     sections: list[tuple[str, Any]] = [
-        ("Status", {"aliases": ", ".join(aliases) or "none", "lifecycle": lifecycle.get("state"),
+        ("Status", {"aliases": ", ".join(aliases) or "none",
+                    "aliases as of": (f"{aliases_as_of} (registry state when this card was rendered; the "
+                                      "registry's aliases are authoritative)") if aliases_as_of else None,
+                    "lifecycle": lifecycle.get("state"),
                     "approval": approval.get("status"), "approval required": approval.get("required"),
                     "registered": meta.get("created_at"), "registered by": meta.get("registered_by")}),
         ("Overview", {"owner": meta.get("owner"), "description": meta.get("description") or "(not given)",

@@ -117,7 +117,10 @@ class ApproveModelOperator(MLOpsBaseOperator):
 
 class RollbackModelOperator(MLOpsBaseOperator):
     """Re-point an alias (default ``champion``) to an earlier version: ``to_version`` or, by default,
-    the version it held before. Recorded in the audit log with the reason.
+    the version it held before. Recorded in the audit log with the reason. The model cards of both
+    versions (the one that lost the alias and the one that gained it) are re-rendered.
+
+    XCom: ``{"model", "alias", "from", "to", "model_cards"}``.
     """
 
     template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields, "to_version", "reason")
@@ -133,7 +136,11 @@ class RollbackModelOperator(MLOpsBaseOperator):
         ev = self.registry.rollback(self.config.name, self.alias, tv, actor=run_info["triggered_by"], reason=self.reason,
                                     details={"via": "dag_run", "dag_id": run_info["dag_id"],
                                              "run_id": run_info["run_id"]})
-        return {"model": self.config.name, "alias": self.alias, "from": ev["from"], "to": ev["to"]}
+        from airflow_mlops.pipeline import refresh_cards
+
+        cards = refresh_cards(self.registry, self.config.name, [ev["from"], ev["to"]])
+        return {"model": self.config.name, "alias": self.alias, "from": ev["from"], "to": ev["to"],
+                "model_cards": {str(v): uri for v, uri in cards.items()}}
 
 
 class NotifyPromotionOperator(MLOpsBaseOperator):

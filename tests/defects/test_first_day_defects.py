@@ -115,3 +115,41 @@ def test_successful_rerun_removes_only_that_dates_quarantine(store):
     assert not quarantine.exists(DS) and not store.list(quarantine.key(DS))
     assert quarantine.partitions() == [other] and quarantine.exists(other)  # another date is untouched
     assert "quarantine_removed" not in validate_partition(config, store, DS)  # nothing left to remove
+
+
+# --- (d) after a rollback no model card keeps stating a lost alias ----------------------------------------
+def _card(registry: ModelRegistry, version: int) -> str:
+    from airflow_mlops.ml.model_card import CARD_MD
+
+    return registry.store.read_bytes(f"registry/churn/versions/{version}/{CARD_MD}").decode()
+
+
+def test_rollback_operator_re_renders_the_cards_whose_aliases_changed(local_store, tmp_path):
+    import yaml
+
+    from airflow_mlops.ml.model_card import write_model_card
+    from airflow_mlops.operators.registry import RollbackModelOperator
+
+    registry = ModelRegistry(local_store)
+    _register(registry, 2)
+    registry.set_alias("churn", "champion", 1, actor="tests", reason="first")
+    registry.set_alias("churn", "champion", 2, actor="tests", reason="better")
+    for v in (1, 2):
+        write_model_card(registry, "churn", v)
+    assert "| aliases | champion |" in _card(registry, 2) and "| aliases | none |" in _card(registry, 1)
+
+    path = tmp_path / "churn.yaml"
+    path.write_text(yaml.safe_dump({"name": "churn", "owner": "owner@example.com", "data": {"dataset": "churn"},
+                                    "keys": ["customer_id"], "target": "churned",
+                                    "estimator": {"class": "sklearn.linear_model.LogisticRegression"}}))
+    op = RollbackModelOperator(task_id="rollback", config_path=str(path), storage_uri=local_store.root,
+                               reason="v2 misbehaves")
+    ti = types.SimpleNamespace(dag_id="churn_rollback", run_id="manual__1", task_id="rollback", try_number=1)
+    out = op.execute({"ti": ti})
+    assert (out["from"], out["to"]) == (2, 1)
+    assert set(out["model_cards"]) == {"1", "2"}
+    assert "| aliases | none |" in _card(registry, 2)  # v2 no longer claims to be champion
+    assert "| aliases | champion |" in _card(registry, 1)
+    # every card says as of which registry change its aliases are (a rollback made elsewhere is visible)
+    last = registry.audit_log("churn")[-1]
+    assert last["action"] == "rollback" and f"| aliases as of | {last['at']} (registry state" in _card(registry, 2)
