@@ -315,7 +315,11 @@ def ground_truth_dataset(config: ModelConfig, store: ArtifactStore) -> Dataset:
     if not config.data.ground_truth_dataset:
         raise DataError(f"{config.source}: data.ground_truth_dataset is not set for model {config.name}; set it to "
                         "the dataset holding the late-arriving labels (key columns + target) to monitor performance")
-    return Dataset.for_name(store, config.data.ground_truth_dataset, config.data.format)
+    from airflow_mlops.hooks.datasets import Locations
+
+    found = Locations(config, store).ground_truth
+    assert found is not None  # data.ground_truth_dataset is set (checked above)
+    return found
 
 
 def _read_labelled_window(config: ModelConfig, store: ArtifactStore, dates: list[str]) -> dict[str, Any]:

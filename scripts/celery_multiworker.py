@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import datetime as dt
 import glob
 import hashlib
@@ -501,11 +502,20 @@ for ds in sys.argv[3:]:
 """
 
 
+@functools.cache
+def signing_env() -> dict[str, str]:
+    """The registry signing key of this run, as an Airflow connection every process reads (docs/security.md)."""
+    return {"AIRFLOW__MLOPS__SIGNING_CONN_ID": "mlops_signing",
+            "AIRFLOW_CONN_MLOPS_SIGNING": json.dumps({"conn_type": "generic", "password": secrets.token_hex(32)})}
+
+
 def start_reference(stack: Stack, work: Path, local_root: Path) -> tuple[Proc, dict[str, str]]:
-    """The same DAG with ``dag.test()`` on the embedded default: SQLite metadata DB, ``file://`` store."""
+    """The same DAG with ``dag.test()`` on the embedded default: SQLite metadata DB, ``file://`` store (a copy of
+    the S3 registry, signed with the same key)."""
     home = work / "reference" / "airflow"
     home.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update(signing_env())
     env.update({"AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_DIR), "AIRFLOW__MLOPS__STORAGE_URI": "file://" + str(local_root),
                 "MLOPS_SCALE_CONFIG": str(CONFIG), "OMP_NUM_THREADS": "1"})
@@ -575,9 +585,12 @@ def main(argv: list[str] | None = None) -> int:
         pw_file = work / "passwords.json"
         pw_file.write_text(json.dumps({"admin": password}))
         env = airflow_env(work, db_url, broker, endpoint, bucket, api_port, pw_file)
+        # several workers (machines, in production): the registry signing key comes from an Airflow connection
+        env.update(signing_env())
         (work / "airflow").mkdir()
         os.environ.update({k: env[k] for k in ("AIRFLOW_HOME", "AIRFLOW_CONN_AWS_DEFAULT", "AIRFLOW__MLOPS__STORAGE_URI",
-                                                "AIRFLOW__CORE__LOAD_EXAMPLES", "OMP_NUM_THREADS")})
+                                                "AIRFLOW__CORE__LOAD_EXAMPLES", "OMP_NUM_THREADS",
+                                                *signing_env())})
 
         step(f"example data ({a.files} files x {a.rows_per_file} rows for each of {', '.join(DAYS)}) and a "
              f"champion trained on the week ending {HISTORY_END}, in {storage_uri}")

@@ -158,20 +158,19 @@ class MLOpsBaseOperator(BaseOperator):
                 "fingerprint": fingerprint or (result.get("fingerprint") if role == "output" else None)}
 
     def _default_input_uri(self, name: str) -> str | None:
-        from airflow_mlops.hooks.datasets import Dataset
-        from airflow_mlops.hooks.storage import join
+        from airflow_mlops.hooks.datasets import Locations
 
         try:
-            config = self.config
+            where = Locations(self.config, self.store)
             if name == "config_data":
-                return Dataset.from_config(config, self.store).uri()
+                return where.input.uri()
             if name == "scoring_data":
-                return Dataset.for_name(self.store, config.data.scoring, config.data.format).uri()
+                return where.scoring.uri()
             if name == "predictions":
-                return self.store.uri(join("predictions", config.name))
+                return where.predictions().uri()
             if name == "ground_truth":
-                gt = config.data.ground_truth_dataset
-                return Dataset.for_name(self.store, gt, config.data.format).uri() if gt else None
+                gt = where.ground_truth
+                return gt.uri() if gt is not None else None
         except Exception:  # lineage must never fail the task
             return None
         raise ValueError(f"unknown openlineage_default_inputs entry {name!r}; "

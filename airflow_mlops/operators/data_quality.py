@@ -37,12 +37,11 @@ def data_quality_key(model: str, ds: str) -> str:
 def monitored_dataset(config: ModelConfig, store: ArtifactStore, dataset: str | None = None) -> Dataset:
     """The partitioned dataset checked: ``dataset`` (a name under ``<root>/data/``) when given, else the
     model's scoring dataset (``data.scoring_dataset``), else its input dataset (``data.dataset``/``data.uri``)."""
-    from airflow_mlops.hooks.datasets import Dataset
+    from airflow_mlops.hooks.datasets import Dataset, Locations
 
-    name = dataset or config.data.scoring_dataset
-    if name:
-        return Dataset.for_name(store, name, config.data.format)
-    return Dataset.from_config(config, store)
+    if dataset:
+        return Dataset.for_name(store, dataset, config.data.format)
+    return Locations(config, store).scoring
 
 
 def partition_stats(dataset: Dataset, ds: str, keys: Sequence[str] = ()) -> dict[str, Any] | None:

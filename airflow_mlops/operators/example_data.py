@@ -45,7 +45,7 @@ class SeedExampleDataOperator(MLOpsBaseOperator):
         self.days = days
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.hooks.datasets import Dataset
+        from airflow_mlops.hooks.datasets import Locations
         from airflow_mlops.ml.example_data import date_range, seed_missing_partitions
 
         config = self.config
@@ -56,8 +56,8 @@ class SeedExampleDataOperator(MLOpsBaseOperator):
         training = self.which == "training"
         days = int(self.days or (config.data.training_window_days if training else 1))
         end = dt.date.fromisoformat(self.logical_ds(context))
-        dataset = (Dataset.from_config(config, self.store) if training else
-                   Dataset.for_name(self.store, config.data.scoring, config.data.format))
+        where = Locations(config, self.store)  # data.uri and data.scoring_dataset honoured like every task
+        dataset = where.input if training else where.scoring
         out = seed_missing_partitions(dataset, date_range(end - dt.timedelta(days=days - 1), days), int(rows))
         self.log.info("example data %s: wrote %d missing partition(s) of %d rows, %d already present",
                       dataset.uri(), len(out["written"]), rows, len(out["present"]))

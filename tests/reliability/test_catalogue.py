@@ -446,7 +446,8 @@ def _(ctx):
     msg = str(err.value)
     uri = ctx.store.uri(f"registry/churn/versions/{mv.version}/model.skops")
     assert msg.startswith(f"{uri} contains types outside the trusted list: ['{Untrusted.__module__}.Untrusted']")
-    assert "pass trusted_types=[...] naming them; never load files of unknown origin" in msg
+    assert "name them (fully qualified) in the model config's estimator/trusted types; never load files of " \
+           "unknown origin" in msg
     assert not executed.exists()
     assert_unchanged(ctx.store, before)
 
@@ -553,8 +554,9 @@ def _(ctx):
     cfg = small_config(require_approval=True)
     with pytest.raises(ApprovalError) as err:
         ctx.registry.approve("churn", v, approver=OWNER, allow_self_approval=cfg.promotion.allow_self_approval)
-    assert str(err.value) == (f"'{OWNER}' registered churn v{v} and may not approve it; ask another reviewer "
-                              "or set allow_self_approval=True")
+    assert str(err.value) == (f"'{OWNER}' registered churn v{v} (triggered the run that trained it) and may not "
+                              "approve it; ask another reviewer, or allow it in the model's config "
+                              "(promotion.allow_self_approval)")
     assert ctx.store.read_bytes("registry/churn/state.json") == state_before  # nothing recorded
     assert ctx.registry.approval("churn", v)["status"] == "pending"
     allowed = small_config(require_approval=True, allow_self_approval=True)
