@@ -114,11 +114,29 @@ class DataPartitionSensor(BaseSensorOperator):
 
         return str(self.ds or context_ds(context))[:10]
 
+    def _limits(self, deadline: dt.datetime | None, *, deferring: bool = False) -> str:
+        """How long the sensor waits: the freshness deadline (when set) and the timeout."""
+        parts = []
+        if deadline is not None:
+            parts.append(f"freshness deadline {deadline.isoformat()} ({self.deadline_hours:g} h after the end "
+                         "of the logical day)")
+        timeout = float(self.timeout)
+        if deferring:
+            gives_up = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=timeout)
+            parts.append(f"timeout {timeout:g}s (at {gives_up.isoformat(timespec='seconds')})")
+        else:
+            parts.append(f"timeout {timeout:g}s of waiting")
+        return "; ".join(parts)
+
     def poke(self, context: Context) -> bool:
         d = self._dataset()
         found = d.exists(self._ds(context))
-        self.log.info("partition %s: %s", d.uri(self._ds(context)), "present" if found else "not yet")
         deadline = self._deadline(context)
+        if found:
+            self.log.info("partition %s: present", d.uri(self._ds(context)))
+        else:
+            self.log.info("partition %s: not yet (poking every %gs); gives up at the %s",
+                          d.uri(self._ds(context)), float(self.poke_interval), self._limits(deadline))
         if not found and deadline is not None and dt.datetime.now(dt.timezone.utc) >= deadline:
             self._time_out(context, f"freshness deadline {deadline.isoformat()} ({self.deadline_hours:g} h after "
                                     "the end of the logical day) has passed")
@@ -138,6 +156,8 @@ class DataPartitionSensor(BaseSensorOperator):
 
         d = self._dataset()
         deadline = self._deadline(context)
+        self.log.info("deferring: the triggerer waits for partition %s (poking every %gs); gives up at the %s",
+                      d.uri(self._ds(context)), float(self.poke_interval), self._limits(deadline, deferring=True))
         self.defer(
             trigger=DataPartitionTrigger(storage_uri=d.store.root, prefix=d.prefix, ds=self._ds(context), fmt=d.fmt,
                                          aws_conn_id=self.aws_conn_id, poke_interval=float(self.poke_interval),

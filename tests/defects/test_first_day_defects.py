@@ -153,3 +153,34 @@ def test_rollback_operator_re_renders_the_cards_whose_aliases_changed(local_stor
     # every card says as of which registry change its aliases are (a rollback made elsewhere is visible)
     last = registry.audit_log("churn")[-1]
     assert last["action"] == "rollback" and f"| aliases as of | {last['at']} (registry state" in _card(registry, 2)
+
+
+# --- (f) a waiting sensor names what it waits for and until when ------------------------------------------
+def test_waiting_sensor_logs_the_uri_and_its_deadline(local_store, caplog, capsys):
+    import datetime as dt
+
+    from airflow_mlops.ml.freshness import freshness_deadline
+    from airflow_mlops.sensors.data import DataPartitionSensor
+
+    sensor = DataPartitionSensor(task_id="wait_for_data", prefix="data/churn", ds="2999-01-01",
+                                 storage_uri=local_store.root, timeout=3600, poke_interval=60, deadline_hours=6,
+                                 deferrable=False)
+    with caplog.at_level(logging.INFO):
+        assert sensor.poke({}) is False
+    logged = caplog.text + capsys.readouterr().out
+    uri = local_store.uri("data/churn/ds=2999-01-01")
+    deadline = freshness_deadline("2999-01-01", 6)
+    assert deadline > dt.datetime.now(dt.timezone.utc)
+    line = next(x for x in logged.splitlines() if uri in x)
+    assert "not yet" in line and f"freshness deadline {deadline.isoformat()}" in line and "timeout 3600s" in line
+    assert "poking every 60s" in line
+    from airflow.sdk.exceptions import TaskDeferred
+
+    deferring = DataPartitionSensor(task_id="wait_for_data", prefix="data/churn", ds="2999-01-01",
+                                    storage_uri=local_store.root, timeout=3600, poke_interval=60, deferrable=True)
+    caplog.clear()
+    with caplog.at_level(logging.INFO), pytest.raises(TaskDeferred):
+        deferring.execute({})
+    logged = caplog.text + capsys.readouterr().out
+    line = next(x for x in logged.splitlines() if "deferring" in x)
+    assert uri in line and "timeout 3600s (at " in line
