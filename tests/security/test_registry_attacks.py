@@ -325,13 +325,19 @@ def test_rollback_to_a_rejected_version_is_refused(reg, store):
             "never held alias 'champion'")
 
 
-def test_rollback_to_a_former_champion_that_was_rejected_later_is_refused(store):
+def two_champions(store: ArtifactStore, require_approval: bool = False) -> ModelRegistry:
+    """v1 then v2 champion (approved by a reviewer where approval is required)."""
     r = ModelRegistry(store)
-    for seed in range(2):
-        r.register(MODEL, _fit(seed)[0], actor="trainer", require_approval=True)
-        r.approve(MODEL, seed + 1, approver="reviewer", reason="ok")
-    r.set_alias(MODEL, "champion", 1, actor="gate")
-    r.set_alias(MODEL, "champion", 2, actor="gate")
+    for v in (1, 2):
+        r.register(MODEL, _fit(v)[0], actor="trainer", require_approval=require_approval)
+        if require_approval:
+            r.approve(MODEL, v, approver="reviewer", reason="ok")
+        r.set_alias(MODEL, "champion", v, actor="gate")
+    return r
+
+
+def test_rollback_to_a_former_champion_that_was_rejected_later_is_refused(store):
+    r = two_champions(store, require_approval=True)
     r.approve(MODEL, 1, approver="risk", reason="found a leak", status="rejected")
     msg = refused(store, lambda: r.rollback(MODEL, "champion", 1, actor="oncall", reason="v2 is slow"), PolicyError,
                   "cannot point to v1 was rejected")
@@ -342,11 +348,7 @@ def test_rollback_to_a_former_champion_that_was_rejected_later_is_refused(store)
 
 
 def test_rollback_to_a_retired_former_champion_is_refused(store):
-    r = ModelRegistry(store)
-    for seed in range(2):
-        r.register(MODEL, _fit(seed)[0], actor="trainer")
-    r.set_alias(MODEL, "champion", 1, actor="gate")
-    r.set_alias(MODEL, "champion", 2, actor="gate")
+    r = two_champions(store)
     r.set_lifecycle(MODEL, 1, "retired", actor="risk", reason="biased")
     refused(store, lambda: r.rollback(MODEL, "champion", 1, actor="oncall", reason="v2 is slow"), LifecycleError,
             "v1 is retired")
@@ -360,11 +362,7 @@ def test_rollback_to_a_never_gated_version_is_refused(reg, store):
 
 
 def test_rollback_without_a_reason_is_refused(store):
-    r = ModelRegistry(store)
-    for seed in range(2):
-        r.register(MODEL, _fit(seed)[0], actor="trainer")
-    r.set_alias(MODEL, "champion", 1, actor="gate")
-    r.set_alias(MODEL, "champion", 2, actor="gate")
+    r = two_champions(store)
     refused(store, lambda: r.rollback(MODEL, actor="oncall"), PolicyError, "needs a reason")
     ev = r.rollback(MODEL, actor="oncall", reason="v2 scores drifted", details={"os_user": "alice"})
     assert (ev["from"], ev["to"], ev["actor"], ev["reason"]) == (2, 1, "oncall", "v2 scores drifted")
