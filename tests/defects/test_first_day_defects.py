@@ -184,3 +184,41 @@ def test_waiting_sensor_logs_the_uri_and_its_deadline(local_store, caplog, capsy
     logged = caplog.text + capsys.readouterr().out
     line = next(x for x in logged.splitlines() if "deferring" in x)
     assert uri in line and "timeout 3600s (at " in line
+
+
+# --- (e) the smoke profile's latency does not decrease with the batch size --------------------------------
+def test_smoke_profile_latency_is_monotone_in_batch_size_under_a_transient_load(local_store):
+    """The child's profile (profile_staged, run here in-process on a staged model and sample) while the
+    machine is busy for its first 0.3 s and then free: 10,000 rows never come out faster than 1,000."""
+    import hashlib
+    import io
+
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import skops.io as sio
+    from busy_start_model import TRUSTED, BusyStartRegressor, reset
+
+    from airflow_mlops.ml.smoke import profile_staged, training_columns
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(300, 3)), columns=["a", "b", "c"])
+    model = BusyStartRegressor().fit(X, X["a"] * 2 + X["b"])
+    sample = X.copy()
+    for col, values in training_columns(model.predict(X), None, None).items():
+        sample[col] = values
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(sample, preserve_index=False), buf)
+    model_bytes, sample_bytes = sio.dumps(model), buf.getvalue()
+    local_store.write_bytes("staged/model.skops", model_bytes)
+    local_store.write_bytes("staged/holdout.parquet", sample_bytes)
+    spec = {"store_root": local_store.root, "model_key": "staged/model.skops",
+            "model_sha256": hashlib.sha256(model_bytes).hexdigest(), "sample_key": "staged/holdout.parquet",
+            "sample_sha256": hashlib.sha256(sample_bytes).hexdigest(), "features": ["a", "b", "c"],
+            "task": "regression", "classes": None, "trusted_types": list(TRUSTED), "batch_sizes": [1000, 10000]}
+    reset()
+    result = profile_staged(spec)
+    assert result["ok"], result.get("error")
+    latency = result["profile"]["latency_ms"]
+    assert latency["10000"] >= latency["1000"], latency
+    assert result["profile"]["latency_ms_per_10k_rows"] == latency["10000"]
