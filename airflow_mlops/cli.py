@@ -158,15 +158,20 @@ def _run(reg, a: argparse.Namespace) -> tuple[object, int]:
 
     code = 0
     actor, details = cli_identity(a.as_) if getattr(a, "as_", None) is not None else (None, {})
+    from airflow_mlops.pipeline import refresh_cards  # decisions show on the cards of the versions they touch
+
     if a.command in ("approve", "reject"):
         out = reg.approve(a.model, a.version, approver=actor, reason=a.reason,
                           allow_self_approval=a.allow_self_approval,
                           status="approved" if a.command == "approve" else "rejected", details=details)
+        refresh_cards(reg, a.model, [a.version])
     elif a.command == "rollback":
         out = reg.rollback(a.model, a.alias, a.to_version, actor=actor, reason=a.reason, details=details)
+        refresh_cards(reg, a.model, [out.get("from"), out.get("to")])
     elif a.command == "lifecycle":
         out = reg.set_lifecycle(a.model, a.version, a.state, actor=actor, reason=a.reason, force=a.force,
                                 details=details)
+        refresh_cards(reg, a.model, [a.version])
     elif a.command in ("disable", "enable"):
         out = reg.set_model_disabled(a.model, a.command == "disable", actor=actor, reason=a.reason, details=details)
     elif a.command == "sign":

@@ -497,7 +497,15 @@ def do_approve(user: BaseUser, name: str, version: int, body: ApproveBody) -> di
     except (RegistryError, StorageError) as e:
         raise _registry_error(e) from None
     log.info("mlops: %s %s %s v%d: %s", actor_of(user), body.status, name, version, body.reason)
+    _refresh_cards(reg, name, [version, event.get("version")])
     return {"event": event, "approval": approval}
+
+
+def _refresh_cards(reg: ModelRegistry, name: str, versions: list[Any]) -> None:
+    """Re-render the model cards a decision changed (approval history, aliases); never fails the request."""
+    from airflow_mlops.pipeline import refresh_cards
+
+    refresh_cards(reg, name, versions)
 
 
 def do_rollback(user: BaseUser, name: str, body: RollbackBody) -> dict[str, Any]:
@@ -514,6 +522,7 @@ def do_rollback(user: BaseUser, name: str, body: RollbackBody) -> dict[str, Any]
         raise _registry_error(e) from None
     log.info("mlops: %s rolled back %s:%s %s -> %s", actor_of(user), name, body.alias, event.get("from"),
              event.get("to"))
+    _refresh_cards(reg, name, [event.get("from"), event.get("to")])
     return {"event": event, "aliases": aliases}
 
 

@@ -170,3 +170,14 @@ def test_cli_lifecycle_show_disable_enable(tmp_path):
     assert r.returncode == 0 and json.loads(_cli(root, "show", "churn").stdout)["disabled"] is None
     r = _cli(root, "lifecycle", "churn", "1", "gone", "--actor", "x")
     assert r.returncode != 0 and "invalid choice" in r.stderr
+
+
+def test_cli_rollback_re_renders_the_cards_of_both_versions(reg):
+    """After a rollback through the CLI neither card states an alias it no longer holds."""
+    reg.set_alias("churn", "champion", 1, actor="ci")  # history: 2 -> 1
+    root = reg.store.root
+    r = _cli(root, "rollback", "churn", "--to-version", "2", "--as", "oncall", "--reason", "v1 misbehaves")
+    assert r.returncode == 0, r.stderr
+    cards = {v: reg.store.read_bytes(f"registry/churn/versions/{v}/reports/model_card.md").decode() for v in (1, 2)}
+    assert "| aliases" in cards[2] and "champion" in cards[2].split("| aliases", 1)[1].split("\n", 1)[0]
+    assert "champion" not in cards[1].split("| aliases", 1)[1].split("\n", 1)[0]
