@@ -102,6 +102,36 @@ _MAX_LIST_ITEMS = 20
 _INDEX_META_KEY = "_airflow_mlops_index"
 
 
+#: GX loggers that report its own registration of functions, renderers and datasource types, at
+#: INFO ("Skipping registering function ...", about 200 lines per process) or DEBUG. Raised to
+#: WARNING by :func:`_quiet_gx_logging` unless the application configured a level for them itself.
+_GX_CHATTY_LOGGERS = (
+    "great_expectations._docs_decorators",
+    "great_expectations.expectations.registry",
+    "great_expectations.datasource.fluent.sources",
+    "great_expectations.datasource.fluent.dynamic_pandas",
+    "great_expectations.datasource.fluent.type_lookup",
+    "great_expectations.datasource.fluent.metadatasource",
+    "great_expectations.datasource.fluent.config",  # "Loading 'datasources' -> []" on every context
+)
+_gx_logging_quieted = False
+
+
+def _quiet_gx_logging() -> None:
+    """Silence GX's registration chatter before GX is imported; real warnings and errors still pass.
+
+    Only loggers whose level is unset (NOTSET) are changed, so an explicit logging configuration wins.
+    """
+    global _gx_logging_quieted  # noqa: PLW0603
+    if _gx_logging_quieted:
+        return
+    for logger_name in _GX_CHATTY_LOGGERS:
+        logger = logging.getLogger(logger_name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.WARNING)
+    _gx_logging_quieted = True
+
+
 class SuiteError(ValueError):
     """An expectation suite spec is unreadable or invalid. The message names the source and the problem."""
 
@@ -186,6 +216,7 @@ def _is_gx_suite(source: Any) -> bool:
     """isinstance check against gx.ExpectationSuite without importing GX when it is not loaded."""
     if "great_expectations" not in sys.modules:
         return False
+    _quiet_gx_logging()
     from great_expectations.core.expectation_suite import ExpectationSuite as GXSuite  # noqa: PLC0415
 
     return isinstance(source, GXSuite)
@@ -341,6 +372,7 @@ def _hints(names: list[str], candidates: Sequence[str]) -> str:
 
 def _registered_types() -> list[str]:
     """Names of all registered GX expectation types (core ones are registered on import)."""
+    _quiet_gx_logging()
     import great_expectations  # noqa: F401, PLC0415
     from great_expectations.expectations.registry import (  # noqa: PLC0415
         list_registered_expectation_implementations,
@@ -357,6 +389,7 @@ def _expectation_problem(exp: Mapping[str, Any]) -> str | None:
 
 def _make_expectation(exp: Mapping[str, Any]) -> tuple[Any, str | None]:
     """Instantiate a GX Expectation from a normalized spec entry: (expectation, None) or (None, problem)."""
+    _quiet_gx_logging()
     import great_expectations  # noqa: F401, PLC0415
     from great_expectations.compatibility import pydantic  # noqa: PLC0415
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration  # noqa: PLC0415
@@ -410,6 +443,7 @@ def _describe_pydantic_errors(exc: Any) -> str:
 
 
 def _build_gx_suite(spec: Mapping[str, Any], label: str, *, tag_index: bool = False) -> "ExpectationSuite":
+    _quiet_gx_logging()
     import great_expectations as gx  # noqa: PLC0415
 
     built = []
@@ -449,8 +483,8 @@ def infer_suite(
     categorical: list[str] | None = None,
     mostly: float = 1.0,
     name: str = "inferred",
-    range_margin: float = 0.1,
-    null_margin: float = 0.05,
+    range_margin: float | None = None,
+    null_margin: float | None = None,
     max_categories: int = 50,
 ) -> dict[str, Any]:
     """Infer a plain-JSON expectation suite from a model's training reference frame.
@@ -465,16 +499,26 @@ def infer_suite(
           :data:`NUMERIC_TYPES` (an int column with missing values becomes float), strings
           :data:`STRING_TYPES`, booleans :data:`BOOL_TYPES`, naive datetimes :data:`DATETIME_TYPES`;
           other dtypes (tz-aware datetimes, mixed objects, ...) get no type check;
-        - ``expect_column_values_to_not_be_null`` with
-          ``mostly = 1 - (observed null rate + null_margin)``, omitted when that is ``<= 0``;
-        - numeric (not bool) columns: ``expect_column_values_to_be_between`` over the finite
-          observed range widened by ``range_margin * (max - min)`` on each side (a constant column
-          is widened by ``range_margin * max(|value|, 1)``; int bounds are rounded outwards);
+        - ``expect_column_values_to_not_be_null`` with ``mostly = 1 - (p + margin)``, where ``p``
+          is the observed null rate and ``margin`` is ``null_margin`` if given, else ``0.05`` when
+          ``p > 0`` and ``min(0.05, 3 / n)`` when the column had no null in ``n`` rows (the "rule
+          of three" 95 % upper bound of a rate never observed); omitted when ``mostly <= 0``;
+        - numeric (not bool) columns: ``expect_column_values_to_be_between``. By default
+          (``range_margin=None``) each bound comes from the column's tail, see :func:`_tail_bounds`:
+          ``hi = max(max, q90 + t * s * (1 + 1/sqrt(k)))`` with ``s`` the mean excess of the ``k``
+          values above the 90th percentile ``q90`` and ``t = ln(0.1 * max(n, 1000) / 0.0001)``
+          (likewise below ``q10`` for ``lo``; ``lo >= 0`` if no reference value is negative); plus a batch-level
+          ``expect_column_median_to_be_between`` over ``median ± 2 * IQR`` (a whole column
+          shifted or rescaled fails the batch even where single values stay in range). With a number, the old rule: the observed range
+          widened by ``range_margin * (max - min)`` on each side (a constant column by
+          ``range_margin * max(|value|, 1)``). Int bounds are rounded outwards;
         - categorical columns: ``expect_column_values_to_be_in_set`` with the observed non-null
           values. Columns listed in ``categorical`` always get one (and must have at most
           ``max_categories`` distinct values); with ``categorical=None`` string and pandas
           ``category`` columns with at most ``max_categories`` distinct values are used
-          (``categorical=[]`` disables the check).
+          (``categorical=[]`` disables the check). Its ``mostly`` is
+          ``min(mostly, 1 - f1 / n)``, ``f1`` being the number of values seen exactly once (the
+          Good-Turing estimate of the share of rows holding a value the reference never showed).
 
     ``mostly`` is passed to the range and set expectations. The result contains only JSON types
     (it can be stored next to a model version) and can be passed to :func:`validate_dataframe`.
@@ -491,9 +535,9 @@ def infer_suite(
         raise ValueError(f"reference must be a pandas DataFrame, got {type(reference).__name__}")
     if not 0.0 < float(mostly) <= 1.0:
         raise ValueError(f"mostly must be in (0, 1], got {mostly}")
-    if range_margin < 0:
+    if range_margin is not None and range_margin < 0:
         raise ValueError(f"range_margin must be >= 0, got {range_margin}")
-    if null_margin < 0:
+    if null_margin is not None and null_margin < 0:
         raise ValueError(f"null_margin must be >= 0, got {null_margin}")
     if int(max_categories) < 1:
         raise ValueError(f"max_categories must be >= 1, got {max_categories}")
@@ -533,7 +577,11 @@ def infer_suite(
                                  "kwargs": {"column": col, "type_list": list(type_list)},
                                  "meta": {"inferred_dtype": original_dtypes.get(col, str(series.dtype))}})
         null_rate = float(series.isna().mean())
-        not_null_mostly = 1.0 - (null_rate + float(null_margin))
+        if null_margin is not None:
+            margin_nulls = float(null_margin)
+        else:
+            margin_nulls = _DEFAULT_NULL_MARGIN if null_rate > 0 else min(_DEFAULT_NULL_MARGIN, 3.0 / n_rows)
+        not_null_mostly = 1.0 - (null_rate + margin_nulls)
         if not_null_mostly > 0:
             not_null_mostly = math.floor(min(not_null_mostly, 1.0) * 10_000) / 10_000
             if not_null_mostly > 0:
@@ -544,14 +592,21 @@ def infer_suite(
             values = series.to_numpy(dtype="float64", na_value=np.nan)
             values = values[np.isfinite(values)]
             if values.size:
-                lo, hi = float(values.min()), float(values.max())
-                span = hi - lo
-                margin = float(range_margin) * (span if span > 0 else max(abs(hi), 1.0))
-                lo, hi = lo - margin, hi + margin
+                if range_margin is None:
+                    lo, hi = _tail_bounds(values)
+                else:
+                    lo, hi = float(values.min()), float(values.max())
+                    span = hi - lo
+                    margin = float(range_margin) * (span if span > 0 else max(abs(hi), 1.0))
+                    lo, hi = lo - margin, hi + margin
                 bounds: tuple[Any, Any] = (math.floor(lo), math.ceil(hi)) if family == "int" else (lo, hi)
                 expectations.append({"type": "expect_column_values_to_be_between",
                                      "kwargs": {"column": col, "min_value": bounds[0],
                                                 "max_value": bounds[1], "mostly": float(mostly)}})
+                if range_margin is None:
+                    m_lo, m_hi = _median_bounds(values)
+                    expectations.append({"type": "expect_column_median_to_be_between",
+                                         "kwargs": {"column": col, "min_value": m_lo, "max_value": m_hi}})
         explicit = categorical is not None and col in categorical
         auto = categorical is None and family == "string"
         if explicit or auto:
@@ -564,19 +619,93 @@ def infer_suite(
                     )
                 continue
             value_set = sorted((_plain(v) for v in uniques), key=lambda v: (type(v).__name__, v))
-            expectations.append({"type": "expect_column_values_to_be_in_set",
-                                 "kwargs": {"column": col, "value_set": value_set, "mostly": float(mostly)}})
+            counts = series.dropna().value_counts()
+            non_null = int(counts.sum())
+            singletons = int((counts == 1).sum())
+            set_mostly = float(mostly)
+            if non_null and singletons:
+                set_mostly = min(set_mostly, math.floor((1.0 - singletons / non_null) * 10_000) / 10_000)
+            entry = {"type": "expect_column_values_to_be_in_set",
+                     "kwargs": {"column": col, "value_set": value_set, "mostly": set_mostly}}
+            if set_mostly < float(mostly):
+                entry["meta"] = {"reference_singletons": singletons}
+            expectations.append(entry)
     return {
         "name": name,
         "expectations": expectations,
         "meta": {
             "generated_by": "airflow_mlops.ml.validation.infer_suite",
             "reference_rows": n_rows,
-            "parameters": {"mostly": float(mostly), "range_margin": float(range_margin),
-                           "null_margin": float(null_margin), "max_categories": int(max_categories),
+            "parameters": {"mostly": float(mostly),
+                           "range_margin": "tail" if range_margin is None else float(range_margin),
+                           "null_margin": "adaptive" if null_margin is None else float(null_margin),
+                           "max_categories": int(max_categories),
                            "categorical": categorical},
         },
     }
+
+
+_DEFAULT_NULL_MARGIN = 0.05
+_TAIL_QUANTILE = 0.9          # the tail starts at the 10th / 90th percentile
+_TAIL_ALPHA = 1e-4            # target chance that a clean partition breaks one bound of one column
+_TAIL_MIN_PARTITION = 1000    # partitions are assumed to hold at least this many rows
+
+
+def _tail_bounds(values: "np.ndarray") -> tuple[float, float]:
+    """Range bounds for a clean partition from the reference's finite values (peaks over threshold).
+
+    Per side (upper shown): the tail above ``u = q90`` is modelled as exponential with scale ``s``,
+    the mean excess ``mean(x - u | x > u)`` of the ``k`` values above ``u`` (its maximum-likelihood
+    estimate). Then ``P(X > u + s*t) = 0.1 * exp(-t)`` per row, and a partition of ``m`` rows stays
+    inside with probability ``>= 1 - alpha`` when ``t = ln(0.1 * m / alpha)``; ``m`` is taken as
+    ``max(n, 1000)`` and ``alpha = 0.0001``. ``s`` is inflated by ``1 + 1/sqrt(k)`` (its relative
+    standard error), so small references get wider bounds. The bound never cuts the observed range:
+    ``hi = max(max(x), u + t * s * (1 + 1/sqrt(k)))``. A column never negative in the reference
+    gets ``lo >= 0``. Without a tail (``k = 0`` or ``s = 0``, e.g.
+    a constant or mostly-constant column) ``s`` falls back to ``IQR / 1.349``, then the standard
+    deviation, then ``0.05 * max(|median|, 1)``.
+    """
+    import numpy as np  # noqa: PLC0415
+
+    n = int(values.size)
+    q_lo, q25, median, q75, q_hi = (float(q) for q in np.quantile(
+        values, [1 - _TAIL_QUANTILE, 0.25, 0.5, 0.75, _TAIL_QUANTILE]))
+    fallback = (q75 - q25) / 1.349
+    if not fallback > 0:
+        fallback = float(np.std(values))
+    if not fallback > 0:
+        fallback = 0.05 * max(abs(median), 1.0)
+    t = math.log((1 - _TAIL_QUANTILE) * max(n, _TAIL_MIN_PARTITION) / _TAIL_ALPHA)
+
+    def _reach(excess: "np.ndarray") -> float:
+        k = int(excess.size)
+        scale = float(excess.mean()) if k else 0.0
+        if not scale > 0:
+            return t * fallback
+        return t * scale * (1.0 + 1.0 / math.sqrt(k))
+
+    lo = min(float(values.min()), q_lo - _reach(q_lo - values[values < q_lo]))
+    hi = max(float(values.max()), q_hi + _reach(values[values > q_hi] - q_hi))
+    if float(values.min()) >= 0:  # never negative in the reference: a sign flip or -1/-999 code is an error
+        lo = max(lo, 0.0)
+    return lo, hi
+
+
+def _median_bounds(values: "np.ndarray") -> tuple[float, float]:
+    """``median ± 2 * IQR`` (IQR falling back to ``1.349 * std``, then ``0.05 * max(|median|, 1)``).
+
+    A partition's median wanders by about ``0.93 * IQR / sqrt(m)`` (normal data, ``m`` rows), so
+    ``2 * IQR`` is more than 5 standard errors even for a 10-row partition.
+    """
+    import numpy as np  # noqa: PLC0415
+
+    q25, median, q75 = (float(q) for q in np.quantile(values, [0.25, 0.5, 0.75]))
+    scale = q75 - q25
+    if not scale > 0:
+        scale = 1.349 * float(np.std(values))
+    if not scale > 0:
+        scale = 0.05 * max(abs(median), 1.0)
+    return median - 2.0 * scale, median + 2.0 * scale
 
 
 def _dtype_family(series: "pd.Series") -> str | None:
@@ -829,6 +958,7 @@ def validate_dataframe(df: "pd.DataFrame", suite: SuiteSource, *, name: str = "b
 
 
 def _gx_version() -> str:
+    _quiet_gx_logging()
     import great_expectations as gx  # noqa: PLC0415
 
     return str(gx.__version__)
@@ -836,6 +966,7 @@ def _gx_version() -> str:
 
 def _run_gx(frame: "pd.DataFrame", suite: "ExpectationSuite", batch_name: str) -> list[Any]:
     """Validate ``frame`` with ``suite`` in a fresh ephemeral context; return the per-expectation results."""
+    _quiet_gx_logging()
     import great_expectations as gx  # noqa: PLC0415
     from great_expectations.data_context.data_context.context_factory import (  # noqa: PLC0415
         project_manager,
@@ -893,6 +1024,7 @@ def _is_row_level_type(etype: str) -> bool:
     """Column-map style expectations (they report unexpected rows), excluding dtype checks."""
     if etype in _TYPE_EXPECTATIONS:
         return False
+    _quiet_gx_logging()
     from great_expectations.expectations.expectation import (  # noqa: PLC0415
         ColumnMapExpectation,
         ColumnPairMapExpectation,
@@ -1042,6 +1174,8 @@ def _failure_summary(etype: str, kwargs: Mapping[str, Any], rec: Mapping[str, An
         if observed.get("unexpected_columns"):
             parts.append(f"unexpected columns {observed['unexpected_columns']}")
         return f"table: {'; '.join(parts) or 'column set mismatch'}"
+    if etype == "expect_column_median_to_be_between":  # the median itself may be a row value: not shown
+        return f"{subject}: median outside {_interval(kwargs)} (the whole column moved)"
     if etype == "expect_table_row_count_to_be_between":
         return f"table: row count {observed} outside {_interval(kwargs)}"
     if etype == "expect_table_row_count_to_equal":
@@ -1087,6 +1221,7 @@ def _describe(etype: str, kwargs: Mapping[str, Any]) -> str:
         "expect_column_values_to_be_in_type_list":
             f"dtype in ({_abbrev(kwargs.get('type_list') or [], 6)})",
         "expect_column_values_to_be_of_type": f"dtype {kwargs.get('type_')}",
+        "expect_column_median_to_be_between": f"median within {_interval(kwargs)}",
         "expect_table_row_count_to_be_between": f"row count within {_interval(kwargs)}",
         "expect_table_row_count_to_equal": f"row count = {kwargs.get('value')}",
         "expect_table_columns_to_match_set":

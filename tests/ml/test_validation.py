@@ -291,24 +291,33 @@ def test_infer_suite_is_plain_json_with_expected_expectations(reference: pd.Data
     assert {"object", "str", "string"} <= set(STRING_TYPES)
     assert {"bool", "boolean", "object"} <= set(BOOL_TYPES)
 
-    # ranges widened by 10% of (max - min); int bounds rounded outwards
+    # default ranges: tail bounds (peaks over the 10th/90th percentiles), never inside the observed
+    # range, non-negative for a never-negative column; int bounds rounded outwards
     lo, hi = reference["age"].min(), reference["age"].max()
     age = by[("expect_column_values_to_be_between", "age")]
-    assert age["min_value"] == np.floor(lo - 0.1 * (hi - lo))
-    assert age["max_value"] == np.ceil(hi + 0.1 * (hi - lo))
-    assert age["mostly"] == 1.0
+    assert age["min_value"] == 0 and isinstance(age["min_value"], int)  # ages are never negative
+    q90 = np.quantile(reference["age"], 0.9)
+    tail = reference["age"][reference["age"] > q90] - q90
+    t = np.log(0.1 * 1000 / 1e-4)
+    assert age["max_value"] == np.ceil(q90 + t * tail.mean() * (1 + 1 / np.sqrt(len(tail))))
+    assert age["max_value"] >= hi and age["mostly"] == 1.0
+    assert age["max_value"] < SENTINEL_NUM
     inc = by[("expect_column_values_to_be_between", "income")]
     ilo, ihi = reference["income"].min(), reference["income"].max()
-    assert inc["min_value"] == pytest.approx(ilo - 0.1 * (ihi - ilo))
-    assert inc["max_value"] == pytest.approx(ihi + 0.1 * (ihi - ilo))
+    assert inc["min_value"] < ilo and inc["max_value"] > ihi
+    # and the median band: median +- 2 IQR, a batch-level check on the whole column
+    median = by[("expect_column_median_to_be_between", "age")]
+    q25, q50, q75 = np.quantile(reference["age"], [0.25, 0.5, 0.75])
+    assert median == pytest.approx({"column": "age", "min_value": q50 - 2 * (q75 - q25),
+                                    "max_value": q50 + 2 * (q75 - q25)})
     assert ("expect_column_values_to_be_between", "active") not in by  # bool is not a range
 
-    # null rates: mostly = 1 - (observed + margin)
+    # null rates: mostly = 1 - (observed + 0.05); a column without nulls: 1 - min(0.05, 3 / n)
     null_rate = reference["income"].isna().mean()
     assert 0 < null_rate < 0.3
     assert by[("expect_column_values_to_not_be_null", "income")]["mostly"] == pytest.approx(
         1 - (null_rate + 0.05), abs=1e-4)
-    assert by[("expect_column_values_to_not_be_null", "age")]["mostly"] == pytest.approx(0.95)
+    assert by[("expect_column_values_to_not_be_null", "age")]["mostly"] == pytest.approx(1 - 3 / 120, abs=1e-4)
 
     # categories: low-cardinality strings only
     assert by[("expect_column_values_to_be_in_set", "segment")]["value_set"] == ["enterprise", "retail", "smb"]
@@ -417,14 +426,14 @@ def test_missing_column_is_a_batch_level_failure(reference: pd.DataFrame, suite:
     income = [f for f in outcome.failed if f["column"] == "income"]
     assert {f["expectation_type"] for f in income} == {
         "expect_column_values_to_be_in_type_list", "expect_column_values_to_not_be_null",
-        "expect_column_values_to_be_between"}
+        "expect_column_values_to_be_between", "expect_column_median_to_be_between"}
     assert all("'income' is missing from the batch" in f["summary"] and f["error"] for f in income)
     columns_check = next(f for f in outcome.failed if f["expectation_type"] == "expect_table_columns_to_match_set")
     assert columns_check["observed_value"] == {"missing_columns": ["income"]}
     assert "missing columns ['income']" in columns_check["summary"]
     message = summarize_failures(outcome, limit=2)
     assert "batch-level failure" in message and "income" in message
-    assert "... and 2 more" in message
+    assert "... and 3 more" in message
     accepted, quarantined = outcome.split(reference)
     assert accepted.empty and len(quarantined) == len(reference)
 
@@ -447,7 +456,9 @@ def test_wrong_dtype_is_a_batch_level_failure(wrong_dtype_outcome: ValidationOut
 def test_empty_frame_fails_instead_of_crashing(reference: pd.DataFrame, suite: dict) -> None:
     outcome = validate_dataframe(reference.iloc[0:0], suite, name="empty")
     assert not outcome.success and outcome.batch_level_failure
-    assert [f["expectation_type"] for f in outcome.failed] == ["expect_table_row_count_to_be_between"]
+    # the row count, and the medians of the numeric columns (there is none), nothing else
+    assert outcome.failed[0]["expectation_type"] == "expect_table_row_count_to_be_between"
+    assert {f["expectation_type"] for f in outcome.failed[1:]} == {"expect_column_median_to_be_between"}
     assert outcome.failed[0]["observed_value"] == 0
     assert outcome.failed[0]["summary"] == "table: row count 0 outside [1, inf)"
     assert outcome.row_count == 0 and len(outcome.failing_row_mask) == 0
@@ -511,3 +522,33 @@ def test_exception_messages_are_redacted() -> None:
     redacted = _redact(message + "\nTraceback ...", {"age"})
     assert SENTINEL_STR not in redacted and "987654321" not in redacted
     assert "'age'" in redacted and "Traceback" not in redacted
+
+
+def test_inferred_value_set_allows_the_good_turing_share_of_unseen_values() -> None:
+    """A value seen once in the reference hints that unseen ones exist: mostly = 1 - singletons / n."""
+    common = ["a"] * 40 + ["b"] * 40 + ["c", "d"]  # 2 singletons in 82 rows
+    spec = infer_suite(pd.DataFrame({"k": common}), name="gt")
+    in_set = next(e for e in spec["expectations"] if e["type"] == "expect_column_values_to_be_in_set")
+    assert in_set["kwargs"]["mostly"] == pytest.approx(1 - 2 / 82, abs=1e-4)
+    assert in_set["meta"] == {"reference_singletons": 2}
+    one_new = pd.DataFrame({"k": ["a", "b"] * 30 + ["e"]})  # 1 of 61 rows unseen (1.6% < 2.4%)
+    assert validate_dataframe(one_new, spec, name="one-new").success
+    many_new = pd.DataFrame({"k": ["a", "b"] * 20 + ["e"] * 5})
+    outcome = validate_dataframe(many_new, spec, name="many-new")
+    assert not outcome.success and not outcome.batch_level_failure and outcome.failing_row_count == 5
+
+    # no singletons (every value seen often): mostly stays the caller's, one unseen row fails
+    spec = infer_suite(pd.DataFrame({"k": ["a", "b"] * 40}), name="strict")
+    in_set = next(e for e in spec["expectations"] if e["type"] == "expect_column_values_to_be_in_set")
+    assert in_set["kwargs"]["mostly"] == 1.0 and "meta" not in in_set
+    assert not validate_dataframe(one_new, spec, name="one-new").success
+
+
+def test_explicit_margins_keep_the_fixed_rules(reference: pd.DataFrame) -> None:
+    spec = infer_suite(reference[["age"]], range_margin=0.1, null_margin=0.05)
+    by = {e["type"]: e["kwargs"] for e in spec["expectations"]}
+    lo, hi = reference["age"].min(), reference["age"].max()
+    assert by["expect_column_values_to_be_between"]["min_value"] == np.floor(lo - 0.1 * (hi - lo))
+    assert by["expect_column_values_to_be_between"]["max_value"] == np.ceil(hi + 0.1 * (hi - lo))
+    assert by["expect_column_values_to_not_be_null"]["mostly"] == pytest.approx(0.95)
+    assert "expect_column_median_to_be_between" not in by
