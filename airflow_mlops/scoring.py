@@ -331,17 +331,18 @@ def prediction_log_schema(meta: dict, key_types: dict[str, pa.DataType], *, has_
 # input files
 # ------------------------------------------------------------------------------------------
 def predictions_dataset(config: ModelConfig, store: ArtifactStore, output_prefix: str | None = None) -> Dataset:
-    """The prediction log of a model: ``<root>/predictions/<model>/ds=YYYY-MM-DD/``."""
-    return Dataset(store, output_prefix or join("predictions", config.name))
+    """The prediction log of a model: ``<root>/predictions/<model>/ds=YYYY-MM-DD/`` (:class:`Locations`)."""
+    from airflow_mlops.hooks.datasets import Locations
+
+    return Locations(config, store).predictions(output_prefix)
 
 
 def scoring_input(config: ModelConfig, store: ArtifactStore) -> Dataset:
-    """The dataset scored daily: ``data.scoring_dataset`` when set (``<root>/data/<name>``), else
-    the model's input dataset (:meth:`Dataset.from_config`: ``data.uri`` or ``data.dataset``)."""
-    name = getattr(config.data, "scoring_dataset", None)
-    if name:
-        return Dataset.for_name(store, name, config.data.format)
-    return Dataset.from_config(config, store)
+    """The dataset scored daily (:attr:`Locations.scoring`): ``data.scoring_dataset`` when set
+    (``<root>/data/<name>``), else the model's input dataset (``data.uri`` or ``data.dataset``)."""
+    from airflow_mlops.hooks.datasets import Locations
+
+    return Locations(config, store).scoring
 
 
 def partition_input_files(config: ModelConfig, store: ArtifactStore, ds: str,

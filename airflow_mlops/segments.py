@@ -28,7 +28,7 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.hooks.datasets import DataError, Dataset
+from airflow_mlops.hooks.datasets import DataError, Dataset, predictions_prefix
 from airflow_mlops.hooks.storage import ArtifactStore
 
 if TYPE_CHECKING:
@@ -231,10 +231,6 @@ def plan_segment_scoring(config: ModelConfig, store: ArtifactStore, ds: str, *, 
     return {"tasks": tasks, "versions": versions, "rows": counts}
 
 
-def _predictions_prefix(config: ModelConfig, output_prefix: str | None) -> str:
-    return output_prefix or f"predictions/{config.name}"
-
-
 def score_segment(config: ModelConfig, store: ArtifactStore, ds: str, value: Any, *, version: int | str | None = None,
                   files: list[str] | str | None = None, output_prefix: str | None = None,
                   **kwargs: Any) -> dict[str, Any]:
@@ -247,7 +243,7 @@ def score_segment(config: ModelConfig, store: ArtifactStore, ds: str, value: Any
     if isinstance(files, str):
         files = [files]
     return score_partition(segment_config(config, value), store, ds, version=version, files=files,
-                           output_prefix=_predictions_prefix(config, output_prefix), segment=(column, value),
+                           output_prefix=predictions_prefix(config.name, output_prefix), segment=(column, value),
                            **kwargs)
 
 
@@ -267,7 +263,7 @@ def merge_segment_parts(config: ModelConfig, store: ArtifactStore, ds: str, part
                            f"not scored {sorted(expected - got) or 'none'}, not in the partition "
                            f"{sorted(got - expected) or 'none'}; re-run the scoring")
     return merge_parts(config, store, ds, [p for p in parts if p],
-                       output_prefix=_predictions_prefix(config, output_prefix), input_dataset=input_dataset)
+                       output_prefix=predictions_prefix(config.name, output_prefix), input_dataset=input_dataset)
 
 
 def score_segments(config: ModelConfig, store: ArtifactStore, ds: str, *, alias: str = "champion",

@@ -193,6 +193,11 @@ class Dataset:
         return self.store.read_manifest(self.key(ds)) or {}
 
 
+def predictions_prefix(model: str, output_prefix: str | None = None) -> str:
+    """The key prefix of a model's prediction log: ``output_prefix`` when given, else ``predictions/<model>``."""
+    return (output_prefix or join("predictions", model)).strip("/")
+
+
 class Locations:
     """The one resolver of a model's locations; every task, sensor, CLI command and UI page asks it.
 
@@ -236,7 +241,7 @@ class Locations:
         return self._named(name) if name else None
 
     def predictions(self, output_prefix: str | None = None) -> Dataset:
-        return Dataset(self.store, output_prefix or join("predictions", self.config.name))
+        return Dataset(self.store, predictions_prefix(self.config.name, output_prefix))
 
     @property
     def quarantine(self) -> Dataset:

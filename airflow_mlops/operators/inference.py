@@ -145,7 +145,9 @@ class BatchInferenceOperator(MLOpsBaseOperator):
             if config.segments is None:
                 fail(f"segment={self.segment!r} given but {self.config_path} has no segments section")
             segment = (config.segments.column, self.segment)
-            output_prefix = output_prefix or f"predictions/{config.name}"
+            from airflow_mlops.hooks.datasets import predictions_prefix
+
+            output_prefix = predictions_prefix(config.name, output_prefix)
             config = segment_config(config, self.segment)
         variable = (self.kill_switch_variable if self.kill_switch_variable is not None
                     else kill_switch_variable(config.name))
