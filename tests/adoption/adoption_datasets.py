@@ -12,7 +12,10 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+import pytest
 
+#: where test_results_table leaves the table for the terminal summary (conftest.pytest_terminal_summary)
+TABLE_KEY = pytest.StashKey[dict]()
 SEED = 7
 TRAIN_DAYS = ["2024-01-01", "2024-01-02", "2024-01-03"]  # the training run of the last one trains on all three
 SCORE_DAY = "2024-01-04"  # a later clean day: validated, scored, monitored

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from adoption_datasets import CORRUPT_DAY, DATASETS, SCORE_DAY, TRAIN_DAYS, Spec
+from adoption_datasets import CORRUPT_DAY, DATASETS, SCORE_DAY, TABLE_KEY, TRAIN_DAYS, Spec
 
 HERE = Path(__file__).resolve().parent
-TABLE_KEY = pytest.StashKey[dict]()
 
 
 @dataclass

@@ -11,8 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from adoption_datasets import CORRUPT_DAY, DATASETS, SCORE_DAY, TRAIN_DAYS
-from conftest import TABLE_KEY
+from adoption_datasets import CORRUPT_DAY, DATASETS, SCORE_DAY, TABLE_KEY, TRAIN_DAYS
 from airflow_mlops.ml.metrics import higher_is_better
 
 pytestmark = pytest.mark.e2e
@@ -57,8 +56,9 @@ def test_training_beats_the_naive_baseline(adoption, model):
     meta = _metadata(adoption, model)
     primary = meta["primary_metric"]
     holdout, baseline = meta["metrics"]["holdout"][primary], meta["metrics"]["baseline"][primary]
-    assert meta["training_data"]["partitions"] == [f"ds={d}" for d in TRAIN_DAYS] or \
-        len(meta["training_data"]["partitions"]) == len(TRAIN_DAYS), meta["training_data"]
+    trained_on = meta["training_data"]
+    assert trained_on["partitions"] == TRAIN_DAYS and trained_on["window_end"] == TRAIN_DAYS[-1]
+    assert trained_on["fingerprint"]["rows"] == sum(len(_input(adoption, model, d)) for d in TRAIN_DAYS)
     better = holdout > baseline if higher_is_better(primary) else holdout < baseline
     if BY_NAME[model].beats_baseline:
         assert better, f"{model}: {primary} {holdout} vs naive baseline {baseline}"
