@@ -370,7 +370,8 @@ def _gate(config: ModelConfig, registry: ModelRegistry, meta: dict, version: int
                       floors=dict(config.metrics.floors), ceilings=dict(config.metrics.ceilings),
                       constraint_values=constraint_values(meta), fairness=meta.get("fairness"),
                       max_gap=fcfg.max_gap if fcfg else None,
-                      max_primary_gap=fcfg.max_primary_gap if fcfg else None)
+                      max_primary_gap=fcfg.max_primary_gap if fcfg else None,
+                      baseline=(meta.get("metrics") or {}).get("baseline"))
     d = decision.to_dict()
     d.update({"model": name, "version": version, "decided_by": actor, **(run_info or {})})
     approval = registry.approval(name, version)

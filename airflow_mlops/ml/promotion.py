@@ -1,8 +1,9 @@
 """The champion/challenger gate: a pure decision with reasons, no I/O.
 
-A candidate is promoted when every hard constraint holds and, if there is a champion, it beats the
-champion on the primary metric *measured on the same holdout* by at least ``min_improvement``
-(direction-aware: lower is better for rmse, log_loss...). The constraints:
+A candidate is promoted when every hard constraint holds, it beats the naive baseline training recorded
+(``metrics.baseline``: the class prior / the mean, on the same holdout) on the primary metric, and, if
+there is a champion, it beats the champion on the primary metric *measured on the same holdout* by at
+least ``min_improvement`` (direction-aware: lower is better for rmse, log_loss...). The constraints:
 
 * ``metrics.floors`` / ``metrics.ceilings`` on any held-out metric, including per-class metrics of
   classifiers (``recall_class_<label>``, ``precision_class_<label>``, ``f1_class_<label>``);
@@ -35,7 +36,7 @@ class Check:
     passed: bool
 
     def describe(self) -> str:
-        op = {"floor": ">=", "ceiling": "<=", "beats_champion": "vs champion",
+        op = {"floor": ">=", "ceiling": "<=", "beats_champion": "vs champion", "beats_baseline": "vs naive baseline",
               "fairness": "<="}.get(self.constraint, self.constraint)
         status = "ok" if self.passed else "BROKEN"
         return f"{self.constraint} {self.metric} {_fmt(self.value)} {op} {_fmt(self.limit)}: {status}"
@@ -55,6 +56,8 @@ class Check:
                 f"{self.metric} {_fmt(self.value)} > max_primary_gap {_fmt(self.limit)}"
         if self.constraint == "beats_champion":
             return f"{self.metric} {_fmt(self.value)} does not beat champion {_fmt(self.limit)}"
+        if self.constraint == "beats_baseline":
+            return f"{self.metric} {_fmt(self.value)} does not beat the naive baseline {_fmt(self.limit)}"
         return f"{self.constraint} {self.metric} {_fmt(self.value)} (limit {_fmt(self.limit)})"
 
     def to_dict(self) -> dict[str, Any]:
@@ -129,6 +132,7 @@ def decide(
     fairness: Mapping[str, Any] | None = None,
     max_gap: float | None = None,
     max_primary_gap: float | None = None,
+    baseline: Mapping[str, float] | None = None,
 ) -> PromotionDecision:
     """Decide whether ``candidate`` (held-out metrics) replaces ``champion`` (same holdout).
 
@@ -136,6 +140,9 @@ def decide(
     pass :func:`constraint_values` of the candidate's metadata to gate per-class and resource metrics.
     ``fairness``: the candidate's ``metadata["fairness"]`` (:func:`airflow_mlops.ml.fairness.evaluate_fairness`);
     ``max_gap``/``max_primary_gap`` override the limits stored with it (the current config's).
+    ``baseline``: the naive baseline's held-out metrics (``metadata["metrics"]["baseline"]``); the candidate
+    must beat it on the primary metric, first version included (a model no better than predicting the class
+    prior or the mean never serves).
     """
     from airflow_mlops.ml.fairness import fairness_checks
 
@@ -186,6 +193,15 @@ def decide(
                                f"(improvement {_fmt(gain)}; {word} is better)")
     elif champion is None and cand is not None:
         reasons.append(f"no champion yet; {primary_metric} = {_fmt(cand)}")
+    base = (baseline or {}).get(primary_metric)
+    if cand is not None and base is not None:
+        hib = higher_is_better(primary_metric)
+        ok = cand > base if hib else cand < base
+        checks.append(Check("beats_baseline", primary_metric, cand, base, ok))
+        if not ok:
+            reasons.append(f"{primary_metric} {_fmt(cand)} does not beat the naive baseline {_fmt(base)} "
+                           f"({'higher' if hib else 'lower'} is better): the model predicts no better than the "
+                           "class prior / the mean")
     promote = all(c.passed for c in checks)
     if promote and not reasons:
         reasons.append("all constraints hold")

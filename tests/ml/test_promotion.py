@@ -35,3 +35,16 @@ def test_ceiling_broken_even_when_better():
     assert not d.promote
     assert "log_loss = 0.9 is above the ceiling 0.5" in d.summary()
     assert d.to_dict()["checks"][0]["constraint"] == "ceiling"
+
+
+def test_a_model_no_better_than_the_naive_baseline_never_serves():
+    """First version included: no floor configured, no champion, yet a regressor worse than the mean (or a
+    classifier no better than the class prior) is kept as challenger, the reason naming both scores."""
+    d = decide("rmse", {"rmse": 5.19}, baseline={"rmse": 4.97})
+    assert not d.promote
+    assert [c.violation() for c in d.broken] == ["rmse 5.19 does not beat the naive baseline 4.97"]
+    assert "predicts no better than the class prior / the mean" in d.summary()
+    tie = decide("roc_auc", {"roc_auc": 0.5}, baseline={"roc_auc": 0.5})
+    assert not tie.promote  # equal is not better
+    ok = decide("roc_auc", {"roc_auc": 0.71}, {"roc_auc": 0.7}, champion_version=1, baseline={"roc_auc": 0.5})
+    assert ok.promote and [c.constraint for c in ok.checks] == ["beats_champion", "beats_baseline"]
