@@ -82,22 +82,6 @@ def data_asset(config: ModelConfig, storage_uri: str | None = None, dataset: str
                  group="mlops")
 
 
-def check_against_data(config: ModelConfig, storage_uri: str | None = None, ds: str | None = None) -> None:
-    """Check the config against one partition of its input (the latest by default; nothing when there is
-    none). Never called while parsing a DAG file: the ``validate`` task runs the same check
-    (:func:`airflow_mlops.hooks.datasets.check_partition`) on its run's partition.
-
-    Raises:
-        DataError: naming the partition's file, the config file and the column.
-    """
-    from airflow_mlops.hooks.datasets import Locations, check_partition
-
-    dataset = Locations.of(config, storage_uri).input
-    ds = ds or (dataset.partitions() or [None])[-1]
-    if ds is not None:
-        check_partition(config, dataset, ds, with_target=True)
-
-
 def _default_args(config: ModelConfig) -> dict[str, Any]:
     return {"owner": config.owner, "retries": 1, "retry_delay": dt.timedelta(minutes=2)}
 
@@ -353,12 +337,11 @@ def monitoring_dag(config: ModelConfig, config_path: str, *, storage_uri: str | 
     return dag
 
 
-def build_dags_for_config(config_path: str, *, storage_uri: str | None = None,
-                          check_data: bool = True) -> dict[str, DAG]:
+def build_dags_for_config(config_path: str, *, storage_uri: str | None = None) -> dict[str, DAG]:
     """The ready-made DAGs (training, batch scoring, monitoring) of one model config file.
 
-    Reads no data (``check_data`` is kept for compatibility and ignored: the checks against the data run
-    in each run's ``validate`` task).
+    Reads no data: the checks against the data run in each run's ``validate`` task
+    (:func:`airflow_mlops.hooks.datasets.check_partition`).
 
     Raises:
         ConfigError: the config is invalid (the message names the file and the field).
@@ -395,8 +378,8 @@ def config_path_for(dag_file: str, configs_dir: str | None = None) -> str:
                       source=os.path.abspath(dag_file))
 
 
-def dags_for_file(dag_file: str, *, configs_dir: str | None = None, storage_uri: str | None = None,
-                  check_data: bool = True) -> dict[str, DAG]:
+def dags_for_file(dag_file: str, *, configs_dir: str | None = None,
+                  storage_uri: str | None = None) -> dict[str, DAG]:
     """The DAGs of the model whose config has the DAG file's name (``churn.py`` -> ``configs/churn.yaml``).
 
     One small DAG file per model keeps models isolated: a broken config is an Airflow import error
@@ -411,7 +394,7 @@ def dags_for_file(dag_file: str, *, configs_dir: str | None = None, storage_uri:
     configs_dir = configs_dir or configs_dir_for(dag_file)
     path = config_path_for(dag_file, configs_dir)
     _warn_orphan_configs(os.path.dirname(os.path.abspath(dag_file)), configs_dir)
-    return build_dags_for_config(path, storage_uri=storage_uri, check_data=check_data)
+    return build_dags_for_config(path, storage_uri=storage_uri)
 
 
 def _warn_orphan_configs(dags_dir: str, configs_dir: str) -> None:
@@ -452,11 +435,11 @@ globals().update(dags_for_file(__file__))
 '''
 
 
-def build_dags(configs_dir: str, *, storage_uri: str | None = None, check_data: bool = True) -> dict[str, DAG]:
+def build_dags(configs_dir: str, *, storage_uri: str | None = None) -> dict[str, DAG]:
     """All ready-made DAGs for every ``*.yaml``/``*.yml`` config in ``configs_dir`` (fails on the first
     bad config; for per-model isolation in a DAG folder use one :func:`dags_for_file` file per model)."""
     dags: dict[str, DAG] = {}
     paths = sorted(glob.glob(os.path.join(configs_dir, "*.yaml")) + glob.glob(os.path.join(configs_dir, "*.yml")))
     for path in paths:
-        dags.update(build_dags_for_config(path, storage_uri=storage_uri, check_data=check_data))
+        dags.update(build_dags_for_config(path, storage_uri=storage_uri))
     return dags

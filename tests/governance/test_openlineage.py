@@ -187,7 +187,7 @@ def test_ready_made_dags_declare_data_and_model_assets(env):
     from airflow_mlops.dag_factory import build_dags_for_config
 
     store, _, cfg = env
-    dags = build_dags_for_config(cfg, storage_uri=store.root, check_data=False)
+    dags = build_dags_for_config(cfg, storage_uri=store.root)
 
     def uris(dag_id, task_id, what):
         return [getattr(a, "uri", None) or a.name for a in getattr(dags[dag_id].get_task(task_id), what)]

@@ -244,7 +244,7 @@ def test_segmented_dag_shapes(tmp_path):
 
     path = tmp_path / "segchurn.yaml"
     path.write_text(yaml.safe_dump(CONFIG))
-    dags = build_dags_for_config(str(path), storage_uri="file://" + str(tmp_path / "mlops"), check_data=False)
+    dags = build_dags_for_config(str(path), storage_uri="file://" + str(tmp_path / "mlops"))
     train = dags["segchurn_training"]
     assert isinstance(train.task_group_dict["segment"], MappedTaskGroup)
     assert train.get_task("segment.promote").upstream_task_ids == {"segment.train", "list_segments"}
@@ -256,6 +256,6 @@ def test_segmented_dag_shapes(tmp_path):
     # without segments the DAGs keep their shape
     plain = {k: v for k, v in CONFIG.items() if k != "segments"}
     path.write_text(yaml.safe_dump(plain))
-    dags = build_dags_for_config(str(path), check_data=False)
+    dags = build_dags_for_config(str(path))
     assert set(dags["segchurn_training"].task_ids) == {"wait_for_data", "validate", "train", "promote", "notify"}
     assert set(dags["segchurn_batch_scoring"].task_ids) == {"wait_for_data", "validate", "score"}
