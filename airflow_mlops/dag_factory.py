@@ -76,7 +76,8 @@ def data_asset(config: ModelConfig, storage_uri: str | None = None, dataset: str
 
     where = Locations.of(config, storage_uri)
     if dataset and dataset != config.data.dataset:
-        return Asset(name=f"mlops.data.{dataset}", uri=where.scoring.uri(), group="mlops")
+        uri = where.scoring.uri()
+        return Asset(name=f"mlops.data.{uri if '://' in dataset else dataset}", uri=uri, group="mlops")
     uri = where.input.uri()
     return Asset(name=f"mlops.data.{config.data.dataset}" if not config.data.uri else f"mlops.data.{uri}", uri=uri,
                  group="mlops")

@@ -203,8 +203,10 @@ class Locations:
 
     * ``input``: the training/validation input, ``data.uri`` when set (its own store, ``data.conn_id``),
       else ``<root>/data/<data.dataset>``.
-    * ``scoring``: the dataset scored daily: ``<root>/data/<data.scoring_dataset>`` when set, else ``input``.
-    * ``ground_truth``: ``<root>/data/<data.ground_truth_dataset>`` (``None`` when not set).
+    * ``scoring``: the dataset scored daily: ``data.scoring_dataset`` when set (a name under ``<root>/data/``,
+      or a ``file://``/``s3://`` URI read with ``data.conn_id``), else ``input``.
+    * ``ground_truth``: ``data.ground_truth_dataset`` (a name or a URI, like the scoring dataset; ``None`` when
+      not set).
     * ``predictions``: the prediction log ``<root>/predictions/<model>``.
     * ``monitoring(ds)`` / ``validation(ds)``: output key prefixes ``<root>/monitoring|validation/<model>/ds=<ds>``;
       ``quarantine``: ``<root>/quarantine/<data.dataset>``.
@@ -221,6 +223,10 @@ class Locations:
         return cls(config, ArtifactStore(storage_uri, conn_id=conn_id))
 
     def _named(self, name: str) -> Dataset:
+        """A dataset name under ``<root>/data/``, or a dataset URI (its own store)."""
+        if "://" in name:
+            return Dataset(ArtifactStore(name, conn_id=self.config.data.conn_id or self.store.conn_id), "",
+                           self.config.data.format)
         return Dataset.for_name(self.store, name, self.config.data.format)
 
     @property

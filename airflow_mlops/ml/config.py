@@ -823,13 +823,19 @@ class _Parser:
             conn_id=self.string(sec.get("conn_id"), "data.conn_id", nullable=True),
             training_window_days=self.integer(sec.get("training_window_days", 30),
                                               "data.training_window_days", low=1),
-            ground_truth_dataset=self.string(sec.get("ground_truth_dataset"), "data.ground_truth_dataset",
-                                             nullable=True, pattern=DATASET_RE),
-            scoring_dataset=self.string(sec.get("scoring_dataset"), "data.scoring_dataset",
-                                        nullable=True, pattern=DATASET_RE),
+            ground_truth_dataset=self.dataset_or_uri(sec.get("ground_truth_dataset"), "data.ground_truth_dataset"),
+            scoring_dataset=self.dataset_or_uri(sec.get("scoring_dataset"), "data.scoring_dataset"),
             example_rows=None if sec.get("example_rows") is None else
             self.integer(sec.get("example_rows"), "data.example_rows", 10, 10_000_000),
         )
+
+    def dataset_or_uri(self, value: Any, path: str) -> str | None:
+        """A dataset name under ``<root>/data/`` or the ``file://``/``s3://`` URI of a partitioned dataset."""
+        if isinstance(value, str) and "://" in value:
+            if not value.startswith(("file://", "s3://")):
+                raise self.error(path, f"must be a dataset name or a file:// or s3:// URI, got {value!r}")
+            return value.rstrip("/")
+        return self.string(value, path, nullable=True, pattern=DATASET_RE)
 
     def check_columns(self, keys: tuple[str, ...], target: str, features: tuple[str, ...] | None,
                       categorical: tuple[str, ...] | None) -> None:

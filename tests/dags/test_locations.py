@@ -45,6 +45,14 @@ def test_locations_resolve_every_role(tmp_path):
     assert named.scoring.uri() == store.uri("data/churn_live")
     assert named.ground_truth.uri() == store.uri("data/churn_labels")
     assert named.dataset("input").uri() == elsewhere
+    live, labels = "file://" + str(tmp_path / "live"), "s3://labels-bucket/churn_labels"
+    uris = Locations(load_model_config(_config(tmp_path, uri=elsewhere, scoring_dataset=live + "/",
+                                               ground_truth_dataset=labels)), store)
+    assert uris.scoring.uri(DAY) == f"{live}/ds={DAY}" and uris.ground_truth.uri(DAY) == f"{labels}/ds={DAY}"
+    from airflow_mlops.ml.config import ConfigError
+
+    with pytest.raises(ConfigError, match="data.scoring_dataset: must be a dataset name or a file:// or s3:// URI"):
+        load_model_config(_config(tmp_path, scoring_dataset="http://example.com/x"))
 
 
 def test_every_sensor_and_asset_of_the_ready_made_dags_follows_data_uri(tmp_path):
@@ -70,12 +78,18 @@ def test_every_sensor_and_asset_of_the_ready_made_dags_follows_data_uri(tmp_path
 
 @pytest.mark.e2e
 def test_training_scoring_and_monitoring_run_on_data_outside_the_store_root(tmp_path):
-    elsewhere = tmp_path / "elsewhere" / "churn"
-    configs = _config(tmp_path, uri="file://" + str(elsewhere)).parent
+    """Every data location moved away from the store root: training input (data.uri), the scored input
+    (data.scoring_dataset as a URI) and the late labels (data.ground_truth_dataset as a URI)."""
+    elsewhere, live, labels = (tmp_path / "elsewhere" / n for n in ("churn", "churn_live", "churn_labels"))
+    configs = _config(tmp_path, uri="file://" + str(elsewhere), scoring_dataset="file://" + str(live),
+                      ground_truth_dataset="file://" + str(labels)).parent
     af = AirflowHome(tmp_path, configs=configs)
     data = Dataset(ArtifactStore("file://" + str(elsewhere)), "")
     for day in date_range("2023-12-31", 3):
         data.write(day, churn_day(day, rows=400))
+    day = churn_day(DAY, rows=400)
+    Dataset(ArtifactStore("file://" + str(live)), "").write(DAY, day.drop(columns=["churned"]))
+    Dataset(ArtifactStore("file://" + str(labels)), "").write(DAY, day[["customer_id", "churned"]])
     code = textwrap.dedent(f"""
         import datetime as dt
         from airflow.dag_processing.dagbag import DagBag
@@ -95,4 +109,5 @@ def test_training_scoring_and_monitoring_run_on_data_outside_the_store_root(tmp_
     assert not (af.home / "mlops" / "data").exists()  # nothing was looked for or written under <root>/data
     assert Dataset(store, "predictions/churn").read(DAY).shape[0] == 400
     drift = json.loads((af.home / "mlops" / "monitoring" / "churn" / f"ds={DAY}" / "drift.json").read_text())
-    assert drift["input_uri"] == f"file://{elsewhere}/ds={DAY}"
+    assert drift["input_uri"] == f"file://{live}/ds={DAY}"
+    assert "('performance', 'success')" in proc.stdout, proc.stdout[-3000:]
