@@ -50,7 +50,9 @@ def test_broken_config_is_an_import_error_of_its_own_file_only(tmp_path):
     good = _churn()
     broken = _churn()
     broken["name"] = "fraud"
-    broken["estimator"] = {"class": "sklearn.ensemble.NoSuchForest"}
+    # a module that does not exist is found while parsing (without importing anything); a missing class in an
+    # existing module is reported by the first task that loads the config (parsing imports no scikit-learn)
+    broken["estimator"] = {"class": "sklearn.no_such_module.NoSuchForest"}
     dags = _dags_folder(tmp_path, {"churn": good, "fraud": broken})
     out, _ = _parse(dags, tmp_path)
     assert out["dags"] == ["churn_batch_scoring", "churn_monitoring", "churn_training"]
