@@ -71,9 +71,16 @@ class MLOpsBaseOperator(BaseOperator):
 
     @cached_property
     def config(self) -> ModelConfig:
-        from airflow_mlops.ml.config import load_model_config
+        """The model config, fully checked (the Dag file checked only its structure, see
+        :func:`~airflow_mlops.ml.config.load_model_config`). An invalid config fails the task without retries,
+        the message naming the file and the field."""
+        from airflow_mlops.ml.config import ConfigError, load_model_config
 
-        return load_model_config(self.config_path)
+        try:
+            return load_model_config(self.config_path)
+        except ConfigError as e:
+            fail(f"model config problem: {e}")
+            raise  # unreachable
 
     @cached_property
     def store(self) -> ArtifactStore:

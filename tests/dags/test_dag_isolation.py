@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import yaml
 
 from airflow_env import REPO
@@ -103,3 +104,25 @@ def test_write_dag_file_is_idempotent_and_never_overwrites(tmp_path):
     else:
         raise AssertionError("expected FileExistsError")
     assert (dags / "churn.py").read_text() == "# edited by hand\n"
+
+
+def test_a_class_missing_from_an_existing_module_fails_the_first_task_without_retry(tmp_path):
+    """The structure-only parse lets the Dags import; the first task that loads the config fails without
+    retries (AirflowFailException), naming the config file, the field and the class."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from airflow_mlops.dag_factory import build_dags_for_config
+    from airflow_mlops.operators import DataValidationOperator
+
+    cfg = _churn()
+    cfg["estimator"] = {"class": "sklearn.ensemble.NoSuchForest"}
+    path = tmp_path / "churn.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    dags = build_dags_for_config(str(path), storage_uri="file://" + str(tmp_path / "store"))
+    assert sorted(dags) == ["churn_batch_scoring", "churn_monitoring", "churn_training"]
+    task = DataValidationOperator(task_id="validate", config_path=str(path))
+    with pytest.raises(AirflowFailException) as err:
+        task.config  # noqa: B018 - the property loads and checks the config
+    msg = str(err.value)
+    assert msg.startswith("model config problem: ") and "churn.yaml" in msg and "estimator.class" in msg \
+        and "NoSuchForest" in msg
