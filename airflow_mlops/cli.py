@@ -299,7 +299,7 @@ def contextlib_redirect():
 def _check(a: argparse.Namespace) -> int:
     import os
 
-    from airflow_mlops.ml.config import ConfigError, check_config_against_data, load_model_config
+    from airflow_mlops.ml.config import ConfigError, load_model_config
 
     try:
         config = load_model_config(a.config)
@@ -310,8 +310,8 @@ def _check(a: argparse.Namespace) -> int:
         print(f"error: cannot read {a.config}: {e}", file=sys.stderr)
         return 2
     out: dict = {"config": os.path.abspath(a.config), "model": config.name, "task": config.task, "valid": True}
-    if a.data:
-        from airflow_mlops.hooks.datasets import Dataset
+    if a.data:  # the same check the validate task runs on its partition, here on the latest one
+        from airflow_mlops.hooks.datasets import DataMismatchError, Dataset, check_partition
         from airflow_mlops.hooks.storage import ArtifactStore
 
         try:
@@ -321,21 +321,13 @@ def _check(a: argparse.Namespace) -> int:
                 if not parts:
                     raise ValueError(f"{dataset.uri()} has no ds=YYYY-MM-DD partitions (data.uri / data.dataset "
                                      f"in {a.config})")
-                files = dataset.files(parts[-1])
-                table = dataset.read_table(parts[-1])
-        except Exception as e:  # DataError, StorageError, ArtifactNotFoundError, ValueError
+                out["data"] = {**check_partition(config, dataset, parts[-1]), "partitions": len(parts)}
+        except DataMismatchError as e:  # readable, but does not fit the config
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        except Exception as e:  # DataError, StorageError, ArtifactNotFoundError, ValueError: cannot read
             print(f"error: {e}", file=sys.stderr)
             return 4
-        schema = {f.name: str(f.type) for f in table.schema}
-        target = table.column(config.target).to_pandas() if config.target in schema else None
-        where = dataset.store.uri(files[0]) if len(files) == 1 else dataset.uri(parts[-1])
-        try:
-            check_config_against_data(config, schema, target)
-        except ConfigError as e:
-            print(f"error: {where}: {e}", file=sys.stderr)
-            return 2
-        out["data"] = {"partition": dataset.uri(parts[-1]), "files": len(files), "rows": table.num_rows,
-                       "columns": len(schema), "partitions": len(parts)}
     print(json.dumps(out, indent=2))
     return 0
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.hooks.storage import ArtifactNotFoundError, ArtifactStore, StorageError, join
 
@@ -271,30 +271,41 @@ class Locations:
         return found
 
 
-def check_partition(config: ModelConfig, dataset: Dataset, ds: str | dt.date, *, with_target: bool = True) -> None:
+class DataMismatchError(DataError):
+    """A readable partition that does not fit the model config (a missing column, a target that does not fit
+    the task, ...): the config or the data must change, re-reading cannot help."""
+
+
+def check_partition(config: ModelConfig, dataset: Dataset, ds: str | dt.date, *,
+                    with_target: bool = True) -> dict[str, Any]:
     """Run-time check of the config against one partition (columns, target, dtypes, classes).
 
-    Raises :class:`DataError` naming the partition's file, the config file and the column.
-    An empty or unreadable partition raises the reader's :class:`DataError` (naming the partition)."""
+    Returns ``{"partition", "files", "rows", "columns"}``. Raises :class:`DataMismatchError` naming the
+    partition's file, the config file and the column; an empty or unreadable partition raises the reader's
+    :class:`DataError` (naming the partition)."""
     from airflow_mlops.ml.config import ConfigError, check_config_against_data
 
     files = dataset.files(ds)
     table = dataset.read_table(ds)  # missing/empty/corrupt -> DataError naming the partition
     schema = {f.name: str(f.type) for f in table.schema}
     where = dataset.store.uri(files[0]) if len(files) == 1 else f"{dataset.uri(ds)} ({len(files)} files)"
+    summary = {"partition": dataset.uri(ds), "files": len(files), "rows": table.num_rows, "columns": len(schema)}
     if not with_target:
         needed = [*config.keys, *(config.features or ())]
         missing = [c for c in needed if c not in schema]
         if missing:
-            raise DataError(f"{where}: column(s) {', '.join(map(repr, missing))} required by {config.source} "
-                            f"(keys/features) are missing; columns present: {', '.join(schema)}")
-        return
+            raise DataMismatchError(f"{where}: column(s) {', '.join(map(repr, missing))} required by "
+                                    f"{config.source} (keys/features) are missing; columns present: "
+                                    f"{', '.join(schema)}")
+        return summary
     target = table.column(config.target).to_pandas() if config.target in schema else None
     try:
         check_config_against_data(config, schema, target)
     except ConfigError as e:
-        raise DataError(f"{where} does not fit the model config ({e.field}): {e}") from None
+        raise DataMismatchError(f"{where} does not fit the model config ({e.field}): {e}") from None
+    return summary
 
 
-__all__ = ["ArtifactNotFoundError", "DataError", "Dataset", "Locations", "StorageError", "check_partition",
+__all__ = ["ArtifactNotFoundError", "DataError", "DataMismatchError", "Dataset", "Locations", "StorageError",
+           "check_partition",
            "partition_name"]
