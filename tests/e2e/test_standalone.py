@@ -1,6 +1,7 @@
 """The model registry UI under a real ``airflow standalone`` (api-server, scheduler, dag-processor, triggerer).
 
-One Airflow instance for the module, in a temporary AIRFLOW_HOME with the simple auth manager and two users
+One Airflow instance for the module, on a private PostgreSQL metadata database (started as the Celery script
+starts it), in a temporary AIRFLOW_HOME with the simple auth manager and two users
 (``admin`` with role ADMIN, ``viewer`` with role VIEWER; passwords from a pre-written password file). The test
 talks to it only over HTTP: JWTs from ``POST /auth/token``, the Dag triggered through the REST API v2, the
 ``mlops`` plugin's page, JSON API, report server and actions; then headless Debian chromium, driven through the
@@ -32,6 +33,9 @@ import requests
 import yaml
 
 from airflow_env import BIN, REPO
+
+sys.path.insert(0, str(REPO / "scripts"))
+import celery_multiworker  # noqa: E402  - the Postgres server the Celery script starts
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -78,7 +82,7 @@ def _plugin_entry_point_installed() -> bool:
 class Standalone:
     """``airflow standalone`` in its own process group, logging to a file."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, db_url: str) -> None:
         self.root = root
         self.home = root / "airflow"
         self.home.mkdir(parents=True)
@@ -119,6 +123,8 @@ class Standalone:
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            # PostgreSQL, as in production: Airflow refuses backfills on SQLite under concurrent access
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db_url,
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "4",
             "AIRFLOW__CORE__AUTH_MANAGER":
@@ -165,6 +171,14 @@ class Standalone:
             out.append(f"--- {p.relative_to(self.home)}\n{text[-limit:]}")
         return "\n".join(out[-6:])
 
+    def component_log(self, component: str, n: int = 40) -> str:
+        """The last ``n`` lines one component (``scheduler``, ``dag-processor``, ...) wrote to the standalone log."""
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join([x for x in lines if x.startswith(f"{component} |")][-n:])
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -204,7 +218,11 @@ def af(tmp_path_factory):
 
     timings: dict[str, float] = {}
     t0 = time.monotonic()
-    af = Standalone(tmp_path_factory.mktemp("standalone"))
+    root = tmp_path_factory.mktemp("standalone")
+    stack = celery_multiworker.Stack(root / "pg")
+    db_url = celery_multiworker.start_postgres(stack, celery_multiworker.ensure_system_packages()[0])
+    timings["postgres_up"] = time.monotonic() - t0
+    af = Standalone(root, db_url)
     key_env = "AIRFLOW__MLOPS__SIGNING_KEY_FILE"
     previous_key_file = os.environ.get(key_env)
     os.environ[key_env] = str(af.key_file)  # in-process registries (and train_and_register) sign like the server
@@ -227,6 +245,8 @@ def af(tmp_path_factory):
         yield af
     finally:
         af.stop()
+        stack.stop_all()
+        shutil.rmtree(stack.pgdir, ignore_errors=True)
         if previous_key_file is None:
             os.environ.pop(key_env, None)
         else:
@@ -695,7 +715,21 @@ def test_backfill_through_the_rest_api_scores_each_day_with_that_days_champion(t
         got = backfill_runs()
         return len(got) == len(days) and all(x["state"] == "success" for x in got) and got
 
-    runs = _wait(f"backfill {backfill_id} of {dag_id} to succeed", done, 600, af, interval=5)
+    def progress() -> str:
+        """Each backfill run's state and its task instances' states, and what the scheduler last said."""
+        lines = [json.dumps(requests.get(f"{af.url}/api/v2/backfills/{backfill_id}", headers=h, timeout=30).json())]
+        for run in requests.get(f"{af.url}/api/v2/dags/{dag_id}/dagRuns", headers=h, timeout=30,
+                                params={"limit": 100}).json()["dag_runs"]:
+            tis = requests.get(f"{af.url}/api/v2/dags/{dag_id}/dagRuns/{run['dag_run_id']}/taskInstances",
+                               headers=h, timeout=30).json().get("task_instances", [])
+            lines.append(f"{run['dag_run_id']} {run['run_type']} {run['state']}: "
+                         + ", ".join(f"{t['task_id']}={t['state']}" for t in tis))
+        return "\n".join(lines) + "\n" + af.component_log("scheduler")
+
+    try:
+        runs = _wait(f"backfill {backfill_id} of {dag_id} to succeed", done, 600, af, interval=5)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n--- backfill progress\n{progress()}") from None
     assert sorted(x["logical_date"][:10] for x in runs) == days
     predictions = Dataset(store, "predictions/churn")
     for i, day in enumerate(days):
