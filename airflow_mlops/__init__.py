@@ -9,12 +9,14 @@ evidently) are imported lazily inside the functions that need them.
 
 from __future__ import annotations
 
+from typing import Any
+
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "get_provider_info"]
 
 
-def get_provider_info() -> dict:
+def get_provider_info() -> dict[str, Any]:
     """Provider metadata read by Airflow's ProvidersManager (``apache_airflow_provider`` entry point)."""
     return {
         "package-name": "airflow-mlops",
@@ -46,7 +48,8 @@ def get_provider_info() -> dict:
                 "airflow_mlops.sensors.data", "airflow_mlops.sensors.drift", "airflow_mlops.sensors.registry"]},
         ],
         "triggers": [
-            {"integration-name": "MLOps", "python-modules": ["airflow_mlops.triggers.storage", "airflow_mlops.triggers.registry"]},
+            {"integration-name": "MLOps",
+             "python-modules": ["airflow_mlops.triggers.storage", "airflow_mlops.triggers.registry"]},
         ],
         "asset-uris": [{"schemes": ["mlops"], "handler": None}],
         "extra-links": [

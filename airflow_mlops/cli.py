@@ -39,8 +39,13 @@ missing target column, an existing file without ``--force``: stderr says what to
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from airflow_mlops.registry.model_registry import ModelRegistry
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -124,8 +129,8 @@ def _identity(s: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from airflow_mlops.hooks.registry import ModelRegistry, RegistryError
-    from airflow_mlops.hooks.storage import ArtifactStore, StorageError
+    from airflow_mlops.registry.model_registry import ModelRegistry, RegistryError
+    from airflow_mlops.store.artifacts import ArtifactStore, StorageError
 
     a = _parser().parse_args(argv)
     import contextlib
@@ -153,12 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-def _run(reg, a: argparse.Namespace) -> tuple[object, int]:
+def _run(reg: ModelRegistry, a: argparse.Namespace) -> tuple[object, int]:
     from airflow_mlops.trust.identity import cli_identity
 
     code = 0
+    out: Any  # the JSON answer: a dict or a list, depending on the command
     actor, details = cli_identity(a.as_) if getattr(a, "as_", None) is not None else (None, {})
-    from airflow_mlops.pipeline import refresh_cards  # decisions show on the cards of the versions they touch
+    from airflow_mlops.registry.lifecycle import refresh_cards  # decisions show on the cards of the versions they touch
 
     if a.command in ("approve", "reject"):
         out = reg.approve(a.model, a.version, approver=actor, reason=a.reason,
@@ -193,8 +199,9 @@ def _run(reg, a: argparse.Namespace) -> tuple[object, int]:
 def _scaffold(a: argparse.Namespace) -> int:
     import os
 
+    from airflow_mlops.config.model import ConfigError
+    from airflow_mlops.config.parser import load_model_config
     from airflow_mlops.dag_factory import write_dag_file
-    from airflow_mlops.ml.config import ConfigError, load_model_config
 
     folder = a.dags_folder or os.path.dirname(os.path.dirname(os.path.abspath(a.config)))
     try:
@@ -227,9 +234,11 @@ def _init(a: argparse.Namespace, argv: list[str] | None) -> int:
     import tempfile
     from pathlib import Path
 
+    from airflow_mlops.config.data_check import check_config_against_data
+    from airflow_mlops.config.infer import InitError, propose_config, read_sample, render_config
+    from airflow_mlops.config.model import ConfigError
+    from airflow_mlops.config.parser import load_model_config
     from airflow_mlops.dag_factory import DAG_FILE_TEMPLATE, write_dag_file
-    from airflow_mlops.ml.config import ConfigError, check_config_against_data, load_model_config
-    from airflow_mlops.ml.config_init import InitError, propose_config, read_sample, render_config
 
     dags_folder = os.path.abspath(a.dags_folder or _default_dags_folder())
     config_dir = os.path.abspath(a.config_dir or os.path.join(dags_folder, "configs"))
@@ -277,11 +286,12 @@ def _init(a: argparse.Namespace, argv: list[str] | None) -> int:
     if a.force and os.path.exists(dag_path):
         os.unlink(dag_path)
     write_dag_file(config_path, dags_folder)
-    out = {"config": config_path, "dag_file": dag_path, "model": proposal.name, "task": proposal.task,
-           "keys": proposal.keys, "target": proposal.target, "features": proposal.features,
-           "categorical_features": proposal.categorical, "excluded": proposal.excluded,
-           "sample": {"source": sample.source, "rows": len(sample.frame)}, "notes": list(proposal.notes),
-           "dags": [f"{proposal.name}_{kind}" for kind in ("training", "batch_scoring", "monitoring")]}
+    out: dict[str, Any] = {
+        "config": config_path, "dag_file": dag_path, "model": proposal.name, "task": proposal.task,
+        "keys": proposal.keys, "target": proposal.target, "features": proposal.features,
+        "categorical_features": proposal.categorical, "excluded": proposal.excluded,
+        "sample": {"source": sample.source, "rows": len(sample.frame)}, "notes": list(proposal.notes),
+        "dags": [f"{proposal.name}_{kind}" for kind in ("training", "batch_scoring", "monitoring")]}
     if config_dir != os.path.join(dags_folder, "configs"):
         out["notes"].append(f"the Dag file reads configs from {os.path.join(dags_folder, 'configs')}: set "
                             f"MLOPS_CONFIGS_DIR={config_dir} for the dag-processor and workers")
@@ -289,17 +299,16 @@ def _init(a: argparse.Namespace, argv: list[str] | None) -> int:
     return 0
 
 
-def contextlib_redirect():
+def contextlib_redirect() -> contextlib.redirect_stdout[TextIO]:
     """Provider logs printed while reading data go to stderr: stdout is for the JSON answer."""
-    import contextlib
-
     return contextlib.redirect_stdout(sys.stderr)
 
 
 def _check(a: argparse.Namespace) -> int:
     import os
 
-    from airflow_mlops.ml.config import ConfigError, load_model_config
+    from airflow_mlops.config.model import ConfigError
+    from airflow_mlops.config.parser import load_model_config
 
     try:
         config = load_model_config(a.config)
@@ -309,14 +318,17 @@ def _check(a: argparse.Namespace) -> int:
     except OSError as e:
         print(f"error: cannot read {a.config}: {e}", file=sys.stderr)
         return 2
-    out: dict = {"config": os.path.abspath(a.config), "model": config.name, "task": config.task, "valid": True}
+    out: dict[str, Any] = {"config": os.path.abspath(a.config), "model": config.name, "task": config.task,
+                           "valid": True}
     if a.data:  # the same check the validate task runs on its partition, here on the latest one
-        from airflow_mlops.hooks.datasets import DataMismatchError, Dataset, check_partition
-        from airflow_mlops.hooks.storage import ArtifactStore
+        from airflow_mlops.config.locations import Locations
+        from airflow_mlops.store.artifacts import ArtifactStore
+        from airflow_mlops.store.datasets import DataMismatchError
+        from airflow_mlops.validation.partition import check_partition
 
         try:
             with contextlib_redirect():
-                dataset = Dataset.from_config(config, ArtifactStore(a.storage_uri, conn_id=a.aws_conn_id))
+                dataset = Locations(config, ArtifactStore(a.storage_uri, conn_id=a.aws_conn_id)).input
                 parts = dataset.partitions()
                 if not parts:
                     raise ValueError(f"{dataset.uri()} has no ds=YYYY-MM-DD partitions (data.uri / data.dataset "
@@ -341,7 +353,7 @@ def _logs_to_stderr() -> None:
             h.setStream(sys.stderr)
 
 
-def _show(reg, model: str) -> dict:
+def _show(reg: ModelRegistry, model: str) -> dict[str, Any]:
     versions = reg.list_versions(model)
     aliases = reg.get_aliases(model)
     lifecycle = reg.lifecycles(model)
@@ -355,12 +367,12 @@ def _show(reg, model: str) -> dict:
     }
 
 
-def _reproduce(reg, a: argparse.Namespace) -> tuple[dict, int]:
-    from airflow_mlops.ml.reproduce import reproduce_version, summary_for_xcom
+def _reproduce(reg: ModelRegistry, a: argparse.Namespace) -> tuple[dict[str, Any], int]:
+    from airflow_mlops.governance.reproduce import reproduce_version, summary_for_xcom
 
     config = None
     if a.config:
-        from airflow_mlops.ml.config import load_model_config
+        from airflow_mlops.config.parser import load_model_config
 
         config = load_model_config(a.config)
     report = reproduce_version(reg, a.model, a.version, tolerance=a.tolerance, config=config, actor=a.as_)

@@ -15,7 +15,7 @@ yields:
 * ``<model>_monitoring``: daily: wait_for_predictions -> drift; a drift share over the threshold emits
   the retraining request that schedules ``<model>_training``.
 
-With a ``segments`` section (one model per segment value, :mod:`airflow_mlops.segments`), training is
+With a ``segments`` section (one model per segment value, :mod:`airflow_mlops.segments.flows`), training is
 ``... -> list_segments -> segment.train[i] -> segment.promote[i] -> segment.notify[i]`` (a task group
 mapped over the values) and scoring ``... -> plan_segments -> score[i] -> merge`` (mapped over the
 segments, or segment x input file with ``segments.map_files``).
@@ -26,7 +26,7 @@ DAGs keep loading. Parsing never reads data: the checks of the config against th
 key/target/feature columns, dtypes, a task that does not fit the target) run in the first task of each
 run (``validate``) on that run's partition, so a bad partition fails the run of its date only. Every
 location (input, scoring input, ground truth, predictions) comes from
-:class:`~airflow_mlops.hooks.datasets.Locations`, so ``data.uri`` is honoured by every task and sensor.
+:class:`~airflow_mlops.config.locations.Locations`, so ``data.uri`` is honoured by every task and sensor.
 """
 
 from __future__ import annotations
@@ -37,50 +37,30 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlops.assets import (
+    data_asset,
+    model_version_asset,
+    predictions_asset,
+    retrain_alias_name,
+    retrain_request_asset,
+)
+
 if TYPE_CHECKING:
     from airflow.sdk import DAG
 
-    from airflow_mlops.ml.config import ModelConfig
+    from airflow_mlops.config.model import ModelConfig
 
 log = logging.getLogger(__name__)
 
-def retrain_request_asset(model: str):
-    """The asset whose events ask for ``<model>_training`` to run (drift, new data, manual)."""
-    from airflow.sdk import Asset
+def _model_dag(config: ModelConfig, suffix: str, tag: str, *, description: str, schedule: Any, doc_md: str,
+               catchup: bool = False, max_active_runs: int = 1) -> DAG:
+    """``<model>_<suffix>``: the settings every ready-made Dag of a model shares (start date, owner and
+    retries, tags ``mlops``, the model and ``tag``)."""
+    from airflow.sdk import DAG
 
-    return Asset(name=f"mlops.{model}.retrain_request", uri=f"mlops://{model}/retrain-request", group="mlops")
-
-
-def model_version_asset(model: str):
-    """The asset updated whenever ``<model>`` gets a new registered version."""
-    from airflow.sdk import Asset
-
-    return Asset(name=f"mlops.{model}.versions", uri=f"mlops://{model}/versions", group="mlops")
-
-
-def predictions_asset(model: str):
-    """The asset updated by every scoring run of ``<model>`` (the prediction log)."""
-    from airflow.sdk import Asset
-
-    return Asset(name=f"mlops.{model}.predictions", uri=f"mlops://{model}/predictions", group="mlops")
-
-
-def data_asset(config: ModelConfig, storage_uri: str | None = None, dataset: str | None = None):
-    """The asset of an input dataset at its root URI (``s3://bucket/mlops/data/churn``, ``file:///...``):
-    the ``inlets`` of the tasks that read it, so Airflow's asset view and OpenLineage show data -> model.
-    ``dataset``: ``config.data.scoring`` for the scoring input (:attr:`Locations.scoring`), else the
-    config's input dataset (:attr:`Locations.input`). Builds URIs only; reads nothing."""
-    from airflow.sdk import Asset
-
-    from airflow_mlops.hooks.datasets import Locations
-
-    where = Locations.of(config, storage_uri)
-    if dataset and dataset != config.data.dataset:
-        uri = where.scoring.uri()
-        return Asset(name=f"mlops.data.{uri if '://' in dataset else dataset}", uri=uri, group="mlops")
-    uri = where.input.uri()
-    return Asset(name=f"mlops.data.{config.data.dataset}" if not config.data.uri else f"mlops.data.{uri}", uri=uri,
-                 group="mlops")
+    return DAG(dag_id=f"{config.name}_{suffix}", description=description, schedule=schedule,
+               start_date=_start(config), catchup=catchup, max_active_runs=max_active_runs,
+               default_args=_default_args(config), tags=["mlops", config.name, tag], doc_md=doc_md)
 
 
 def _default_args(config: ModelConfig) -> dict[str, Any]:
@@ -89,7 +69,7 @@ def _default_args(config: ModelConfig) -> dict[str, Any]:
 
 def training_dag(config: ModelConfig, config_path: str, *, storage_uri: str | None = None) -> DAG:
     """``<model>_training``: wait_for_data -> validate -> train -> promote -> notify."""
-    from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable
+    from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
 
     from airflow_mlops.operators import DataValidationOperator, PromoteModelOperator, TrainModelOperator
     from airflow_mlops.operators.registry import NotifyPromotionOperator
@@ -100,15 +80,10 @@ def training_dag(config: ModelConfig, config_path: str, *, storage_uri: str | No
     schedule: Any = (AssetOrTimeSchedule(timetable=CronTriggerTimetable(cron, timezone="UTC"), assets=[request])
                      if cron else [request])
     common = {"config_path": config_path, "storage_uri": storage_uri}
-    with DAG(
-        dag_id=f"{config.name}_training",
+    with _model_dag(
+        config, "training", "training",
         description=f"Validate, train, register and promote {config.name} ({config.task})",
         schedule=schedule,
-        start_date=_start(config),
-        catchup=False,
-        max_active_runs=1,
-        default_args=_default_args(config),
-        tags=["mlops", config.name, "training"],
         doc_md=f"Training pipeline of **{config.name}** built from `{os.path.basename(config_path)}`. "
                f"Owner: {config.owner}. Runs nightly (`{cron}`) and on `{request.uri}` events.",
     ) as dag:
@@ -161,16 +136,17 @@ def _segmented_training(config: ModelConfig, config_path: str, storage_uri: str 
         """The segment values of the training window with at least ``segments.min_rows`` rows (the
         mapped list); the skipped ones with their row counts go to the XCom key ``skipped``, the row
         counts of every value to ``rows``."""
-        from airflow_mlops.hooks.storage import ArtifactStore
-        from airflow_mlops.ml.config import load_model_config
+        from airflow_mlops.config.parser import load_model_config
         from airflow_mlops.operators.base import context_ds
-        from airflow_mlops.segments import list_training_segments
+        from airflow_mlops.segments.flows import list_training_segments
+        from airflow_mlops.store.artifacts import ArtifactStore
 
         context = get_current_context()
         out = list_training_segments(load_model_config(config_path), ArtifactStore(storage_uri), context_ds(context))
         context["ti"].xcom_push(key="skipped", value=out["skipped"])
         context["ti"].xcom_push(key="rows", value=out["rows"])
-        return out["segments"]
+        segments: list[str] = out["segments"]
+        return segments
 
     @task_group(group_id="segment")
     def per_segment(segment: Any) -> None:
@@ -212,16 +188,17 @@ def _segmented_scoring(config: ModelConfig, config_path: str, storage_uri: str |
         """One scoring task per segment value of the partition (per value and file with
         ``segments.map_files``); fails listing the segments without a champion as of the logical date.
         Each segment's champion version goes to the XCom key ``versions``."""
-        from airflow_mlops.hooks.storage import ArtifactStore
-        from airflow_mlops.ml.config import load_model_config
+        from airflow_mlops.config.parser import load_model_config
         from airflow_mlops.operators.base import context_ds
-        from airflow_mlops.segments import plan_segment_scoring
+        from airflow_mlops.segments.flows import plan_segment_scoring
+        from airflow_mlops.store.artifacts import ArtifactStore
 
         context = get_current_context()
         out = plan_segment_scoring(load_model_config(config_path), ArtifactStore(storage_uri), context_ds(context))
         context["ti"].xcom_push(key="versions", value=out["versions"])
         context["ti"].xcom_push(key="rows", value=out["rows"])
-        return out["tasks"]
+        tasks: list[dict[str, Any]] = out["tasks"]
+        return tasks
 
     plan = plan_segments()
     score = BatchInferenceOperator.partial(
@@ -244,34 +221,30 @@ def _seed_example_data(config: ModelConfig, wait: Any, which: str, common: dict[
 
 def _start(config: ModelConfig) -> dt.datetime:
     d = dt.date.fromisoformat(config.schedules.start_date)
-    return dt.datetime(d.year, d.month, d.day, tzinfo=dt.timezone.utc)
+    return dt.datetime(d.year, d.month, d.day, tzinfo=dt.UTC)
 
 
 def batch_scoring_dag(config: ModelConfig, config_path: str, *, storage_uri: str | None = None) -> DAG:
     """``<model>_batch_scoring``: wait_for_data -> validate -> score (champion as of the logical date)."""
-    from airflow.sdk import DAG
 
     from airflow_mlops.operators import DataValidationOperator
     from airflow_mlops.operators.inference import BatchInferenceOperator
     from airflow_mlops.sensors.data import DataPartitionSensor
 
-    common = {"config_path": config_path, "storage_uri": storage_uri}
-    with DAG(
-        dag_id=f"{config.name}_batch_scoring",
+    common: dict[str, Any] = {"config_path": config_path, "storage_uri": storage_uri}
+    with _model_dag(
+        config, "batch_scoring", "scoring",
         description=f"Daily batch scoring of {config.name} with the champion of each day",
         schedule=config.schedules.scoring,
-        start_date=_start(config),
         catchup=config.schedules.scoring_catchup,
         max_active_runs=config.schedules.max_active_runs,
-        default_args=_default_args(config),
-        tags=["mlops", config.name, "scoring"],
         doc_md=f"Scores `{config.data.scoring}` daily with **{config.name}**'s champion as of each logical date, "
                "so backfills (`airflow backfill create`) reproduce what production scored that day.",
     ) as dag:
         wait = DataPartitionSensor(task_id="wait_for_data", config_path=config_path, location="scoring",
                                    storage_uri=storage_uri, poke_interval=60, timeout=6 * 3600, mode="reschedule")
         _seed_example_data(config, wait, "scoring", common)
-        from airflow_mlops.alerts import alert_notifier
+        from airflow_mlops.notifications.mlops import alert_notifier
 
         # a refused model (tampered, untrusted, forbidden by the promotion policy) -> an ``integrity`` alert
         # naming the version; other failures (a validation gate) -> a ``gate`` alert
@@ -291,26 +264,21 @@ def batch_scoring_dag(config: ModelConfig, config_path: str, *, storage_uri: str
 
 def monitoring_dag(config: ModelConfig, config_path: str, *, storage_uri: str | None = None) -> DAG:
     """``<model>_monitoring``: wait_for_predictions -> drift (emits the retraining request on drift)."""
-    from airflow.sdk import DAG, AssetAlias
+    from airflow.sdk import AssetAlias
 
-    from airflow_mlops.operators.monitoring import DriftDetectionOperator, retrain_alias_name
+    from airflow_mlops.operators.monitoring import DriftDetectionOperator
     from airflow_mlops.sensors.data import DataPartitionSensor
 
-    with DAG(
-        dag_id=f"{config.name}_monitoring",
+    with _model_dag(
+        config, "monitoring", "monitoring",
         description=f"Daily drift monitoring of {config.name}; drift requests retraining",
         schedule=config.schedules.monitoring,
-        start_date=_start(config),
-        catchup=False,
-        max_active_runs=1,
-        default_args=_default_args(config),
-        tags=["mlops", config.name, "monitoring"],
         doc_md=f"Drift of the scored data against the reference of the version that scored it. A drift share "
                f">= {config.drift.threshold} emits `mlops://{config.name}/retrain-request`, which schedules "
                f"`{config.name}_training`.",
     ) as dag:
-        from airflow_mlops.alerts import alert_notifier
-        from airflow_mlops.hooks.datasets import Locations
+        from airflow_mlops.config.locations import Locations
+        from airflow_mlops.notifications.mlops import alert_notifier
         from airflow_mlops.operators.data_quality import DataQualityMonitorOperator
 
         on_failure = alert_notifier(config, storage_uri=storage_uri)  # failures/timeouts -> routed, deduped alert
@@ -325,7 +293,8 @@ def monitoring_dag(config: ModelConfig, config_path: str, *, storage_uri: str | 
                                         timeout=(24 + deadline + 1) * 3600, mode="reschedule",
                                         deadline_hours=deadline, alert_config_path=config_path,
                                         on_failure_callback=on_failure)
-        wait_data >> DataQualityMonitorOperator(task_id="data_quality", config_path=config_path, storage_uri=storage_uri)
+        wait_data >> DataQualityMonitorOperator(task_id="data_quality", config_path=config_path,
+                                                storage_uri=storage_uri)
         drift = DriftDetectionOperator(task_id="drift", config_path=config_path, storage_uri=storage_uri,
                                        inlets=[predictions_asset(config.name)],
                                        outlets=[AssetAlias(retrain_alias_name(config.name))])
@@ -342,12 +311,12 @@ def build_dags_for_config(config_path: str, *, storage_uri: str | None = None) -
     """The ready-made DAGs (training, batch scoring, monitoring) of one model config file.
 
     Reads no data: the checks against the data run in each run's ``validate`` task
-    (:func:`airflow_mlops.hooks.datasets.check_partition`).
+    (:func:`airflow_mlops.validation.partition.check_partition`).
 
     Raises:
         ConfigError: the config is invalid (the message names the file and the field).
     """
-    from airflow_mlops.ml.config import load_model_config
+    from airflow_mlops.config.parser import load_model_config
 
     # structure only: importing the estimator's library (scikit-learn: ~1 s) is left to the tasks
     config = load_model_config(config_path, check_estimator=False)
@@ -366,7 +335,7 @@ def configs_dir_for(dag_file: str) -> str:
 
 def config_path_for(dag_file: str, configs_dir: str | None = None) -> str:
     """The config of a per-model DAG file: ``<configs>/<stem>.yaml`` (or ``.yml``) for ``<stem>.py``."""
-    from airflow_mlops.ml.config import ConfigError
+    from airflow_mlops.config.model import ConfigError
 
     configs_dir = configs_dir or configs_dir_for(dag_file)
     stem = os.path.splitext(os.path.basename(dag_file))[0]

@@ -35,6 +35,23 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+#: Where the plugin's FastAPI app is mounted in the Airflow API server.
+URL_PREFIX = "/mlops"
+
+def report_path(key: str, base: str = "") -> str:
+    """Path (under the API server, prefixed with ``base``) at which the plugin serves store ``key``."""
+    from urllib.parse import quote
+
+    return f"{base.rstrip('/')}{URL_PREFIX}/files/{quote(key, safe='/=')}"
+
+
+def model_path(model: str, base: str = "") -> str:
+    """Path (under the API server, prefixed with ``base``) of the plugin's page of ``model``."""
+    from urllib.parse import quote
+
+    return f"{base.rstrip('/')}{URL_PREFIX}/models/{quote(model, safe='')}"
+
+
 def api_base_url() -> str:
     """``[api] base_url`` without a trailing slash ('' when unset: links are then relative to the UI host)."""
     try:
@@ -48,8 +65,8 @@ def api_base_url() -> str:
 
 def report_url(uri: str | None, storage_uri: str | None = None) -> str:
     """URL of the plugin route serving the store object ``uri``; '' when the plugin cannot serve it."""
-    from airflow_mlops.hooks.storage import ArtifactStore, StorageError
-    from airflow_mlops.plugins import match_report_key, report_path
+    from airflow_mlops.store.artifacts import ArtifactStore, StorageError
+    from airflow_mlops.store.layout import match_report_key
 
     if not uri or not isinstance(uri, str):
         return ""
@@ -65,7 +82,6 @@ def report_url(uri: str | None, storage_uri: str | None = None) -> str:
 
 def registry_url(model: str | None, version: Any = None) -> str:
     """URL of a model's registry page (anchored at ``version`` when given)."""
-    from airflow_mlops.plugins import model_path
 
     if not model or not isinstance(model, str):
         return ""
@@ -124,7 +140,7 @@ class MLOpsReportLink(BaseOperatorLink):
     ``result_uri`` in that order; the subclasses pick one field and name the button.
     """
 
-    name: ClassVar[str] = "MLOps report"  # type: ignore[misc]
+    name: ClassVar[str] = "MLOps report"
     xcom_fields: ClassVar[tuple[str, ...]] = ("report_uri", "evaluation_report", "result_uri")
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
@@ -138,31 +154,31 @@ class MLOpsReportLink(BaseOperatorLink):
 class ValidationReportLink(MLOpsReportLink):
     """DataValidationOperator: the Great Expectations report of the validated partition."""
 
-    name: ClassVar[str] = "Validation report"  # type: ignore[misc]
+    name: ClassVar[str] = "Validation report"
     xcom_fields: ClassVar[tuple[str, ...]] = ("report_uri",)
 
 
 class EvaluationReportLink(MLOpsReportLink):
     """TrainModelOperator: the evaluation report stored with the registered version (hash-verified)."""
 
-    name: ClassVar[str] = "Evaluation report"  # type: ignore[misc]
+    name: ClassVar[str] = "Evaluation report"
     xcom_fields: ClassVar[tuple[str, ...]] = ("evaluation_report",)
 
 
 class DriftReportLink(MLOpsReportLink):
     """DriftDetectionOperator: the evidently drift report of the day."""
 
-    name: ClassVar[str] = "Drift report"  # type: ignore[misc]
+    name: ClassVar[str] = "Drift report"
     xcom_fields: ClassVar[tuple[str, ...]] = ("report_uri",)
 
 
 class PromotionReportLink(BaseOperatorLink):
     """PromoteModelOperator: the gate's decision (``reports/promotion.html`` of the candidate version)."""
 
-    name: ClassVar[str] = "Promotion decision"  # type: ignore[misc]
+    name: ClassVar[str] = "Promotion decision"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        from airflow_mlops.hooks.registry import ModelRegistry, RegistryError
+        from airflow_mlops.registry.model_registry import ModelRegistry, RegistryError
 
         summary = task_summary(ti_key)
         model, version = summary.get("model"), summary.get("version")
@@ -179,10 +195,10 @@ class ModelCardLink(BaseOperatorLink):
     """TrainModelOperator, PromoteModelOperator, ApproveModelOperator: the version's model card
     (``reports/model_card.html``, re-rendered after each promotion decision and approval)."""
 
-    name: ClassVar[str] = "Model card"  # type: ignore[misc]
+    name: ClassVar[str] = "Model card"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        from airflow_mlops.hooks.registry import ModelRegistry, RegistryError
+        from airflow_mlops.registry.model_registry import ModelRegistry, RegistryError
 
         summary = task_summary(ti_key)
         if summary.get("model_card"):
@@ -200,7 +216,7 @@ class ModelCardLink(BaseOperatorLink):
 class ModelRegistryLink(BaseOperatorLink):
     """Any operator whose summary names ``model`` (and ``version``): the model's registry page."""
 
-    name: ClassVar[str] = "Model registry"  # type: ignore[misc]
+    name: ClassVar[str] = "Model registry"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
         summary = task_summary(ti_key)

@@ -4,13 +4,13 @@ One run does everything:
 
 1. generates ``--rows`` rows x ``--features`` numeric features + an int64 key, split into ``--files``
    parquet files of one partition (written in chunks: the generator never holds all rows);
-2. trains a LogisticRegression pipeline with ``airflow_mlops.ml.training.train_model`` on a 50k
+2. trains a LogisticRegression pipeline with ``airflow_mlops.training.trainer.train_model`` on a 50k
    sample, registers it in a temporary ``file://`` registry and makes it ``champion``;
 3. times, each in its own fresh subprocess, alternating and ``--repeat`` times (best kept):
 
    * ``plain``: for each file ``pq.read_table`` -> ``model.predict_proba`` + ``model.predict`` ->
      ``pq.write_table`` of key, prediction, proba_0, proba_1;
-   * ``operator``: ``airflow_mlops.scoring.score_partition`` (the code BatchInferenceOperator runs),
+   * ``operator``: ``airflow_mlops.scoring.batch.score_partition`` (the code BatchInferenceOperator runs),
      which also writes the prediction-log columns, checks the schema and commits atomically.
 
    Each child reports the wall time of the scoring (after imports, model load included) and its
@@ -88,13 +88,12 @@ def _chunk(rng, start: int, n: int, n_features: int, weights):
 def setup(workdir: str, rows: int, n_features: int, n_files: int, chunk: int = 250_000) -> None:
     """Generate the partition, train + register the model. Writes ``workdir/config.json``."""
     import numpy as np
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from airflow_mlops.hooks.registry import ModelRegistry
-    from airflow_mlops.hooks.storage import ArtifactStore
-    from airflow_mlops.ml.config import parse_model_config
-    from airflow_mlops.ml.training import train_model
+    from airflow_mlops.config.parser import parse_model_config
+    from airflow_mlops.registry.model_registry import ModelRegistry
+    from airflow_mlops.store.artifacts import ArtifactStore
+    from airflow_mlops.training.trainer import train_model
 
     for old in ("store", "plain_out", "config.json"):
         path = os.path.join(workdir, old)
@@ -155,10 +154,10 @@ def run_child(mode: str, workdir: str, batch_size: int) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from airflow_mlops import scoring
-    from airflow_mlops.hooks.registry import ModelRegistry
-    from airflow_mlops.hooks.storage import ArtifactStore
-    from airflow_mlops.ml.config import parse_model_config
+    from airflow_mlops.config.parser import parse_model_config
+    from airflow_mlops.registry.model_registry import ModelRegistry
+    from airflow_mlops.scoring import batch as scoring
+    from airflow_mlops.store.artifacts import ArtifactStore
 
     with open(os.path.join(workdir, "config.json")) as f:
         spec = json.load(f)
@@ -246,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.batch_size is None:
-        from airflow_mlops.scoring import DEFAULT_BATCH_SIZE
+        from airflow_mlops.scoring.batch import DEFAULT_BATCH_SIZE
 
         args.batch_size = DEFAULT_BATCH_SIZE
     workdir = args.workdir or tempfile.mkdtemp(prefix="mlops-bench-")

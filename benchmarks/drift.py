@@ -1,4 +1,4 @@
-"""Benchmark: ``airflow_mlops.ml.drift.compute_drift`` vs evidently used directly.
+"""Benchmark: ``airflow_mlops.monitoring.drift.compute_drift`` vs evidently used directly.
 
 Usage::
 
@@ -68,7 +68,7 @@ import pandas as pd
 import evidently  # imported lazily by compute_drift; imported here so both sides time the same thing
 from evidently import Report
 from evidently.presets import DataDriftPreset
-from airflow_mlops.ml.drift import compute_drift
+from airflow_mlops.monitoring.drift import compute_drift
 tmp, sample_size = sys.argv[1], (None if sys.argv[2] == "none" else int(sys.argv[2]))
 t0, c0 = time.perf_counter(), time.process_time()
 reference = pd.read_parquet(f"{tmp}/reference.parquet")

@@ -6,7 +6,7 @@ One run does everything:
    int64 key) in ``--files`` parquet files of one partition;
 2. trains the churn config's model (``dags/configs/churn.yaml``: a HistGradientBoostingClassifier
    behind imputation + one-hot encoding; ``--estimator logistic`` for a LogisticRegression) with
-   ``airflow_mlops.pipeline.train_and_register`` on 2 days x 5,000 rows, registers it in a
+   ``airflow_mlops.registry.lifecycle.train_and_register`` on 2 days x 5,000 rows, registers it in a
    temporary ``file://`` registry and makes it ``champion``;
 3. times, each in its own fresh subprocess, alternating and ``--repeat`` times (best kept):
 
@@ -50,7 +50,8 @@ TRAIN_DAYS = ("2024-01-08", "2024-01-09")
 def config(estimator: str) -> object:
     import dataclasses
 
-    from airflow_mlops.ml.config import EstimatorConfig, FrozenDict, load_model_config
+    from airflow_mlops.config.model import EstimatorConfig, FrozenDict
+    from airflow_mlops.config.parser import load_model_config
 
     cfg = load_model_config(os.path.join(REPO, "dags", "configs", "churn.yaml"))
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, training_window_days=len(TRAIN_DAYS)))
@@ -64,16 +65,16 @@ def setup(workdir: str, rows: int, n_files: int, estimator: str) -> None:
     """Generate the partition, train + register the model. Writes ``workdir/spec.json``."""
     from threadpoolctl import threadpool_limits
 
-    from airflow_mlops.hooks.datasets import Dataset
-    from airflow_mlops.hooks.registry import ModelRegistry
-    from airflow_mlops.hooks.storage import ArtifactStore
-    from airflow_mlops.ml.example_data import churn_day
-    from airflow_mlops.pipeline import train_and_register
+    from airflow_mlops.config.locations import Locations
+    from airflow_mlops.demo.data import churn_day
+    from airflow_mlops.registry.lifecycle import train_and_register
+    from airflow_mlops.registry.model_registry import ModelRegistry
+    from airflow_mlops.store.artifacts import ArtifactStore
 
     shutil.rmtree(os.path.join(workdir, "store"), ignore_errors=True)
     store = ArtifactStore("file://" + os.path.join(workdir, "store"))
     cfg = config(estimator)
-    data = Dataset.from_config(cfg, store)
+    data = Locations(cfg, store).input
     t0 = time.perf_counter()
     df = churn_day(DS, rows=rows, seed=5)
     bounds = [rows * i // n_files for i in range(n_files + 1)]
@@ -96,16 +97,16 @@ def run_child(mode: str, workdir: str, top_k: int, method: str, batch_size: int 
     """Child process body: import, then time one scoring of the partition."""
     import dataclasses
 
-    from airflow_mlops import scoring
-    from airflow_mlops.hooks.storage import ArtifactStore
-    from airflow_mlops.ml.config import ExplainConfig
+    from airflow_mlops.config.model import ExplainConfig
+    from airflow_mlops.scoring import batch as scoring
+    from airflow_mlops.store.artifacts import ArtifactStore
 
     with open(os.path.join(workdir, "spec.json")) as f:
         spec = json.load(f)
     cfg = config(spec["estimator"])
     explain = None
     if mode == "explain":
-        from airflow_mlops.ml.explain import shap_available
+        from airflow_mlops.scoring.explain import shap_available
 
         if shap_available():
             import shap  # noqa: F401  (import time is not scoring time)
@@ -178,9 +179,11 @@ def main(argv: list[str] | None = None) -> int:
         method = best["explain"]["explain_method"] or {}
         print(f"rows: {rows:,}  files: {args.files}  top_k: {args.top_k}  method: {args.method} -> "
               f"{method.get('method')} {method.get('explainer', '')}".rstrip())
-        print(f"without explanations: {best['plain']['seconds']:7.2f} s  {rows / best['plain']['seconds']:>10,.0f} rows/s")
+        plain = best["plain"]["seconds"]
+        print(f"without explanations: {plain:7.2f} s  {rows / plain:>10,.0f} rows/s")
         print(f"with explanations:    {best['explain']['seconds']:7.2f} s  "
-              f"{rows / best['explain']['seconds']:>10,.0f} rows/s  (explainer {best['explain']['explain_seconds']:.2f} s)")
+              f"{rows / best['explain']['seconds']:>10,.0f} rows/s  "
+              f"(explainer {best['explain']['explain_seconds']:.2f} s)")
         print(f"ratio: {ratio:.2f}")
         if args.max_ratio is not None and ratio > args.max_ratio:
             print(f"FAIL: ratio {ratio:.2f} > {args.max_ratio}")

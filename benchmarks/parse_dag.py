@@ -63,7 +63,7 @@ print(json.dumps({"seconds": seconds, "cpu": cpu}))
 import json, os, sys, time
 t0, c0 = time.perf_counter(), time.process_time()
 import airflow.sdk
-from airflow_mlops.ml.config import load_model_config
+from airflow_mlops.config.parser import load_model_config
 load_model_config(os.path.join(os.environ["MLOPS_CONFIGS_DIR"], "churn.yaml"), check_estimator=False)
 print(json.dumps({"seconds": time.perf_counter() - t0, "cpu": time.process_time() - c0}))
 """,
@@ -84,9 +84,9 @@ def setup(root: str, days: int, rows: int) -> dict[str, str]:
     """An Airflow home with the example config and ``days`` partitions of data in its store."""
     import yaml
 
-    from airflow_mlops.hooks.datasets import Dataset
-    from airflow_mlops.hooks.storage import ArtifactStore
-    from airflow_mlops.ml.example_data import churn_day, date_range
+    from airflow_mlops.demo.data import churn_day, date_range
+    from airflow_mlops.store.artifacts import ArtifactStore
+    from airflow_mlops.store.datasets import Dataset
 
     configs = os.path.join(root, "configs")
     os.makedirs(configs)

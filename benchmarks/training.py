@@ -5,7 +5,7 @@
 (a) plain script: read the parquet partitions with pandas, the same ColumnTransformer +
     HistGradientBoostingClassifier pipeline, the same K-fold CV, fit, holdout metrics, skops dump.
 (b) operator: what TrainModelOperator.execute runs (start the smoke-test interpreter, parse the config,
-    ``airflow_mlops.pipeline.train_and_register``):
+    ``airflow_mlops.registry.lifecycle.train_and_register``):
     the same, plus naive baseline, permutation importance, data fingerprint, reference sample and
     the registry write with hashes.
 Each runs in its own process (imports included), twice, alternating; the best of each is kept.
@@ -36,9 +36,9 @@ def make_config(rows_per_day: int) -> dict:
 
 
 def generate(root: Path, rows: int) -> None:
-    from airflow_mlops.hooks.datasets import Dataset
-    from airflow_mlops.hooks.storage import ArtifactStore
-    from airflow_mlops.ml.example_data import churn_day, date_range
+    from airflow_mlops.demo.data import churn_day, date_range
+    from airflow_mlops.store.artifacts import ArtifactStore
+    from airflow_mlops.store.datasets import Dataset
 
     data = Dataset.for_name(ArtifactStore("file://" + str(root / "store")), "churn")
     for day in date_range("2024-01-01", DAYS):
@@ -82,12 +82,12 @@ def run_plain(root: Path, cfg: dict) -> None:
 
 
 def run_operator(root: Path, cfg: dict) -> None:
-    from airflow_mlops.ml.smoke import SmokeProcess
+    from airflow_mlops.registry.smoke import SmokeProcess
 
     with SmokeProcess() as smoke:  # as TrainModelOperator.execute: started before the config is parsed
-        from airflow_mlops.hooks.storage import ArtifactStore
-        from airflow_mlops.ml.config import parse_model_config
-        from airflow_mlops.pipeline import train_and_register
+        from airflow_mlops.config.parser import parse_model_config
+        from airflow_mlops.registry.lifecycle import train_and_register
+        from airflow_mlops.store.artifacts import ArtifactStore
 
         out = train_and_register(parse_model_config(cfg), ArtifactStore("file://" + str(root / "store")),
                                  "2024-01-07", {"dag_id": "benchmark", "run_id": "benchmark", "task_id": "train"},

@@ -52,7 +52,7 @@ STORAGE_CHECK=$(cat <<'PY'
 # --- STORAGE_CHECK begin ---
 import os, sys, uuid
 
-from airflow_mlops.hooks.storage import (
+from airflow_mlops.store.artifacts import (
     ArtifactExistsError, ArtifactStore, PreconditionFailedError, StorageError,
 )
 

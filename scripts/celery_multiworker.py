@@ -13,7 +13,7 @@ What it does, printing progress:
    the ``postgres``/``nobody`` user when this runs as root), ``redis-server`` (the Celery broker) and a
    moto S3 server with a bucket (the artifact store ``s3://<bucket>/mlops``, reached through the
    Airflow connection ``aws_default`` = env ``AIRFLOW_CONN_AWS_DEFAULT`` with ``endpoint_url``).
-3. Writes example churn data (``airflow_mlops.ml.example_data``): 7 days of history (one file each)
+3. Writes example churn data (``airflow_mlops.demo.data``): 7 days of history (one file each)
    and two days to score, each split into ``--files`` parquet files; trains, registers and promotes a
    champion in this process with the pipeline functions (``train_and_register``, ``promote_candidate``).
 4. Runs Airflow with the CeleryExecutor in a temp ``AIRFLOW_HOME``: ``airflow db migrate`` on
@@ -40,8 +40,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import datetime as dt
+import functools
 import glob
 import hashlib
 import importlib.util
@@ -432,7 +432,8 @@ def trigger_and_wait(api: Api, ds: str, run_id: str, procs: list[Proc], timeout:
     while run is None:
         for p in procs:
             if p.popen.poll() is not None:
-                raise Failure(f"{p.name} exited ({p.popen.returncode}) during run {run_id}; log {p.log}:\n{tail(p.log)}")
+                raise Failure(f"{p.name} exited ({p.popen.returncode}) during run {run_id}; "
+                              f"log {p.log}:\n{tail(p.log)}")
         if time.monotonic() > deadline:
             raise Failure(f"run {run_id} of {DAG_ID} did not finish within {timeout:.0f}s")
         run = check()
@@ -448,13 +449,13 @@ def trigger_and_wait(api: Api, ds: str, run_id: str, procs: list[Proc], timeout:
 # ------------------------------------------------------------------------------------------
 def make_data_and_champion(storage_uri: str, files: int, rows_per_file: int, history_rows: int) -> dict[str, Any]:
     """Example data in the store (history: 1 file/day; scoring days: ``files`` files) and a champion."""
-    from airflow_mlops.hooks.datasets import Dataset
-    from airflow_mlops.hooks.storage import ArtifactStore
-    from airflow_mlops.ml.config import load_model_config
-    from airflow_mlops.ml.example_data import churn_day, date_range
-    from airflow_mlops.pipeline import promote_candidate, train_and_register
-
     import logging
+
+    from airflow_mlops.config.parser import load_model_config
+    from airflow_mlops.demo.data import churn_day, date_range
+    from airflow_mlops.registry.lifecycle import promote_candidate, train_and_register
+    from airflow_mlops.store.artifacts import ArtifactStore
+    from airflow_mlops.store.datasets import Dataset
 
     logging.getLogger("airflow_mlops").setLevel(logging.WARNING)  # this script prints its own progress
     logging.getLogger("airflow.providers.amazon").setLevel(logging.WARNING)
@@ -530,9 +531,9 @@ def compared_table(store_uri: str, ds: str, endpoint: str | None = None):
     """The prediction partition without ``scored_at``/``run_id``, sorted by the keys, as one chunk."""
     import pyarrow as pa
 
-    from airflow_mlops.hooks.datasets import Dataset
-    from airflow_mlops.hooks.storage import ArtifactStore
-    from airflow_mlops.ml.config import load_model_config
+    from airflow_mlops.config.parser import load_model_config
+    from airflow_mlops.store.artifacts import ArtifactStore
+    from airflow_mlops.store.datasets import Dataset
 
     keys = list(load_model_config(CONFIG).keys)
     t = Dataset(ArtifactStore(store_uri), "predictions/churn").read_table(ds)
@@ -588,7 +589,8 @@ def main(argv: list[str] | None = None) -> int:
         # several workers (machines, in production): the registry signing key comes from an Airflow connection
         env.update(signing_env())
         (work / "airflow").mkdir()
-        os.environ.update({k: env[k] for k in ("AIRFLOW_HOME", "AIRFLOW_CONN_AWS_DEFAULT", "AIRFLOW__MLOPS__STORAGE_URI",
+        os.environ.update({k: env[k] for k in ("AIRFLOW_HOME", "AIRFLOW_CONN_AWS_DEFAULT",
+                                               "AIRFLOW__MLOPS__STORAGE_URI",
                                                 "AIRFLOW__CORE__LOAD_EXAMPLES", "OMP_NUM_THREADS",
                                                 *signing_env())})
 

@@ -102,7 +102,7 @@ class WebhookServer:
 
 def make_config(owner: str = "owner@example.com", alerts: dict | None = None, **sections):
     """A small valid model config (``alerts`` and any other section, e.g. ``monitoring``)."""
-    from airflow_mlops.ml.config import parse_model_config
+    from airflow_mlops.config.parser import parse_model_config
 
     raw = {"name": "churn", "owner": owner, "data": {"dataset": "churn"}, "keys": ["customer_id"],
            "target": "churned", "estimator": {"class": "sklearn.linear_model.LogisticRegression"}, **sections}

@@ -46,7 +46,7 @@ class MotoServer:
                 break
             except Exception:
                 if time.time() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError("moto server did not start")
+                    raise RuntimeError("moto server did not start") from None
                 time.sleep(0.1)
 
     def conn_json(self) -> str:
@@ -90,7 +90,7 @@ def store_root(request, tmp_path) -> str:
 
 @pytest.fixture
 def store(store_root):
-    from airflow_mlops.hooks.storage import ArtifactStore
+    from airflow_mlops.store.artifacts import ArtifactStore
 
     return ArtifactStore(store_root)
 

@@ -166,7 +166,8 @@ def test_compose_workers_run_celery_worker(compose, services):
         svc = services[n]
         assert command_of(svc) == "celery worker"
         assert svc["image"] == airflow_image(compose)
-        assert "celery" in " ".join(svc["healthcheck"]["test"]) and "inspect ping" in " ".join(svc["healthcheck"]["test"])
+        health = " ".join(svc["healthcheck"]["test"])
+        assert "celery" in health and "inspect ping" in health
         assert env_of(svc)["DUMB_INIT_SETSID"] == "0"  # warm shutdown, as in the official file
         assert int(env_of(svc)["AIRFLOW__CELERY__WORKER_CONCURRENCY"]) >= 1
     hostnames = [services[n].get("hostname") for n in names]

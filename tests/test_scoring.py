@@ -1,4 +1,4 @@
-"""Batch scoring (airflow_mlops.scoring + BatchInferenceOperator) on real trained churn models.
+"""Batch scoring (airflow_mlops.scoring.batch + BatchInferenceOperator) on real trained churn models.
 
 Two versions are trained once per module (v1: the churn config's HistGradientBoosting, v2: a
 LogisticRegression) into a template file:// store; each test scores a fresh copy of it.
@@ -21,13 +21,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from airflow_mlops import scoring
-from airflow_mlops.hooks.datasets import DataError, Dataset
-from airflow_mlops.hooks.registry import ModelRegistry
-from airflow_mlops.hooks.storage import ArtifactStore
-from airflow_mlops.ml.config import EstimatorConfig, FrozenDict, load_model_config
-from airflow_mlops.ml.example_data import churn_day
-from airflow_mlops.scoring import ModelSelectionError, SchemaMismatchError, merge_parts, score_partition
+from airflow_mlops.config.locations import Locations
+from airflow_mlops.config.model import EstimatorConfig, FrozenDict
+from airflow_mlops.config.parser import load_model_config
+from airflow_mlops.demo.data import churn_day
+from airflow_mlops.registry.model_registry import ModelRegistry
+from airflow_mlops.scoring import batch as scoring
+from airflow_mlops.scoring.batch import score_partition
+from airflow_mlops.scoring.merge import merge_parts
+from airflow_mlops.scoring.schema import SchemaMismatchError
+from airflow_mlops.scoring.selection import ModelSelectionError
+from airflow_mlops.store.artifacts import ArtifactStore
+from airflow_mlops.store.datasets import DataError, Dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_PATH = os.path.join(REPO, "dags", "configs", "churn.yaml")
@@ -60,12 +65,12 @@ def template(tmp_path_factory) -> str:
     """A file:// store with churn data (4 days) and two registered versions, no aliases."""
     from threadpoolctl import threadpool_limits
 
-    from airflow_mlops.pipeline import train_and_register
+    from airflow_mlops.registry.lifecycle import train_and_register
 
     root = tmp_path_factory.mktemp("scoring-template") / "store"
     store = ArtifactStore("file://" + str(root))
     cfg = small_config()
-    data = Dataset.from_config(cfg, store)
+    data = Locations(cfg, store).input
     for d in TRAIN_DAYS:
         data.write(d, churn_day(d, rows=500))
     data.write("2024-01-03", input_frames("2024-01-03"))
@@ -154,7 +159,7 @@ def test_roundtrip_prediction_log(store, template, config):
 
     manifest = store.read_manifest(f"predictions/churn/ds={DS}")
     assert manifest["version"] == 1 and manifest["rows"] == 500 and len(manifest["files"]) == 2
-    assert sorted(manifest["input_files"]) == Dataset.from_config(config, store).files(DS)
+    assert sorted(manifest["input_files"]) == Locations(config, store).input.files(DS)
 
     # fan-out parts + merge on the same backend give the same partition
     parts = [score_partition(config, store, DS, files=[f]) for f in scoring.partition_input_files(config, store, DS)]
@@ -192,7 +197,7 @@ def test_failure_mid_write_keeps_previous_partition(local, config, monkeypatch):
     key = f"predictions/churn/ds={DS}"
     manifest, content = local.read_manifest(key), read_output(local)
 
-    import airflow_mlops.ml.training as training
+    import airflow_mlops.training.trainer as training
 
     real, calls = training.predict_frame, []
 
@@ -219,10 +224,10 @@ def test_killed_process_leaves_previous_partition(local, config):
     manifest, content = local.read_manifest(key), read_output(local)
     script = textwrap.dedent(f"""
         import os, signal, dataclasses
-        import airflow_mlops.ml.training as training
-        from airflow_mlops.hooks.storage import ArtifactStore
-        from airflow_mlops.ml.config import load_model_config
-        from airflow_mlops.scoring import score_partition
+        import airflow_mlops.training.trainer as training
+        from airflow_mlops.store.artifacts import ArtifactStore
+        from airflow_mlops.config.parser import load_model_config
+        from airflow_mlops.scoring.batch import score_partition
         real, n = training.predict_frame, [0]
         def dying(*a, **k):
             n[0] += 1
@@ -242,7 +247,7 @@ def test_killed_process_leaves_previous_partition(local, config):
 
 def test_missing_feature_column_names_it_and_writes_nothing(local, config):
     frames = [f.drop(columns=["usage_gb", "customer_id"]) for f in input_frames(DS)]
-    Dataset.from_config(config, local).write("2024-01-05", frames)
+    Locations(config, local).input.write("2024-01-05", frames)
     with pytest.raises(SchemaMismatchError) as err:
         score_partition(config, local, "2024-01-05")
     msg = str(err.value)
@@ -258,7 +263,7 @@ def test_wrong_dtypes_are_all_listed(local, config):
     for f in frames:
         f["tenure_months"] = f["tenure_months"].astype(str)
         f["contract"] = np.arange(len(f))
-    Dataset.from_config(config, local).write("2024-01-05", frames)
+    Locations(config, local).input.write("2024-01-05", frames)
     with pytest.raises(SchemaMismatchError) as err:
         score_partition(config, local, "2024-01-05")
     diffs = {d["column"]: d for d in err.value.differences}
@@ -279,7 +284,7 @@ def test_champion_as_of_logical_date(local, config):
     assert [ev["to"] for ev in moves] == [1, 2]
     moves[0]["at"], moves[1]["at"] = "2024-01-10T12:00:00+00:00", "2024-01-20T12:00:00+00:00"
     local.write_bytes(key, registry._state_bytes("churn", state))  # re-signed: an unsigned edit would be refused
-    data = Dataset.from_config(config, local)
+    data = Locations(config, local).input
     for d in ("2024-01-09", "2024-01-15", "2024-01-20"):
         data.write(d, churn_day(d, rows=100))
 
@@ -331,7 +336,7 @@ def test_fanout_and_merge_equal_single_pass(local, config):
     single = score_partition(config, local, DS)
     expected = read_output(local)
     files = scoring.partition_input_files(config, local, DS)
-    assert len(files) == 2 and files == Dataset.from_config(config, local).files(DS)
+    assert len(files) == 2 and files == Locations(config, local).input.files(DS)
     parts = [score_partition(config, local, DS, files=[f], batch_size=64) for f in files]
     assert all(p["part"] and "/_parts/ds=2024-01-04/" in p["output_key"] for p in parts)
     assert sum(p["rows"] for p in parts) == single["rows"]
@@ -391,7 +396,7 @@ def test_operator_wraps_score_partition(local, config):
     json.dumps(xcom)
 
     frames = [f.drop(columns=["region"]) for f in input_frames(DS)]
-    Dataset.from_config(config, local).write("2024-01-07", frames)
+    Locations(config, local).input.write("2024-01-07", frames)
     bad = BatchInferenceOperator(task_id="score2", config_path=CONFIG_PATH, storage_uri=local.root)
     with pytest.raises(AirflowFailException, match="region"):
         bad.execute({"ds": "2024-01-07", "run_id": "manual__op"})
@@ -401,7 +406,9 @@ def test_operator_wraps_score_partition(local, config):
 
 
 def test_end_of_day_and_schema_helpers():
-    assert scoring.end_of_day("2024-02-29") == dt.datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=dt.timezone.utc)
+    from airflow_mlops.store.dates import end_of_day
+
+    assert end_of_day("2024-02-29") == dt.datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=dt.UTC)
     meta = {"keys": ["id"], "features": ["a", "b", "c"],
             "feature_dtypes": {"a": "double", "b": "string", "c": "bool"}}
     ok = pa.schema([("id", pa.int32()), ("a", pa.int64()), ("b", pa.dictionary(pa.int32(), pa.string())),

@@ -3,14 +3,15 @@
 * :class:`~airflow_mlops.notifications.webhook.MLOpsWebhookNotifier` — POST ``{"text", ...fields}``
   to a Slack/Teams-compatible webhook, retrying on 5xx.
 * :class:`~airflow_mlops.notifications.mlops.MLOpsAlertNotifier` — ``on_failure_callback`` that turns
-  a failed task into an alert routed by the model's ``alerts`` config (see :mod:`airflow_mlops.alerts`).
+  a failed task into an alert routed by the model's ``alerts`` config (see :mod:`airflow_mlops.alerts.delivery`);
+  :func:`~airflow_mlops.notifications.mlops.alert_notifier` builds it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["MLOpsAlertNotifier", "MLOpsWebhookNotifier"]
+__all__ = ["MLOpsAlertNotifier", "MLOpsWebhookNotifier", "alert_notifier"]
 
 
 def __getattr__(name: str) -> Any:  # lazy: importing the package does not import airflow.sdk
@@ -22,4 +23,8 @@ def __getattr__(name: str) -> Any:  # lazy: importing the package does not impor
         from airflow_mlops.notifications.mlops import MLOpsAlertNotifier
 
         return MLOpsAlertNotifier
+    if name == "alert_notifier":
+        from airflow_mlops.notifications.mlops import alert_notifier
+
+        return alert_notifier
     raise AttributeError(name)

@@ -1,4 +1,7 @@
-"""MLOpsAlertNotifier: turn a failed task (gate rejection, sensor timeout) into a routed, deduplicated alert."""
+"""MLOpsAlertNotifier: turn a failed task (gate rejection, sensor timeout) into a routed, deduplicated alert.
+
+:func:`alert_notifier` builds it for ``on_failure_callback``.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +13,16 @@ from airflow.sdk import BaseNotifier
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_mlops.alerts import Alert
-    from airflow_mlops.ml.config import ModelConfig
+    from airflow_mlops.alerts.delivery import Alert
+    from airflow_mlops.config.model import ModelConfig
 
-__all__ = ["MLOpsAlertNotifier"]
+__all__ = ["MLOpsAlertNotifier", "alert_notifier"]
 
 
 class MLOpsAlertNotifier(BaseNotifier):
-    """``on_failure_callback`` that raises an :class:`~airflow_mlops.alerts.Alert` for the model.
+    """``on_failure_callback`` that raises an :class:`~airflow_mlops.alerts.delivery.Alert` for the model.
 
-    The alert goes through :func:`~airflow_mlops.alerts.raise_alert`, so it follows the model's
+    The alert goes through :func:`~airflow_mlops.alerts.delivery.raise_alert`, so it follows the model's
     ``alerts`` routing and is sent once per (model, check, logical date): a retried task or a second
     failing task of the same day does not send it again.
 
@@ -28,7 +31,7 @@ class MLOpsAlertNotifier(BaseNotifier):
     :param check: the alert's check; default ``freshness`` for a sensor timeout, ``gate`` otherwise.
     :param aws_conn_id: Airflow AWS connection for ``s3://`` roots.
 
-    Build it with :func:`airflow_mlops.alerts.alert_notifier`.
+    Build it with :func:`alert_notifier`.
     """
 
     template_fields: Sequence[str] = ()
@@ -36,7 +39,7 @@ class MLOpsAlertNotifier(BaseNotifier):
     def __init__(self, *, config: ModelConfig, storage_uri: str | None = None, check: str | None = None,
                  aws_conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        from airflow_mlops.ml.config import ALERT_CHECKS
+        from airflow_mlops.config.model import ALERT_CHECKS
 
         if check is not None and check not in ALERT_CHECKS:
             raise ValueError(f"check must be one of {', '.join(ALERT_CHECKS)}; got {check!r}")
@@ -50,7 +53,7 @@ class MLOpsAlertNotifier(BaseNotifier):
         from airflow.sdk import BaseSensorOperator
         from airflow.sdk.exceptions import AirflowSensorTimeout
 
-        from airflow_mlops.alerts import Alert
+        from airflow_mlops.alerts.delivery import Alert
         from airflow_mlops.operators.base import context_ds
 
         ti = context.get("ti")
@@ -80,8 +83,23 @@ class MLOpsAlertNotifier(BaseNotifier):
                               if error is not None else None})
 
     def notify(self, context: Context) -> None:
-        from airflow_mlops.alerts import raise_alert
-        from airflow_mlops.hooks.storage import ArtifactStore
+        from airflow_mlops.alerts.delivery import raise_alert
+        from airflow_mlops.store.artifacts import ArtifactStore
 
         store = ArtifactStore(self.storage_uri, conn_id=self.aws_conn_id)
         raise_alert(self.config, store, self.build_alert(context), context=context)
+
+
+def alert_notifier(config: ModelConfig, *, storage_uri: str | None = None, check: str | None = None,
+                   aws_conn_id: str | None = None) -> list:
+    """Airflow notifier(s) for ``on_failure_callback``: a failed task becomes an
+    :class:`~airflow_mlops.alerts.delivery.Alert` routed (and deduplicated) like any other.
+
+    The check is ``check`` when given, else ``freshness`` for a sensor timeout and ``gate`` for any
+    other failure (a promotion gate rejection, a validation gate). Window = the run's logical date.
+
+    Example::
+
+        DataPartitionSensor(..., on_failure_callback=alert_notifier(config))
+    """
+    return [MLOpsAlertNotifier(config=config, storage_uri=storage_uri, check=check, aws_conn_id=aws_conn_id)]

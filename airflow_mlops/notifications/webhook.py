@@ -1,46 +1,27 @@
 """MLOpsWebhookNotifier: post an alert as JSON to a chat webhook (Slack, Teams, Mattermost, any HTTP endpoint).
 
-The payload is ``{"text": <one-paragraph summary>, **fields}``: ``text`` is what Slack/Teams/Mattermost
-incoming webhooks display; the structured fields (``model``, ``check``, ``window``, ``value``,
-``threshold``, ``slice``, ``report_uri`` ...) are there for any receiver that parses them.
-
-The target is either a URL or an Airflow connection id (``http_conn_id``; the connection's ``host``
-may be a full URL, else ``schema://host:port``; its extra may hold ``endpoint`` (a path appended to
-the URL) and ``headers`` (a dict of HTTP headers)). Webhook URLs are secrets (the path is the
-credential), so logs and errors show only the scheme and host.
-
-Delivery uses the standard library (``urllib``): a 5xx answer, a timeout or a connection error is
-retried ``retries`` times with exponential backoff; a 4xx answer fails at once (retrying cannot fix a
-wrong URL or payload).
+The Airflow notifier (templated fields, ``notify`` / ``async_notify``) on top of
+:class:`airflow_mlops.alerts.webhook.Webhook`, which holds the delivery: the payload is
+``{"text": <one-paragraph summary>, **fields}``; the target is a URL or an Airflow HTTP connection
+(``http_conn_id``: ``host`` a full URL or ``schema://host:port``, extra ``endpoint`` and ``headers``); a 5xx
+answer, a timeout or a connection error is retried with exponential backoff, a 4xx answer fails at once.
+Webhook URLs are secrets (the path is the credential), so logs and errors show only the scheme and host.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseNotifier
 
+from airflow_mlops.alerts.webhook import Webhook, WebhookDeliveryError, redact_url
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 __all__ = ["MLOpsWebhookNotifier", "WebhookDeliveryError", "redact_url"]
-
-
-class WebhookDeliveryError(RuntimeError):
-    """The webhook could not be delivered; the message names the host (never the secret path)."""
-
-
-def redact_url(url: str) -> str:
-    """``scheme://host[:port]/…`` — the part of a webhook URL that is safe to log."""
-    parts = urllib.parse.urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}/…" if parts.netloc else "<invalid url>"
 
 
 class MLOpsWebhookNotifier(BaseNotifier):
@@ -80,73 +61,27 @@ class MLOpsWebhookNotifier(BaseNotifier):
         self.backoff = float(backoff)
         self.headers = dict(headers or {})
 
-    # ---- target ---------------------------------------------------------------------
+    def webhook(self) -> Webhook:
+        """The :class:`~airflow_mlops.alerts.webhook.Webhook` of the current (rendered) fields."""
+        return Webhook(text=self.text, url=self.url, http_conn_id=self.http_conn_id, fields=self.fields,
+                       timeout=self.timeout, retries=self.retries, backoff=self.backoff, headers=self.headers,
+                       log=self.log)
+
     def resolve(self) -> tuple[str, dict[str, str]]:
         """The URL to post to and the HTTP headers (from ``url`` or the connection)."""
-        headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "airflow-mlops"}
-        if self.url:
-            return self.url, {**headers, **self.headers}
-        from airflow.sdk.bases.hook import BaseHook
-
-        try:
-            conn = BaseHook.get_connection(self.http_conn_id)
-        except Exception as e:
-            raise WebhookDeliveryError(
-                f"webhook connection {self.http_conn_id!r} is not defined ({type(e).__name__}); create an HTTP "
-                f"connection with the webhook URL as host (e.g. AIRFLOW_CONN_{str(self.http_conn_id).upper()}="
-                "'{\"conn_type\": \"http\", \"host\": \"https://hooks.example.com/...\"}')") from None
-        extra = conn.extra_dejson or {}
-        host = conn.host or ""
-        if "://" in host:
-            base = host
-        else:
-            base = f"{conn.schema or 'https'}://{host}"
-            if conn.port:
-                base += f":{conn.port}"
-        endpoint = str(extra.get("endpoint") or "")
-        url = base.rstrip("/") + "/" + endpoint.lstrip("/") if endpoint else base
-        extra_headers = extra.get("headers") or {}
-        if not isinstance(extra_headers, Mapping):
-            raise WebhookDeliveryError(f"connection {self.http_conn_id!r}: extra 'headers' must be a JSON object")
-        return url, {**headers, **{str(k): str(v) for k, v in extra_headers.items()}, **self.headers}
+        return self.webhook().resolve()
 
     def payload(self) -> dict[str, Any]:
         """``{"text": ..., **fields}`` (``text`` wins over a field of the same name)."""
-        return {**self.fields, "text": self.text}
+        return self.webhook().payload()
 
-    # ---- delivery -------------------------------------------------------------------
     def post(self, payload: Mapping[str, Any] | None = None) -> int:
         """POST the payload (default :meth:`payload`); returns the HTTP status.
 
         Raises:
             WebhookDeliveryError: a 4xx answer, or still failing after the retries.
         """
-        url, headers = self.resolve()
-        body = json.dumps(payload if payload is not None else self.payload(), default=str).encode()
-        where = redact_url(url)
-        delay = self.backoff
-        last = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(delay)
-                delay *= 2
-            request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as resp:  # noqa: S310 - http(s) only
-                    status = resp.status
-                self.log.info("webhook %s answered %s (attempt %d)", where, status, attempt + 1)
-                return status
-            except urllib.error.HTTPError as e:
-                if e.code < 500:
-                    raise WebhookDeliveryError(
-                        f"webhook {where} refused the message: HTTP {e.code} {e.reason}; check the URL/connection "
-                        "and that the endpoint accepts a JSON body with a 'text' field") from None
-                last = f"HTTP {e.code} {e.reason}"
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
-                reason = getattr(e, "reason", e)
-                last = f"{type(e).__name__}: {reason}"
-            self.log.warning("webhook %s attempt %d/%d failed: %s", where, attempt + 1, self.retries + 1, last)
-        raise WebhookDeliveryError(f"webhook {where} failed after {self.retries + 1} attempt(s): {last}")
+        return self.webhook().post(payload)
 
     def notify(self, context: Context) -> None:
         """Send the (rendered) message."""

@@ -16,17 +16,19 @@ import functools
 import os
 from collections.abc import Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseOperator
 
-from airflow_mlops.hooks.registry import ModelRegistry
-from airflow_mlops.hooks.storage import ArtifactStore
+from airflow_mlops.hooks.storage import ArtifactStoreHook
+from airflow_mlops.registry.model_registry import ModelRegistry
+from airflow_mlops.store.artifacts import ArtifactStore
+from airflow_mlops.store.dates import logical_ds
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_mlops.ml.config import ModelConfig
+    from airflow_mlops.config.model import ModelConfig
 
 
 class MLOpsBaseOperator(BaseOperator):
@@ -53,7 +55,7 @@ class MLOpsBaseOperator(BaseOperator):
         execute = cls.__dict__.get("execute")
         if callable(execute) and not getattr(execute, "_mlops_keeps_result", False):
             @functools.wraps(execute)
-            def keep_result(self: MLOpsBaseOperator, *args: Any, **kw: Any) -> Any:
+            def keep_result(self: BaseOperator, *args: Any, **kw: Any) -> Any:
                 result = execute(self, *args, **kw)
                 self._lineage_result = result
                 return result
@@ -72,26 +74,31 @@ class MLOpsBaseOperator(BaseOperator):
     @cached_property
     def config(self) -> ModelConfig:
         """The model config, fully checked (the Dag file checked only its structure, see
-        :func:`~airflow_mlops.ml.config.load_model_config`). An invalid config fails the task without retries,
+        :func:`~airflow_mlops.config.parser.load_model_config`). An invalid config fails the task without retries,
         the message naming the file and the field."""
-        from airflow_mlops.ml.config import ConfigError, load_model_config
+        from airflow_mlops.config.model import ConfigError
+        from airflow_mlops.config.parser import load_model_config
 
         try:
             return load_model_config(self.config_path)
         except ConfigError as e:
             fail(f"model config problem: {e}")
-            raise  # unreachable
+
+    @cached_property
+    def hook(self) -> ArtifactStoreHook:
+        """The store hook: ``storage_uri`` / ``aws_conn_id`` of this task, else ``[mlops]`` settings."""
+        return ArtifactStoreHook(self.storage_uri, self.aws_conn_id)
 
     @cached_property
     def store(self) -> ArtifactStore:
-        return ArtifactStore(self.storage_uri, conn_id=self.aws_conn_id)
+        return self.hook.get_conn()
 
     @cached_property
     def registry(self) -> ModelRegistry:
         return ModelRegistry(self.store)
 
     def logical_ds(self, context: Context) -> str:
-        ds = str(self.ds or context_ds(context))[:10]
+        ds = logical_ds(self.ds or context_ds(context))
         self._lineage_ds = ds
         return ds
 
@@ -113,7 +120,7 @@ class MLOpsBaseOperator(BaseOperator):
         """What the last ``execute`` read and wrote: ``{"inputs": [uri], "outputs": [uri], "model",
         "version", "model_role", "model_uri", "partitions": {dataset uri: [ds]}}``; dataset URIs are
         dataset roots (a ``ds=`` partition is listed under ``partitions``)."""
-        from airflow_mlops.hooks.registry import split_dataset_uri
+        from airflow_mlops.registry.model_registry import split_dataset_uri
 
         rec = dict(getattr(self, "_lineage_recorded", None) or {"inputs": [], "outputs": []})
         result = getattr(self, "_lineage_result", None)
@@ -141,7 +148,8 @@ class MLOpsBaseOperator(BaseOperator):
                 except Exception:  # lineage must never fail the task
                     td = {}
                 if td.get("uri"):
-                    inputs += [f"{str(td['uri']).rstrip('/')}/ds={d}" for d in td.get("partitions") or []] or [td["uri"]]
+                    root = str(td["uri"]).rstrip("/")
+                    inputs += [f"{root}/ds={d}" for d in td.get("partitions") or []] or [td["uri"]]
                 fingerprint = (td.get("fingerprint") or {}).get("content_hash")
         ds = getattr(self, "_lineage_ds", None)
         for name in self.openlineage_default_inputs:
@@ -165,7 +173,7 @@ class MLOpsBaseOperator(BaseOperator):
                 "fingerprint": fingerprint or (result.get("fingerprint") if role == "output" else None)}
 
     def _default_input_uri(self, name: str) -> str | None:
-        from airflow_mlops.hooks.datasets import Locations
+        from airflow_mlops.config.locations import Locations
 
         try:
             where = Locations(self.config, self.store)
@@ -239,7 +247,7 @@ def model_version_facet_class() -> type:
     from airflow.providers.common.compat.openlineage.facet import RunFacet
 
     @attr.define
-    class MLOpsModelVersionRunFacet(RunFacet):  # type: ignore[misc]
+    class MLOpsModelVersionRunFacet(RunFacet):
         """The registered model version a task produced (``role="output"``) or used (``"input"``)."""
 
         name: str
@@ -247,7 +255,7 @@ def model_version_facet_class() -> type:
         uri: str
         role: str = "input"
         training_data_fingerprint: str | None = None
-        partitions: dict | None = None
+        partitions: dict[str, Any] | None = None
 
         @staticmethod
         def _get_schema() -> str:
@@ -267,21 +275,22 @@ def context_ds(context: Context) -> str:
     Airflow 3) the ``ds`` carried by the triggering asset event, else the run's ``run_after`` date."""
     ds = context.get("ds")
     if ds:
-        return str(ds)[:10]
+        return logical_ds(ds)
     events = context.get("triggering_asset_events") or {}
     for evs in events.values():
         for ev in evs:
             extra = getattr(ev, "extra", None) or {}
             if extra.get("ds"):
-                return str(extra["ds"])[:10]
+                return logical_ds(extra["ds"])
     run = context.get("dag_run")
     when = getattr(run, "run_after", None) or getattr(run, "start_date", None)
     if when is None:
         raise ValueError("cannot tell the logical date of this run; pass ds=")
-    return when.date().isoformat()
+    day: str = when.date().isoformat()
+    return day
 
 
-def fail(message: str, check: str | None = None) -> None:
+def fail(message: str, check: str | None = None) -> NoReturn:
     """Fail the task without retries (a gate or a bad input: retrying cannot help). ``check`` names the
     alert check the failure notifier raises (e.g. ``integrity``; default: the notifier's own)."""
     from airflow.sdk.exceptions import AirflowFailException
@@ -293,7 +302,7 @@ def fail(message: str, check: str | None = None) -> None:
 
 #: Registry errors that mean "this model version must not be used": alerted as ``integrity``.
 def integrity_check(error: BaseException) -> str | None:
-    from airflow_mlops.hooks.registry import IntegrityError, LifecycleError, PolicyError, UntrustedModelError
+    from airflow_mlops.registry.model_registry import IntegrityError, LifecycleError, PolicyError, UntrustedModelError
 
     return "integrity" if isinstance(error, (IntegrityError, UntrustedModelError, PolicyError, LifecycleError)) \
         else None

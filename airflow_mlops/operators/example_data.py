@@ -45,8 +45,9 @@ class SeedExampleDataOperator(MLOpsBaseOperator):
         self.days = days
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.hooks.datasets import Locations
-        from airflow_mlops.ml.example_data import date_range, seed_missing_partitions
+        from airflow_mlops.config.locations import Locations
+        from airflow_mlops.demo.data import seed_missing_partitions
+        from airflow_mlops.store.dates import days_from as date_range
 
         config = self.config
         rows = config.data.example_rows

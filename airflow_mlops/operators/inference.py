@@ -58,7 +58,7 @@ class BatchInferenceOperator(MLOpsBaseOperator):
         pointed to, recorded as ``scored_by="first_version"`` (still reproducible: the audit log is
         append-only). For backfilling history older than the first promotion.
     :param batch_size: rows per record batch (default
-        :data:`airflow_mlops.scoring.DEFAULT_BATCH_SIZE`).
+        :data:`airflow_mlops.scoring.batch.DEFAULT_BATCH_SIZE`).
     :param shadow_alias: also score with this alias into ``shadow_prediction`` /
         ``shadow_model_version`` (recorded only, never used downstream; null when the alias does not
         exist or the shadow model cannot score the input). (templated)
@@ -67,7 +67,7 @@ class BatchInferenceOperator(MLOpsBaseOperator):
     :param input_format: ``parquet``/``csv`` of ``input_dataset`` (default: the config's format).
     :param output_prefix: prediction dataset prefix (default ``predictions/<model>``). (templated)
     :param files: score only these input files (fan-out with dynamic task mapping, see
-        :func:`airflow_mlops.scoring.partition_input_files`); the result is a part that
+        :func:`airflow_mlops.scoring.batch.partition_input_files`); the result is a part that
         :class:`MergePredictionPartsOperator` commits. (templated)
     :param canary_alias: canary alias (default: the config's ``canary.alias``). (templated)
     :param canary_share: canary share 0-1 (default: the config's ``canary.share``; ``0`` = off).
@@ -78,7 +78,7 @@ class BatchInferenceOperator(MLOpsBaseOperator):
         with that segment's model (``<model>__<slug>``, same alias rules) into a part of
         ``predictions/<model>/``, committed by :class:`MergePredictionPartsOperator`
         (``segments=True``); the kill switch variable is then the segment model's. See
-        :mod:`airflow_mlops.segments`. (templated)
+        :mod:`airflow_mlops.segments.flows`. (templated)
 
     Example (the daily scoring DAG; ``catchup=True`` makes backfills reproducible)::
 
@@ -126,10 +126,10 @@ class BatchInferenceOperator(MLOpsBaseOperator):
         self.files = files
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.hooks.datasets import DataError, Dataset
-        from airflow_mlops.hooks.registry import RegistryError
         from airflow_mlops.operators.base import fail
-        from airflow_mlops.scoring import DEFAULT_BATCH_SIZE, score_partition
+        from airflow_mlops.registry.model_registry import RegistryError
+        from airflow_mlops.scoring.batch import DEFAULT_BATCH_SIZE, score_partition
+        from airflow_mlops.store.datasets import DataError, Dataset
 
         dataset = None
         if self.input_dataset:
@@ -140,12 +140,12 @@ class BatchInferenceOperator(MLOpsBaseOperator):
         version = self.version if self.version not in (None, "", "None") else None
         config, output_prefix, segment = self.config, self.output_prefix or None, None
         if self.segment not in (None, ""):
-            from airflow_mlops.segments import segment_config
+            from airflow_mlops.config.segments import segment_config
 
             if config.segments is None:
                 fail(f"segment={self.segment!r} given but {self.config_path} has no segments section")
             segment = (config.segments.column, self.segment)
-            from airflow_mlops.hooks.datasets import predictions_prefix
+            from airflow_mlops.store.layout import predictions_prefix
 
             output_prefix = predictions_prefix(config.name, output_prefix)
             config = segment_config(config, self.segment)
@@ -189,14 +189,14 @@ def read_variable(key: str) -> str | None:
 class MergePredictionPartsOperator(MLOpsBaseOperator):
     """Commit the prediction partition of the logical date from the parts written by mapped
     :class:`BatchInferenceOperator` tasks (``files=``), atomically; see
-    :func:`airflow_mlops.scoring.merge_parts`. Fails (no retry) when parts were scored by different
+    :func:`airflow_mlops.scoring.merge.merge_parts`. Fails (no retry) when parts were scored by different
     model versions, overlap, or do not cover the input partition.
 
     :param parts_task_id: the mapped scoring task whose XComs are the part summaries.
     :param output_prefix: prediction dataset prefix (default ``predictions/<model>``). (templated)
     :param segments: the parts are segment parts (``BatchInferenceOperator(segment=...)``): checked per
         segment and against the segment values of the input partition
-        (:func:`airflow_mlops.segments.merge_segment_parts`).
+        (:func:`airflow_mlops.segments.flows.merge_segment_parts`).
 
     Example::
 
@@ -222,9 +222,9 @@ class MergePredictionPartsOperator(MLOpsBaseOperator):
         self.input_format = input_format
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.hooks.datasets import DataError, Dataset
         from airflow_mlops.operators.base import fail
-        from airflow_mlops.scoring import merge_parts
+        from airflow_mlops.scoring.merge import merge_parts
+        from airflow_mlops.store.datasets import DataError, Dataset
 
         pulled = context["ti"].xcom_pull(task_ids=self.parts_task_id)
         if isinstance(pulled, dict):
@@ -235,7 +235,7 @@ class MergePredictionPartsOperator(MLOpsBaseOperator):
             dataset = Dataset.for_name(self.store, self.input_dataset, self.input_format or self.config.data.format)
         try:
             if self.segments:
-                from airflow_mlops.segments import merge_segment_parts
+                from airflow_mlops.segments.flows import merge_segment_parts
 
                 return merge_segment_parts(self.config, self.store, self.logical_ds(context), parts,
                                            output_prefix=self.output_prefix or None, input_dataset=dataset)

@@ -7,14 +7,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlops.assets import retrain_alias_name, retrain_request_asset
 from airflow_mlops.operators.base import MLOpsBaseOperator, fail
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-
-def retrain_alias_name(model: str) -> str:
-    return f"mlops.{model}.retrain_request_alias"
 
 
 class DriftDetectionOperator(MLOpsBaseOperator):
@@ -40,7 +38,7 @@ class DriftDetectionOperator(MLOpsBaseOperator):
     Drift is also computed per value of every ``slices`` column (slices under
     ``monitoring.min_slice_size`` rows are reported, not tested); the summary and the HTML report carry
     the per-slice table. Dataset drift of the whole data or of a slice raises an alert (check ``drift``,
-    deduplicated per model, date and slice) through :func:`airflow_mlops.alerts.raise_alert` when
+    deduplicated per model, date and slice) through :func:`airflow_mlops.alerts.delivery.raise_alert` when
     ``send_alerts`` is true.
 
     Example::
@@ -57,7 +55,7 @@ class DriftDetectionOperator(MLOpsBaseOperator):
         """``outlets`` must include ``AssetAlias(retrain_alias_name(<model>))`` for the event to be
         emitted (the DAG factory does this).
 
-        :param send_alerts: raise drift alerts through :func:`airflow_mlops.alerts.raise_alert`.
+        :param send_alerts: raise drift alerts through :func:`airflow_mlops.alerts.delivery.raise_alert`.
         :param fail_on_alert_error: fail the task when an alert cannot be delivered (its retry
             re-sends the failed channels). Default False: the retraining request is this task's
             main output and a failed task would drop its asset event, so a delivery error is logged
@@ -70,8 +68,8 @@ class DriftDetectionOperator(MLOpsBaseOperator):
         self.fail_on_alert_error = fail_on_alert_error
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.hooks.datasets import DataError
-        from airflow_mlops.monitoring import detect_drift, xcom_summary
+        from airflow_mlops.monitoring.monitor import detect_drift, xcom_summary
+        from airflow_mlops.store.datasets import DataError
 
         ds = self.logical_ds(context)
         try:
@@ -87,8 +85,8 @@ class DriftDetectionOperator(MLOpsBaseOperator):
         if summary["dataset_drift"] and self.emit_retrain_request:
             self._request_retraining(context, ds, summary, out)
         if self.send_alerts and summary.get("alerts"):
-            from airflow_mlops.alerts import AlertDeliveryError
-            from airflow_mlops.monitoring import raise_alerts
+            from airflow_mlops.alerts.delivery import AlertDeliveryError
+            from airflow_mlops.monitoring.monitor import raise_alerts
 
             try:
                 raise_alerts(self.config, self.store, summary["alerts"], context=context)
@@ -102,9 +100,12 @@ class DriftDetectionOperator(MLOpsBaseOperator):
     def _request_retraining(self, context: Context, ds: str, summary: dict[str, Any], out: dict[str, Any]) -> None:
         from airflow.sdk import AssetAlias
 
-        from airflow_mlops.dag_factory import retrain_request_asset
-        from airflow_mlops.monitoring import (read_retrain_requests, record_retrain_request, retrain_cooldown,
-                                              verdict_text)
+        from airflow_mlops.monitoring.monitor import (
+            read_retrain_requests,
+            record_retrain_request,
+            retrain_cooldown,
+            verdict_text,
+        )
 
         name = self.config.name
         decision = retrain_cooldown(read_retrain_requests(self.store, name), ds,
@@ -138,7 +139,7 @@ class PerformanceMonitorOperator(MLOpsBaseOperator):
     computed for the window, for each slice and for the previous window.
 
     Alerts (check ``performance``, window id ``<first>..<last>``, deduplicated per model, window and
-    slice by :func:`airflow_mlops.alerts.raise_alert`, so each fires once per window): a metric below
+    slice by :func:`airflow_mlops.alerts.delivery.raise_alert`, so each fires once per window): a metric below
     its floor (``metrics.floors``) or above its ceiling (``metrics.ceilings``), or a change of more than
     ``monitoring.max_relative_change`` relative to the previous window, either way (a sudden rise is as
     suspicious as a drop). Slices with fewer than ``monitoring.min_slice_size`` labelled rows are
@@ -163,8 +164,8 @@ class PerformanceMonitorOperator(MLOpsBaseOperator):
         self.skip_if_no_ground_truth = skip_if_no_ground_truth
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.hooks.datasets import DataError
-        from airflow_mlops.monitoring import monitor_performance, performance_xcom, raise_alerts
+        from airflow_mlops.monitoring.monitor import monitor_performance, performance_xcom, raise_alerts
+        from airflow_mlops.store.datasets import DataError
 
         ds = self.logical_ds(context)
         try:

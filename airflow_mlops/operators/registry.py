@@ -62,10 +62,10 @@ class PromoteModelOperator(MLOpsBaseOperator):
         self.segment = segment
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.pipeline import promote_candidate
+        from airflow_mlops.registry.lifecycle import promote_candidate
 
         if self.segment not in (None, ""):
-            from airflow_mlops.segments import promote_segment
+            from airflow_mlops.segments.flows import promote_segment
 
             trained = ({"version": int(self.version)} if self.version not in (None, "")
                        else pull_same_index(context, self.candidate_task_id or "train"))
@@ -95,7 +95,7 @@ class ApproveModelOperator(MLOpsBaseOperator):
         self.version, self.approver, self.reason, self.reject, self.promote = version, approver, reason, reject, promote
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.pipeline import promote_candidate
+        from airflow_mlops.registry.lifecycle import promote_candidate
 
         name, v = self.config.name, int(self.version)
         run_info = self.run_info(context)
@@ -103,15 +103,16 @@ class ApproveModelOperator(MLOpsBaseOperator):
         ev = self.registry.approve(name, v, approver=approver, reason=self.reason,
                                    allow_self_approval=self.config.promotion.allow_self_approval,
                                    status="rejected" if self.reject else "approved",
-                                   details={"via": "dag_run", "dag_id": run_info["dag_id"], "run_id": run_info["run_id"],
+                                   details={"via": "dag_run", "dag_id": run_info["dag_id"],
+                                            "run_id": run_info["run_id"],
                                             "triggered_by": run_info["triggered_by"]})
         out = {"model": name, "version": v, "approval": ev["to"], "by": approver}
         if self.promote and not self.reject:
             out["promotion"] = promote_candidate(self.config, self.store, v, actor=approver, run_info=run_info)
         else:  # the card shows the approval history: re-render it
-            from airflow_mlops.pipeline import _write_card
+            from airflow_mlops.registry.lifecycle import write_card
 
-            out["model_card"] = _write_card(self.registry, name, v).get("model_card")
+            out["model_card"] = write_card(self.registry, name, v).get("model_card")
         return out
 
 
@@ -133,10 +134,11 @@ class RollbackModelOperator(MLOpsBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         tv = int(self.to_version) if self.to_version not in (None, "") else None
         run_info = self.run_info(context)
-        ev = self.registry.rollback(self.config.name, self.alias, tv, actor=run_info["triggered_by"], reason=self.reason,
+        ev = self.registry.rollback(self.config.name, self.alias, tv, actor=run_info["triggered_by"],
+                                    reason=self.reason,
                                     details={"via": "dag_run", "dag_id": run_info["dag_id"],
                                              "run_id": run_info["run_id"]})
-        from airflow_mlops.pipeline import refresh_cards
+        from airflow_mlops.registry.lifecycle import refresh_cards
 
         cards = refresh_cards(self.registry, self.config.name, [ev["from"], ev["to"]])
         return {"model": self.config.name, "alias": self.alias, "from": ev["from"], "to": ev["to"],
@@ -146,7 +148,7 @@ class RollbackModelOperator(MLOpsBaseOperator):
 class NotifyPromotionOperator(MLOpsBaseOperator):
     """Tell the model's owner what the promotion gate decided (the ``notify`` step of ``<model>_training``).
 
-    Reads the XCom of ``promote_task_id`` and routes, through :func:`airflow_mlops.alerts.raise_alert`
+    Reads the XCom of ``promote_task_id`` and routes, through :func:`airflow_mlops.alerts.delivery.raise_alert`
     (e-mail via the SMTP provider, chat webhook; config ``owner`` and ``alerts``):
 
     * a ``gate`` alert (``fairness`` for a fairness limit) when the candidate broke a constraint, naming
@@ -176,10 +178,10 @@ class NotifyPromotionOperator(MLOpsBaseOperator):
         self.segment = segment
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.pipeline import notify_promotion
+        from airflow_mlops.registry.lifecycle import notify_promotion
 
         if self.segment not in (None, ""):
-            from airflow_mlops.segments import segment_config
+            from airflow_mlops.config.segments import segment_config
 
             result = pull_same_index(context, self.promote_task_id)
             if result and result.get("skipped"):

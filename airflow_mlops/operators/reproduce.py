@@ -12,7 +12,8 @@ if TYPE_CHECKING:
 
 
 class ReproduceModelOperator(MLOpsBaseOperator):
-    """Reproducibility check of a registered version (logic: :func:`airflow_mlops.ml.reproduce.reproduce_version`).
+    """Reproducibility check of a registered version
+    (logic: :func:`airflow_mlops.governance.reproduce.reproduce_version`).
 
     Re-reads the exact partitions recorded in the version's ``metadata.json`` (``training_data``),
     checks their fingerprint, retrains with the recorded config snapshot and seed, and compares every
@@ -50,11 +51,11 @@ class ReproduceModelOperator(MLOpsBaseOperator):
         self.fail_on = tuple(fail_on)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.hooks.datasets import DataError
-        from airflow_mlops.hooks.registry import RegistryError
-        from airflow_mlops.ml.config import ConfigError
-        from airflow_mlops.ml.reproduce import ReproduceError, reproduce_version, summary_for_xcom
+        from airflow_mlops.config.model import ConfigError
+        from airflow_mlops.governance.reproduce import ReproduceError, reproduce_version, summary_for_xcom
         from airflow_mlops.operators.base import fail
+        from airflow_mlops.registry.model_registry import RegistryError
+        from airflow_mlops.store.datasets import DataError
         from airflow_mlops.trust.identity import run_identity
 
         name = self.model or self.config.name

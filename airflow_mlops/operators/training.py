@@ -37,7 +37,7 @@ class TrainModelOperator(MLOpsBaseOperator):
     "evaluation_report", "model_card", "profile"}`` (+ ``"fairness"`` with sensitive features).
 
     :param segment: with a config's ``segments`` section, train the model of this segment value on its
-        rows only (``<model>__<slug>``; see :mod:`airflow_mlops.segments`); a segment with fewer than
+        rows only (``<model>__<slug>``; see :mod:`airflow_mlops.segments.flows`); a segment with fewer than
         ``segments.min_rows`` rows is not trained (XCom ``{"segment", "model", "skipped", "rows"}``).
         Mapped over the values with ``.partial(...).expand(segment=...)``. (templated)
     """
@@ -50,20 +50,20 @@ class TrainModelOperator(MLOpsBaseOperator):
         self.segment = segment
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.hooks.datasets import DataError
-        from airflow_mlops.ml.config import ConfigError
-        from airflow_mlops.ml.fairness import FairnessError
-        from airflow_mlops.ml.smoke import SmokeTestError
+        from airflow_mlops.config.model import ConfigError
         from airflow_mlops.operators.base import fail
-        from airflow_mlops.pipeline import train_and_register
+        from airflow_mlops.registry.lifecycle import train_and_register
+        from airflow_mlops.registry.smoke import SmokeTestError
+        from airflow_mlops.store.datasets import DataError
+        from airflow_mlops.training.fairness import FairnessError
 
         try:
             if self.segment not in (None, ""):
-                from airflow_mlops.segments import train_segment
+                from airflow_mlops.segments.flows import train_segment
 
                 return train_segment(self.config, self.store, self.logical_ds(context), self.segment,
                                      self.run_info(context))
-            from airflow_mlops.ml.smoke import SmokeProcess
+            from airflow_mlops.registry.smoke import SmokeProcess
 
             # the smoke test's fresh interpreter imports its libraries while this one parses the config
             with SmokeProcess() as smoke:

@@ -15,10 +15,10 @@ class DataValidationOperator(MLOpsBaseOperator):
     """Validate the model's input partition for the logical date with Great Expectations 1.x.
 
     First the partition is checked against the config (key, target and feature columns, dtypes, a
-    target that fits the task; :func:`airflow_mlops.hooks.datasets.check_partition`): a missing, empty
+    target that fits the task; :func:`airflow_mlops.validation.partition.check_partition`): a missing, empty
     or unfit partition fails the run of that date without retries, naming the file and the column.
     The partition is the model's input (``with_target=True``) or its scoring input
-    (``data.scoring_dataset`` when set), as :class:`~airflow_mlops.hooks.datasets.Locations` resolves them.
+    (``data.scoring_dataset`` when set), as :class:`~airflow_mlops.config.locations.Locations` resolves them.
 
     The suite comes from the model config's ``validation.suite``: a JSON/YAML suite file, or
     ``infer`` (derived from the champion's training reference: columns, dtypes, ranges, null rates,
@@ -47,10 +47,12 @@ class DataValidationOperator(MLOpsBaseOperator):
         self.with_target = with_target
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.hooks.datasets import DataError, Locations, check_partition
-        from airflow_mlops.hooks.registry import RegistryError
+        from airflow_mlops.config.locations import Locations
         from airflow_mlops.operators.base import integrity_check
-        from airflow_mlops.pipeline import GateFailed, validate_partition
+        from airflow_mlops.registry.lifecycle import GateFailed, validate_partition
+        from airflow_mlops.registry.model_registry import RegistryError
+        from airflow_mlops.store.datasets import DataError
+        from airflow_mlops.validation.partition import check_partition
 
         ds = self.logical_ds(context)
         where = Locations(self.config, self.store)
@@ -63,11 +65,9 @@ class DataValidationOperator(MLOpsBaseOperator):
             return validate_partition(self.config, self.store, ds, with_target=self.with_target, dataset=dataset)
         except GateFailed as e:
             fail(str(e))
-            raise  # unreachable
         except RegistryError as e:  # the champion whose reference infers the suite cannot be trusted
             check = integrity_check(e)
             if check is None:
                 raise
             fail(f"validation of {self.config.name} for {ds} refused the champion: {e}",
                  check=check)
-            raise  # unreachable

@@ -12,69 +12,20 @@ iterates :attr:`MLOpsPlugin.fastapi_apps`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 try:  # Airflow 3 task SDK (what providers inherit from)
     from airflow.sdk.plugins_manager import AirflowPlugin
 except ImportError:  # pragma: no cover
-    from airflow.plugins_manager import AirflowPlugin  # type: ignore[no-redef,attr-defined]
+    # older Airflow 3 releases: airflow's own (distinct, but equivalent) plugin base class
+    from airflow.plugins_manager import AirflowPlugin  # type: ignore[assignment]
 
-#: Where the plugin's FastAPI app is mounted in the Airflow API server.
-URL_PREFIX = "/mlops"
-
-#: Store keys the report route serves (besides nothing else): registry reports, validation and drift reports.
-_REPORT_KEY_PATTERNS = (
-    # registry/<model>/versions/<n>/reports/<file>
-    re.compile(r"registry/(?P<model>[A-Za-z0-9][A-Za-z0-9_.-]{0,127})/versions/(?P<version>[0-9]{1,9})/"
-               r"(?P<rel>reports/[A-Za-z0-9_.=-]+(?:/[A-Za-z0-9_.=-]+)*\.(?:html|json))"),
-    # validation/<model>/ds=YYYY-MM-DD/{report.html,result.json}
-    re.compile(r"(?P<area>validation)/(?P<model>[A-Za-z0-9][A-Za-z0-9_.-]{0,127})/ds=(?P<ds>\d{4}-\d{2}-\d{2})/"
-               r"(?P<rel>[A-Za-z0-9_.-]+\.(?:html|json))"),
-    # monitoring/<model>/ds=YYYY-MM-DD/{drift.html,drift.json,...}
-    re.compile(r"(?P<area>monitoring)/(?P<model>[A-Za-z0-9][A-Za-z0-9_.-]{0,127})/ds=(?P<ds>\d{4}-\d{2}-\d{2})/"
-               r"(?P<rel>[A-Za-z0-9_.-]+\.(?:html|json))"),
-)
+from airflow_mlops.links import URL_PREFIX, model_path, report_path  # noqa: F401 - the plugin's URLs
+from airflow_mlops.store.layout import match_report_key  # noqa: F401 - the keys the report route serves
 
 
-def match_report_key(key: str) -> dict[str, str] | None:
-    """The parts of a store key the report route may serve, or ``None``.
-
-    Only ``registry/<model>/versions/<n>/reports/...``, ``validation/<model>/ds=<ds>/...`` and
-    ``monitoring/<model>/ds=<ds>/...`` HTML/JSON files qualify; anything else (datasets, models, the
-    registry state, ``..`` segments, absolute paths) does not.
-    """
-    if not isinstance(key, str) or not key or len(key) > 1024:
-        return None
-    segments = key.split("/")
-    if any(s in ("", ".", "..") for s in segments) or "\\" in key or "\x00" in key:
-        return None
-    for pattern in _REPORT_KEY_PATTERNS:
-        m = pattern.fullmatch(key)
-        if m:
-            parts = m.groupdict()
-            if ".." in parts["rel"]:
-                return None
-            parts.setdefault("area", "registry")
-            return {k: v for k, v in parts.items() if v is not None}
-    return None
-
-
-def report_path(key: str, base: str = "") -> str:
-    """Path (under the API server, prefixed with ``base``) at which the plugin serves store ``key``."""
-    from urllib.parse import quote
-
-    return f"{base.rstrip('/')}{URL_PREFIX}/files/{quote(key, safe='/=')}"
-
-
-def model_path(model: str, base: str = "") -> str:
-    from urllib.parse import quote
-
-    return f"{base.rstrip('/')}{URL_PREFIX}/models/{quote(model, safe='')}"
-
-
-class _Lazy(Sequence):
+class _Lazy(Sequence[Any]):
     """A plugin attribute built on first use, so that only the processes that read it (the API server,
     ``airflow plugins``) import FastAPI and the operators; the scheduler and task processes, which import
     every plugin, do not."""
@@ -88,7 +39,7 @@ class _Lazy(Sequence):
             self._items = list(self._build())
         return self._items
 
-    def __getitem__(self, index):  # type: ignore[override]
+    def __getitem__(self, index: Any) -> Any:
         return self._load()[index]
 
     def __len__(self) -> int:
@@ -114,9 +65,11 @@ class MLOpsPlugin(AirflowPlugin):
     """The model registry page (``/mlops/``), its JSON API and the report server, plus a menu entry."""
 
     name = "mlops"
-    fastapi_apps = _Lazy("fastapi_apps", _fastapi_apps)
+    # ``type: ignore[assignment]``: AirflowPlugin annotates these as lists, but Airflow only iterates them,
+    # which the lazy Sequence supports
+    fastapi_apps = _Lazy("fastapi_apps", _fastapi_apps)  # type: ignore[assignment]
     #: report links on the task instances of the airflow-mlops operators (see airflow_mlops.links)
-    operator_extra_links = _Lazy("operator_extra_links", _operator_extra_links)
+    operator_extra_links = _Lazy("operator_extra_links", _operator_extra_links)  # type: ignore[assignment]
     external_views = [
         {
             "name": "Model registry",

@@ -1,6 +1,6 @@
 """The model registry page, its JSON API and the report server: a FastAPI app mounted at ``/mlops``.
 
-Everything goes through :class:`~airflow_mlops.hooks.registry.ModelRegistry` on the store of
+Everything goes through :class:`~airflow_mlops.registry.model_registry.ModelRegistry` on the store of
 ``[mlops] storage_uri`` (default ``file://$AIRFLOW_HOME/mlops``); nothing is read from the filesystem
 directly.
 
@@ -15,7 +15,8 @@ Routes (all below the mount point ``/mlops``):
                                                       approval, lifecycle, aliases, reports; drift reports;
                                                       audit log
 ``POST /api/models/{name}/versions/{v}/approve``      JSON ``{"reason": ..., "status": "approved"|"rejected"}``
-``POST /api/models/{name}/rollback``                  JSON ``{"alias": "champion", "to_version": n|null, "reason": ...}``
+``POST /api/models/{name}/rollback``                  JSON ``{"alias": "champion", "to_version": n|null,
+                                                      "reason": ...}``
 ``POST /models/{name}/versions/{v}/approve``          the same from the page's forms (form-encoded, CSRF token)
 ``POST /models/{name}/rollback``
 
@@ -49,16 +50,17 @@ import re
 import stat
 import threading
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import parse_qs, quote, urlencode
 
+from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
+from airflow.api_fastapi.core_api.security import get_user
 from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 
-from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
-from airflow.api_fastapi.core_api.security import get_user
-from airflow_mlops.hooks.registry import (
+from airflow_mlops.links import URL_PREFIX
+from airflow_mlops.registry.model_registry import (
     AliasNotFoundError,
     ApprovalError,
     IntegrityError,
@@ -68,8 +70,12 @@ from airflow_mlops.hooks.registry import (
     RegistryError,
     VersionNotFoundError,
 )
-from airflow_mlops.hooks.storage import ArtifactNotFoundError, ArtifactStore, StorageError, join
-from airflow_mlops.plugins import URL_PREFIX, match_report_key
+from airflow_mlops.store.artifacts import ArtifactNotFoundError, ArtifactStore, StorageError, join
+from airflow_mlops.store.layout import match_report_key, monitoring_root, validation_prefix
+
+if TYPE_CHECKING:
+    import jinja2
+    from airflow.api_fastapi.auth.managers.base_auth_manager import ResourceMethod
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +105,7 @@ _registries: dict[str, ModelRegistry] = {}
 
 def get_registry() -> ModelRegistry:
     """The registry on ``[mlops] storage_uri`` (one per root URI per process)."""
-    from airflow_mlops.hooks.storage import default_storage_uri
+    from airflow_mlops.store.artifacts import default_storage_uri
 
     root = default_storage_uri()
     with _lock:
@@ -114,7 +120,7 @@ def training_dag_id(model: str) -> str:
     return f"{model}_training"
 
 
-def is_authorized(user: BaseUser, model: str, method: str) -> bool:
+def is_authorized(user: BaseUser, model: str, method: ResourceMethod) -> bool:
     """Ask Airflow's auth manager whether ``user`` may ``method`` (GET: read, PUT: edit) the model's Dag."""
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
@@ -133,7 +139,7 @@ def is_authorized(user: BaseUser, model: str, method: str) -> bool:
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
-def require(user: BaseUser, model: str, method: str) -> None:
+def require(user: BaseUser, model: str, method: ResourceMethod) -> None:
     if not _MODEL_NAME.fullmatch(model or ""):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "not a model name (letters, digits, '_', '.', '-')")
     if not is_authorized(user, model, method):
@@ -293,13 +299,15 @@ def _file_url(base: str, key: str) -> str:
 def _drift_counts(s: dict[str, Any]) -> dict[str, Any]:
     """The counts of a ``drift.json`` as drift.json and drift.html state them (features only, the
     prediction column apart) and the clauses of the drift rule that fired (known names only)."""
-    from airflow_mlops.ml.drift import DRIFT_CLAUSES
+    from airflow_mlops.monitoring.drift import DRIFT_CLAUSES
 
     def count(v: Any) -> int | None:
         return v if isinstance(v, int) and not isinstance(v, bool) else None
 
-    verdict = s.get("verdict") if isinstance(s.get("verdict"), dict) else {}
-    fired = verdict.get("fired") if isinstance(verdict.get("fired"), list) else []
+    raw_verdict = s.get("verdict")
+    verdict: dict[str, Any] = raw_verdict if isinstance(raw_verdict, dict) else {}
+    raw_fired = verdict.get("fired")
+    fired: list[Any] = raw_fired if isinstance(raw_fired, list) else []
     rule = verdict.get("rule") if isinstance(verdict.get("rule"), str) else None
     return {"n_drifted": count(s.get("n_drifted")), "n_features": count(s.get("n_features")),
             "prediction_drifted": (s.get("prediction_drift") or {}).get("drifted") is True
@@ -311,7 +319,7 @@ def _drift_counts(s: dict[str, Any]) -> dict[str, Any]:
 
 def _drift_reports(reg: ModelRegistry, name: str, base: str) -> list[dict[str, Any]]:
     store = reg.store
-    keys = store.list(join("monitoring", name))
+    keys = store.list(monitoring_root(name))
     key_set = set(keys)
     out = []
     for key in sorted((k for k in keys if k.endswith("/drift.html")), reverse=True)[:MAX_DRIFT_REPORTS]:
@@ -335,7 +343,7 @@ def _drift_reports(reg: ModelRegistry, name: str, base: str) -> list[dict[str, A
     return out
 
 
-def version_view(reg: ModelRegistry, name: str, version: int, state: dict, base: str,
+def version_view(reg: ModelRegistry, name: str, version: int, state: dict[str, Any], base: str,
                  drift: list[dict[str, Any]]) -> dict[str, Any]:
     """One version: metrics, data fingerprint, approval, lifecycle, aliases, report links."""
     aliases = sorted(a for a, v in state.get("aliases", {}).items() if int(v) == version)
@@ -370,7 +378,7 @@ def version_view(reg: ModelRegistry, name: str, version: int, state: dict, base:
                         "url": _file_url(base, key), "verified": f"reports/{rel}" in listed})
     ds = td.get("window_end")
     if ds:
-        vkey = join("validation", name, f"ds={ds}", "report.html")
+        vkey = join(validation_prefix(name, ds), "report.html")
         if match_report_key(vkey) and reg.store.exists(vkey):
             reports.append({"name": f"validation ds={ds}", "kind": "validation", "key": vkey,
                             "url": _file_url(base, vkey), "verified": False})
@@ -503,7 +511,7 @@ def do_approve(user: BaseUser, name: str, version: int, body: ApproveBody) -> di
 
 def _refresh_cards(reg: ModelRegistry, name: str, versions: list[Any]) -> None:
     """Re-render the model cards a decision changed (approval history, aliases); never fails the request."""
-    from airflow_mlops.pipeline import refresh_cards
+    from airflow_mlops.registry.lifecycle import refresh_cards
 
     refresh_cards(reg, name, versions)
 
@@ -530,7 +538,7 @@ def do_rollback(user: BaseUser, name: str, body: RollbackBody) -> dict[str, Any]
 # HTML
 # ------------------------------------------------------------------------------------------
 @lru_cache(maxsize=1)
-def _jinja():
+def _jinja() -> jinja2.Environment:
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
@@ -630,7 +638,7 @@ def create_app() -> FastAPI:
     )
 
     @app.exception_handler(HTTPException)
-    async def _http_error(request: Request, exc: HTTPException):
+    async def _http_error(request: Request, exc: HTTPException) -> Response:
         wants_html = ("/api/" not in request.url.path
                       and "text/html" in request.headers.get("accept", "")
                       and not request.url.path.startswith(f"{_base(request)}/files/"))

@@ -8,10 +8,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_mlops.sensors.base import PokeOnceThenDefer
-from airflow_mlops.sensors.data import _default_deferrable
+from airflow_mlops.sensors.data import default_deferrable
+from airflow_mlops.store.dates import logical_ds
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from airflow_mlops.triggers.storage import StorageKeyTrigger
 
 
 class DriftSensor(PokeOnceThenDefer, BaseSensorOperator):
@@ -38,17 +41,17 @@ class DriftSensor(PokeOnceThenDefer, BaseSensorOperator):
         super().__init__(**kwargs)
         self.model, self.ds, self.require_drift = model, ds, require_drift
         self.storage_uri, self.aws_conn_id = storage_uri, aws_conn_id
-        self.deferrable = _default_deferrable() if deferrable is None else deferrable
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
 
     def _ds(self, context: Context) -> str:
         from airflow_mlops.operators.base import context_ds
 
-        return str(self.ds or context_ds(context))[:10]
+        return logical_ds(self.ds or context_ds(context))
 
-    def _verdict(self, summary: dict) -> dict:
+    def _verdict(self, summary: dict[str, Any]) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from airflow_mlops.monitoring import xcom_summary
+        from airflow_mlops.monitoring.monitor import xcom_summary
 
         out = xcom_summary(summary)
         if self.require_drift and not summary.get("dataset_drift"):
@@ -58,25 +61,25 @@ class DriftSensor(PokeOnceThenDefer, BaseSensorOperator):
         return out
 
     def poke(self, context: Context) -> PokeReturnValue:
-        from airflow_mlops.hooks.storage import ArtifactStore
-        from airflow_mlops.monitoring import read_drift_summary
+        from airflow_mlops.hooks.storage import ArtifactStoreHook
+        from airflow_mlops.monitoring.monitor import read_drift_summary
 
-        summary = read_drift_summary(ArtifactStore(self.storage_uri, conn_id=self.aws_conn_id), self.model,
+        summary = read_drift_summary(ArtifactStoreHook(self.storage_uri, self.aws_conn_id).get_conn(), self.model,
                                      self._ds(context))
         if summary is None:
             return PokeReturnValue(is_done=False)
         return PokeReturnValue(is_done=True, xcom_value=self._verdict(summary))
 
-    def trigger(self, context: Context):
-        from airflow_mlops.hooks.storage import ArtifactStore
-        from airflow_mlops.monitoring import drift_key
+    def trigger(self, context: Context) -> StorageKeyTrigger:
+        from airflow_mlops.hooks.storage import ArtifactStoreHook
+        from airflow_mlops.monitoring.monitor import drift_key
         from airflow_mlops.triggers.storage import StorageKeyTrigger
 
-        store = ArtifactStore(self.storage_uri, conn_id=self.aws_conn_id)
+        store = ArtifactStoreHook(self.storage_uri, self.aws_conn_id).get_conn()
         return StorageKeyTrigger(storage_uri=store.root, key=drift_key(self.model, self._ds(context)),
                                  aws_conn_id=self.aws_conn_id, poke_interval=float(self.poke_interval))
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         if not event or event.get("status") != "success":
             from airflow.sdk.exceptions import AirflowException
 

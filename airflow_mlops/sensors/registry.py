@@ -7,19 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
+from airflow_mlops.hooks.registry import ModelRegistryHook
 from airflow_mlops.sensors.base import PokeOnceThenDefer
-from airflow_mlops.sensors.data import _default_deferrable
+from airflow_mlops.sensors.data import default_deferrable
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-
-def approval_verdict(storage_uri: str | None, aws_conn_id: str | None, model: str, version: int) -> dict:
-    """``{"status", "by", "at", "reason"}`` of a version's approval (``pending`` until someone decides)."""
-    from airflow_mlops.hooks.registry import ModelRegistry
-    from airflow_mlops.hooks.storage import ArtifactStore
-
-    return ModelRegistry(ArtifactStore(storage_uri, conn_id=aws_conn_id)).approval(model, int(version))
+    from airflow_mlops.triggers.registry import ApprovalTrigger
 
 
 class ModelApprovalSensor(PokeOnceThenDefer, BaseSensorOperator):
@@ -53,7 +48,7 @@ class ModelApprovalSensor(PokeOnceThenDefer, BaseSensorOperator):
             raise ValueError("ModelApprovalSensor needs model= and version=, or promote_task_id= to read them from")
         self.model, self.version, self.promote_task_id = model, version, promote_task_id
         self.storage_uri, self.aws_conn_id = storage_uri, aws_conn_id
-        self.deferrable = _default_deferrable() if deferrable is None else deferrable
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
 
     def execute(self, context: Context) -> Any:
         if self.promote_task_id:
@@ -64,7 +59,9 @@ class ModelApprovalSensor(PokeOnceThenDefer, BaseSensorOperator):
         """The gate's result (same map index); fills in model/version when not given."""
         from airflow_mlops.operators.base import pull_same_index
 
-        result = pull_same_index(context, self.promote_task_id)
+        if self.promote_task_id is None:  # only called with a promote_task_id
+            raise ValueError("ModelApprovalSensor has no promote_task_id to read the promotion result from")
+        result: dict[str, Any] | None = pull_same_index(context, self.promote_task_id)
         if not result:
             raise ValueError(f"task {self.promote_task_id!r} pushed no promotion result; nothing to wait for")
         if self.model in (None, ""):
@@ -86,7 +83,19 @@ class ModelApprovalSensor(PokeOnceThenDefer, BaseSensorOperator):
             raise AirflowSkipException(f"{label} {state}: no approval to wait for. {result.get('summary', '')}".strip())
         self.log.info("%s passed the gate and awaits approval: %s", label, result.get("summary", ""))
 
-    def _judge(self, verdict: dict) -> PokeReturnValue:
+    def _version_number(self) -> int:
+        """The version waited for (given, or filled in from the gate's result)."""
+        if self.version is None:
+            raise ValueError(f"ModelApprovalSensor has no version of {self.model!r} to wait for")
+        return int(self.version)
+
+    def _target(self) -> tuple[str, int]:
+        """The model and version waited for (given, or filled in from the gate's result)."""
+        if self.model is None:
+            raise ValueError("ModelApprovalSensor has no model to wait for")
+        return self.model, self._version_number()
+
+    def _judge(self, verdict: dict[str, Any]) -> PokeReturnValue:
         status = verdict.get("status")
         if status == "rejected":
             from airflow.sdk.exceptions import AirflowFailException
@@ -94,19 +103,22 @@ class ModelApprovalSensor(PokeOnceThenDefer, BaseSensorOperator):
             raise AirflowFailException(f"{self.model} v{self.version} was rejected by {verdict.get('by')}: "
                                        f"{verdict.get('reason') or 'no reason given'}")
         done = status in ("approved", "not_required")
-        return PokeReturnValue(is_done=done, xcom_value={"model": self.model, "version": int(self.version),
+        return PokeReturnValue(is_done=done, xcom_value={"model": self.model, "version": self._version_number(),
                                                          **verdict} if done else None)
 
     def poke(self, context: Context) -> PokeReturnValue:
-        return self._judge(approval_verdict(self.storage_uri, self.aws_conn_id, self.model, int(self.version)))
+        model, version = self._target()
+        return self._judge(ModelRegistryHook(self.storage_uri, self.aws_conn_id).get_conn()
+                           .approval(model, version))
 
-    def trigger(self, context: Context):
+    def trigger(self, context: Context) -> ApprovalTrigger:
         from airflow_mlops.triggers.registry import ApprovalTrigger
 
-        return ApprovalTrigger(storage_uri=self.storage_uri, aws_conn_id=self.aws_conn_id, model=self.model,
-                               version=int(self.version), poke_interval=float(self.poke_interval))
+        model, version = self._target()
+        return ApprovalTrigger(storage_uri=self.storage_uri, aws_conn_id=self.aws_conn_id, model=model,
+                               version=version, poke_interval=float(self.poke_interval))
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any] | None:
         if self.promote_task_id:  # a resumed task is a new instance: model/version come from the gate again
             self._gate_result(context)
         if not event or event.get("status") != "decided":

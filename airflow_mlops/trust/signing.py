@@ -23,7 +23,6 @@ the current key after verifying it under the old one), then drop the old key.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import json
@@ -33,6 +32,8 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from airflow_mlops import platform
 
 log = logging.getLogger(__name__)
 
@@ -145,13 +146,8 @@ _announced: set[str] = set()
 
 
 def _conf(option: str) -> str:
-    value = os.environ.get(f"AIRFLOW__MLOPS__{option.upper()}", "").strip()
-    if not value:
-        with contextlib.suppress(Exception):
-            from airflow.configuration import conf
-
-            value = (conf.get("mlops", option, fallback="") or "").strip()
-    return value
+    """``[mlops] <option>`` (env ``AIRFLOW__MLOPS__<OPTION>`` first), ``""`` when unset."""
+    return platform.setting("mlops", option) or ""
 
 
 def default_key_file() -> str:
@@ -165,11 +161,7 @@ def default_key_file() -> str:
 def signer_from_connection(conn_id: str) -> Signer:
     """Keys from an Airflow connection: password = current key, extra ``previous_keys`` = old keys."""
     try:
-        try:
-            from airflow.sdk import BaseHook
-        except ImportError:  # pragma: no cover - Airflow 2 layout
-            from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
-        conn = BaseHook.get_connection(conn_id)
+        conn = platform.connection(conn_id)
     except Exception as e:
         raise SigningError(f"[mlops] signing_conn_id is {conn_id!r}, but that Airflow connection cannot be read "
                            f"({type(e).__name__}: {e}); define it (password = the signing key) or unset the "
@@ -247,5 +239,5 @@ def allow_unsigned_default() -> bool:
 
 
 __all__ = ["ALGORITHM", "PURPOSE_STATE", "PURPOSE_VERSION", "SignatureError", "Signer", "SigningError",
-           "SigningKey", "allow_unsigned_default", "canonical_json", "default_key_file", "default_signer", "key_file_in_use",
-           "signer_from_connection", "signer_from_file"]
+           "SigningKey", "allow_unsigned_default", "canonical_json", "default_key_file", "default_signer",
+           "key_file_in_use", "signer_from_connection", "signer_from_file"]

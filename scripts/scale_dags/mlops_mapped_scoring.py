@@ -24,8 +24,8 @@ from pathlib import Path
 
 from airflow.sdk import DAG, task
 
+from airflow_mlops.config.parser import load_model_config
 from airflow_mlops.dag_factory import predictions_asset
-from airflow_mlops.ml.config import load_model_config
 from airflow_mlops.operators.inference import BatchInferenceOperator, MergePredictionPartsOperator
 
 CONFIG = os.environ.get("MLOPS_SCALE_CONFIG") or str(Path(__file__).resolve().parents[2] / "dags" / "configs"
@@ -36,7 +36,7 @@ with DAG(
     dag_id=f"{MODEL}_mapped_scoring",
     description=f"Batch scoring of {MODEL} mapped over the input files of the logical date",
     schedule=None,
-    start_date=dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc),
+    start_date=dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
     default_args={"retries": 0},
@@ -48,9 +48,10 @@ with DAG(
     def plan(ds: str | None = None) -> list[dict]:
         """One ``{"files", "version"}`` per input file of ``ds``; the version is the champion as of
         the end of the logical day, resolved once for all parts."""
-        from airflow_mlops.hooks.registry import ModelRegistry
-        from airflow_mlops.hooks.storage import ArtifactStore
-        from airflow_mlops.scoring import partition_input_files, select_model
+        from airflow_mlops.registry.model_registry import ModelRegistry
+        from airflow_mlops.scoring.batch import partition_input_files
+        from airflow_mlops.scoring.selection import select_model
+        from airflow_mlops.store.artifacts import ArtifactStore
 
         config = load_model_config(CONFIG)
         store = ArtifactStore()

@@ -7,8 +7,8 @@ and which corrupt variant of a later day, if any, the suite scores.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd

@@ -24,7 +24,7 @@ def main(dags_folder: str, plan_file: str) -> None:
         print(f"ADOPTION-BEGIN {dag_id} {ds}", flush=True)
         start = time.monotonic()
         try:
-            run = bag.dags[dag_id].test(logical_date=dt.datetime.fromisoformat(ds).replace(tzinfo=dt.timezone.utc))
+            run = bag.dags[dag_id].test(logical_date=dt.datetime.fromisoformat(ds).replace(tzinfo=dt.UTC))
             state = str(run.state)
             tasks = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
         except Exception as exc:  # noqa: BLE001 - reported to the test, which fails on it

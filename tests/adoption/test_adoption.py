@@ -10,9 +10,9 @@ import json
 import pandas as pd
 import pyarrow as pa
 import pytest
-
 from adoption_datasets import CORRUPT_DAY, DATASETS, SCORE_DAY, TABLE_KEY, TRAIN_DAYS
-from airflow_mlops.ml.metrics import higher_is_better
+
+from airflow_mlops.evaluation.metrics import higher_is_better
 
 pytestmark = pytest.mark.e2e
 
@@ -71,7 +71,7 @@ def test_training_beats_the_naive_baseline(adoption, model):
 
 @pytest.mark.parametrize("model", [spec.name for spec in DATASETS])
 def test_clean_day_passes_validation_and_is_scored_one_row_per_input_row(adoption, model):
-    from airflow_mlops.hooks.storage import ArtifactStore
+    from airflow_mlops.store.artifacts import ArtifactStore
 
     run = adoption.runs[(f"{model}_batch_scoring", SCORE_DAY)]
     assert _state(run) == "success" and set(run["tasks"].values()) == {"success"}, \
@@ -180,7 +180,8 @@ def test_results_table(adoption, request):
         lines.append(f"{r['dataset']:<14} {r['task']:<10} {r['rows']['train']:>6}/{r['rows']['scored']:<5} "
                      f"{r['primary_metric']:<9} {r['holdout']:>8.4f} {r['naive_baseline']:>8.4f} "
                      f"{r['seconds']['training']:>7.1f} {r['seconds']['batch_scoring']:>7.1f} "
-                     f"{r['seconds']['monitoring']:>9.1f} {r['drift']['n_drifted']:>3}/{r['drift']['n_features']:<3}  {c['variant'] + ': ' + c['scoring'] if c else '-'}")
+                     f"{r['seconds']['monitoring']:>9.1f} {r['drift']['n_drifted']:>3}/{r['drift']['n_features']:<3}  "
+                     f"{c['variant'] + ': ' + c['scoring'] if c else '-'}")
     lines.append("seconds: " + ", ".join(f"{k} {v}" for k, v in adoption.seconds.items()))
     print("\n".join(lines))
     request.config.stash[TABLE_KEY] = {"lines": lines, "path": str(path)}

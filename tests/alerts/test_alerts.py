@@ -10,17 +10,17 @@ import types
 import pytest
 from alert_servers import make_config
 
-from airflow_mlops.alerts import (
+from airflow_mlops.alerts.delivery import (
     SENDING_LEASE_SECONDS,
     Alert,
     AlertDeliveryError,
     alert_key,
-    alert_notifier,
     alert_recipients,
     raise_alert,
     read_alert_record,
 )
-from airflow_mlops.hooks.storage import ArtifactStore
+from airflow_mlops.notifications.mlops import alert_notifier
+from airflow_mlops.store.artifacts import ArtifactStore
 
 REPORT = "file:///srv/mlops/monitoring/churn/ds=2024-03-05/drift.html"
 
@@ -158,8 +158,8 @@ def test_alert_abandoned_sending_record_is_taken_over_after_the_lease(smtp_serve
 
     config = make_config()
     alert = _alert(check="gate")
-    stale = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=SENDING_LEASE_SECONDS + 5)).isoformat()
-    fresh = dt.datetime.now(dt.timezone.utc).isoformat()
+    stale = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=SENDING_LEASE_SECONDS + 5)).isoformat()
+    fresh = dt.datetime.now(dt.UTC).isoformat()
     local_store.create_json(alert_key(alert), {"alert": alert.to_dict(), "status": "sending", "claimed_at": fresh,
                                                "attempts": 1, "channels": {}})
     assert raise_alert(config, local_store, alert) is False  # another attempt holds it
@@ -212,3 +212,26 @@ def test_alert_notifier_turns_sensor_timeout_and_gate_failure_into_alerts(smtp_s
     gate = smtp_server.messages[1]
     assert "churn · gate · 2024-03-05" in gate["subject"]
     assert "below the floor 0.6" in gate["body"]
+
+
+def test_webhook_notifier_renders_its_fields_and_posts_through_the_plain_webhook(webhook_server, monkeypatch):
+    """MLOpsWebhookNotifier, the Airflow face of airflow_mlops.alerts.webhook: called as Airflow calls a
+    callback (templated text rendered from the context), to a URL and to an HTTP connection."""
+    from airflow_mlops.notifications.webhook import MLOpsWebhookNotifier, WebhookDeliveryError, redact_url
+
+    ti = types.SimpleNamespace(dag_id="churn_training", task_id="promote", run_id="r", try_number=1)
+    notifier = MLOpsWebhookNotifier(url=webhook_server.url, text="{{ ti.dag_id }}.{{ ti.task_id }} failed on {{ ds }}",
+                                    fields={"model": "churn"}, retries=1, backoff=0.01)
+    webhook_server.fail_next = [503]
+    notifier({"ti": ti, "ds": "2024-03-05"})
+    assert [r["status"] for r in webhook_server.requests] == [503, 200]
+    assert webhook_server.delivered[0]["json"] == {"model": "churn",
+                                                    "text": "churn_training.promote failed on 2024-03-05"}
+    assert redact_url(webhook_server.url) == f"http://127.0.0.1:{webhook_server.port}/…"
+
+    monkeypatch.setenv("AIRFLOW_CONN_NOTIFIER_HOOK", json.dumps({
+        "conn_type": "http", "host": f"http://127.0.0.1:{webhook_server.port}", "extra": {"endpoint": "/via/conn"}}))
+    assert MLOpsWebhookNotifier(http_conn_id="notifier_hook", text="hello").post() == 200
+    assert webhook_server.delivered[-1]["path"] == "/via/conn"
+    with pytest.raises(WebhookDeliveryError, match="webhook connection 'no_such_hook' is not defined"):
+        MLOpsWebhookNotifier(http_conn_id="no_such_hook", text="hello").post()

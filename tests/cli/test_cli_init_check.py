@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from airflow_mlops.cli import main
+from airflow_mlops.config.parser import load_model_config
 from airflow_mlops.dag_factory import DAG_FILE_TEMPLATE
-from airflow_mlops.ml.config import load_model_config
-from airflow_mlops.ml.example_data import churn_day
+from airflow_mlops.demo.data import churn_day
 
 DAYS = ["2024-01-01", "2024-01-02"]
 
@@ -257,8 +257,8 @@ def test_init_and_check_on_s3(s3_root, tmp_path):
     import subprocess
     import sys
 
-    from airflow_mlops.hooks.datasets import Dataset
-    from airflow_mlops.hooks.storage import ArtifactStore
+    from airflow_mlops.store.artifacts import ArtifactStore
+    from airflow_mlops.store.datasets import Dataset
 
     root = s3_root + "/data/customers"
     dataset = Dataset(ArtifactStore(root), "", "parquet")
@@ -281,7 +281,7 @@ def test_init_and_check_on_s3(s3_root, tmp_path):
 
 
 def test_key_names_and_target_kinds(tmp_path, capsys):
-    from airflow_mlops.ml.config_init import DataSample, InitError, _looks_like_id, propose_config
+    from airflow_mlops.config.infer import DataSample, InitError, _looks_like_id, propose_config
 
     assert all(map(_looks_like_id, ["id", "ID", "customer_id", "customerId", "orderID", "row-id", "id_row",
                                     "session_key", "uuid"]))

@@ -10,10 +10,10 @@ import textwrap
 
 import pytest
 import yaml
-
 from airflow_env import REPO
+
+from airflow_mlops.config.model import ConfigError
 from airflow_mlops.dag_factory import config_path_for, write_dag_file
-from airflow_mlops.ml.config import ConfigError
 
 PARSE = textwrap.dedent("""
     import json, sys

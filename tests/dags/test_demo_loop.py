@@ -10,11 +10,11 @@ import subprocess
 import sys
 
 import pytest
-
 from airflow_env import REPO
-from airflow_mlops.hooks.registry import ModelRegistry
-from airflow_mlops.hooks.storage import ArtifactStore
-from airflow_mlops.monitoring import read_drift_summary, read_retrain_requests
+
+from airflow_mlops.monitoring.monitor import read_drift_summary, read_retrain_requests
+from airflow_mlops.registry.model_registry import ModelRegistry
+from airflow_mlops.store.artifacts import ArtifactStore
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
-
 from airflow_env import AirflowHome
-from airflow_mlops.hooks.datasets import Dataset
-from airflow_mlops.hooks.registry import ModelRegistry
-from airflow_mlops.hooks.storage import ArtifactStore
-from airflow_mlops.ml.config import ConfigError, parse_model_config
-from airflow_mlops.ml.example_data import churn_day, date_range, seed_missing_partitions
+
+from airflow_mlops.config.model import ConfigError
+from airflow_mlops.config.parser import parse_model_config
+from airflow_mlops.demo.data import churn_day, date_range, seed_missing_partitions
+from airflow_mlops.registry.model_registry import ModelRegistry
+from airflow_mlops.store.artifacts import ArtifactStore
+from airflow_mlops.store.datasets import Dataset
 
 pytestmark = pytest.mark.e2e
 

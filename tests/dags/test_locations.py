@@ -10,14 +10,15 @@ import textwrap
 
 import pytest
 import yaml
-
 from airflow_env import REPO, AirflowHome
+
+from airflow_mlops.config.locations import Locations
+from airflow_mlops.config.parser import load_model_config
 from airflow_mlops.dag_factory import build_dags_for_config
-from airflow_mlops.hooks.datasets import Dataset, Locations
-from airflow_mlops.hooks.storage import ArtifactStore
-from airflow_mlops.ml.config import load_model_config
-from airflow_mlops.ml.example_data import churn_day, date_range
+from airflow_mlops.demo.data import churn_day, date_range
 from airflow_mlops.sensors.data import DataPartitionSensor
+from airflow_mlops.store.artifacts import ArtifactStore
+from airflow_mlops.store.datasets import Dataset
 
 DAY = "2024-01-02"
 
@@ -49,7 +50,7 @@ def test_locations_resolve_every_role(tmp_path):
     uris = Locations(load_model_config(_config(tmp_path, uri=elsewhere, scoring_dataset=live + "/",
                                                ground_truth_dataset=labels)), store)
     assert uris.scoring.uri(DAY) == f"{live}/ds={DAY}" and uris.ground_truth.uri(DAY) == f"{labels}/ds={DAY}"
-    from airflow_mlops.ml.config import ConfigError
+    from airflow_mlops.config.model import ConfigError
 
     with pytest.raises(ConfigError, match="data.scoring_dataset: must be a dataset name or a file:// or s3:// URI"):
         load_model_config(_config(tmp_path, scoring_dataset="http://example.com/x"))

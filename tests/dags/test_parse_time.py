@@ -14,12 +14,14 @@ import textwrap
 import pyarrow as pa
 import pytest
 import yaml
-
 from airflow_env import REPO, AirflowHome
-from airflow_mlops.hooks.datasets import DataError, Dataset, Locations, check_partition
-from airflow_mlops.hooks.storage import ArtifactStore
-from airflow_mlops.ml.config import load_model_config
-from airflow_mlops.ml.example_data import churn_day
+
+from airflow_mlops.config.locations import Locations
+from airflow_mlops.config.parser import load_model_config
+from airflow_mlops.demo.data import churn_day
+from airflow_mlops.store.artifacts import ArtifactStore
+from airflow_mlops.store.datasets import DataError, Dataset
+from airflow_mlops.validation.partition import check_partition
 
 GOOD, EMPTY, BROKEN = "2024-01-01", "2024-01-02", "2024-01-03"
 

@@ -7,14 +7,14 @@ import sys
 import textwrap
 
 import pytest
-
 from airflow_env import REPO, AirflowHome
-from airflow_mlops.hooks.datasets import Dataset
-from airflow_mlops.hooks.registry import ModelRegistry
-from airflow_mlops.hooks.storage import ArtifactStore
-from airflow_mlops.ml.config import load_model_config
-from airflow_mlops.ml.example_data import churn_day, date_range
-from airflow_mlops.pipeline import train_and_register
+
+from airflow_mlops.config.parser import load_model_config
+from airflow_mlops.demo.data import churn_day, date_range
+from airflow_mlops.registry.lifecycle import train_and_register
+from airflow_mlops.registry.model_registry import ModelRegistry
+from airflow_mlops.store.artifacts import ArtifactStore
+from airflow_mlops.store.datasets import Dataset
 
 pytestmark = pytest.mark.e2e
 

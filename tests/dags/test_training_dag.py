@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 import textwrap
 
-import pyarrow.parquet as pq
 import pytest
 import yaml
-
 from airflow_env import REPO, AirflowHome
-from airflow_mlops.hooks.datasets import Dataset
-from airflow_mlops.hooks.registry import ModelRegistry
-from airflow_mlops.hooks.storage import ArtifactStore
-from airflow_mlops.ml.example_data import churn_day, date_range
+
+from airflow_mlops.demo.data import churn_day, date_range
+from airflow_mlops.registry.model_registry import ModelRegistry
+from airflow_mlops.store.artifacts import ArtifactStore
+from airflow_mlops.store.datasets import Dataset
 
 pytestmark = pytest.mark.e2e
 

@@ -11,17 +11,14 @@ import types
 import numpy as np
 import pandas as pd
 import pytest
-from alert_servers import make_config
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
+from alert_servers import make_config
 
-from airflow_mlops.hooks.datasets import Dataset
-from airflow_mlops.hooks.storage import ArtifactStore
-from airflow_mlops.ml.freshness import duplicate_check, freshness_check, freshness_deadline, volume_check
-from airflow_mlops.operators.data_quality import (
-    DataQualityMonitorOperator,
-    check_data_quality,
-    data_quality_key,
-)
+from airflow_mlops.monitoring.data_quality import check_data_quality, data_quality_key
+from airflow_mlops.operators.data_quality import DataQualityMonitorOperator
+from airflow_mlops.store.artifacts import ArtifactStore
+from airflow_mlops.store.datasets import Dataset
+from airflow_mlops.validation.freshness import duplicate_check, freshness_check, freshness_deadline, volume_check
 
 START = dt.date(2024, 3, 1)
 MONITORING = {"volume_window_days": 14, "volume_min_ratio": 0.5, "volume_max_ratio": 2.0,
@@ -67,7 +64,7 @@ def setup(tmp_path, monkeypatch):
 def _ctx(ds: str, task_id: str = "data_quality") -> dict:
     ti = types.SimpleNamespace(dag_id="churn_monitoring", task_id=task_id, run_id=f"scheduled__{ds}",
                                try_number=1, log_url=None)
-    return {"ti": ti, "ds": ds, "logical_date": dt.datetime.fromisoformat(ds).replace(tzinfo=dt.timezone.utc)}
+    return {"ti": ti, "ds": ds, "logical_date": dt.datetime.fromisoformat(ds).replace(tzinfo=dt.UTC)}
 
 
 def _config_file(store: ArtifactStore, config) -> str:
@@ -124,7 +121,7 @@ def test_volume_fresh_duplicate_each_raise_their_own_alert_once(setup, smtp_serv
     # a 400-row day also departs from the volume baseline: both conditions alert, each on its own
     assert sorted(a["check"] for a in s_dup["alerts"]) == ["duplicate", "volume"]
 
-    now = dt.datetime.combine(dt.date.fromisoformat(missing), dt.time(), dt.timezone.utc) + dt.timedelta(hours=31)
+    now = dt.datetime.combine(dt.date.fromisoformat(missing), dt.time(), dt.UTC) + dt.timedelta(hours=31)
     s_miss = check_data_quality(config, store, missing, now=now, context=_ctx(missing))
     assert s_miss["partition"]["present"] is False and s_miss["freshness"]["hours_late"] == pytest.approx(1.0)
     assert [a["check"] for a in s_miss["alerts"]] == ["freshness"]
@@ -165,7 +162,7 @@ def test_duplicate_alert_on_reordered_rewrite_and_fresh_partition_waiting_before
     assert summary["duplicate"]["duplicate_of"] == [_ds(5)]
     assert summary["volume"]["status"] == "ok"
 
-    before = dt.datetime.combine(dt.date.fromisoformat(_ds(7)), dt.time(), dt.timezone.utc) + dt.timedelta(hours=29)
+    before = dt.datetime.combine(dt.date.fromisoformat(_ds(7)), dt.time(), dt.UTC) + dt.timedelta(hours=29)
     waiting = check_data_quality(config, store, _ds(7), now=before)
     assert waiting["status"] == "waiting" and waiting["alerts"] == []
     assert len(smtp_server.messages) == 1
@@ -174,7 +171,7 @@ def test_duplicate_alert_on_reordered_rewrite_and_fresh_partition_waiting_before
 def test_fresh_missing_day_sensor_operator_and_callback_alert_once(setup, smtp_server):
     """A missing day: the DataPartitionSensor past its deadline raises the freshness alert and
     AirflowSensorTimeout; the operator and the on_failure callback for the same day send nothing more."""
-    from airflow_mlops.alerts import alert_notifier
+    from airflow_mlops.notifications.mlops import alert_notifier
     from airflow_mlops.sensors.data import DataPartitionSensor
 
     store, config, data = setup
@@ -265,7 +262,7 @@ def test_volume_check_logic_ratio_z_and_history():
     assert volume_check(10, {"a": 1000, "b": 990}, min_ratio=0.5, max_ratio=2.0)["status"] == "insufficient_history"
     assert duplicate_check("h1", {"a": "h0", "b": "h1", "c": "h1"})["duplicate_of"] == ["c", "b"]
     assert duplicate_check(None, {"a": "h0"})["status"] == "skipped"
-    now = dt.datetime(2024, 3, 2, 5, 0, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2024, 3, 2, 5, 0, tzinfo=dt.UTC)
     assert freshness_check("2024-03-01", False, 6, now=now)["status"] == "waiting"
     late = freshness_check("2024-03-01", False, 6, now=now + dt.timedelta(hours=3))
     assert late["status"] == "late" and late["hours_late"] == 2.0
@@ -277,8 +274,8 @@ def test_fresh_and_volume_tasks_wired_into_the_monitoring_dag(tmp_path):
     callback) -> data_quality, and the alert callback on the predictions sensor too."""
     import yaml
 
+    from airflow_mlops.config.parser import load_model_config
     from airflow_mlops.dag_factory import monitoring_dag
-    from airflow_mlops.ml.config import load_model_config
     from airflow_mlops.notifications.mlops import MLOpsAlertNotifier
     from airflow_mlops.sensors.data import DataPartitionSensor
 

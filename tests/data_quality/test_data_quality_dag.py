@@ -11,10 +11,10 @@ import pytest
 import yaml
 from airflow_env import AirflowHome
 from alert_servers import make_config
-
-from airflow_mlops.hooks.datasets import Dataset
-from airflow_mlops.hooks.storage import ArtifactStore
 from test_data_quality import day_frame, normal_rows
+
+from airflow_mlops.store.artifacts import ArtifactStore
+from airflow_mlops.store.datasets import Dataset
 
 pytestmark = pytest.mark.e2e
 
@@ -24,8 +24,8 @@ import os
 
 from airflow.sdk import DAG
 
-from airflow_mlops.alerts import alert_notifier
-from airflow_mlops.ml.config import load_model_config
+from airflow_mlops.config.parser import load_model_config
+from airflow_mlops.notifications.mlops import alert_notifier
 from airflow_mlops.operators.data_quality import DataQualityMonitorOperator
 from airflow_mlops.sensors.data import DataPartitionSensor
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from alert_servers import make_config
 
-from airflow_mlops.alerts import Alert, deliver_alert, raise_alert
-from airflow_mlops.hooks.registry import ModelRegistry
-from airflow_mlops.hooks.storage import ArtifactStore
-from airflow_mlops.pipeline import notify_promotion
+from airflow_mlops.alerts.delivery import Alert, deliver_alert, raise_alert
+from airflow_mlops.registry.lifecycle import notify_promotion
+from airflow_mlops.registry.model_registry import ModelRegistry
+from airflow_mlops.store.artifacts import ArtifactStore
 
 DS = "2024-03-05"
 
@@ -57,7 +57,7 @@ def test_dedup_is_logged_as_already_sent_earlier(local_store, smtp_server, caplo
     config = make_config()
     assert notify_promotion(config, local_store, _promotion_result(), DS)["sent"] is True
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="airflow_mlops.pipeline"):
+    with caplog.at_level(logging.INFO, logger="airflow_mlops.registry.lifecycle"):
         again = notify_promotion(config, local_store, _promotion_result(), DS)
     assert again["sent"] is False and len(smtp_server.messages) == 1
     (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("notify churn v1")]
@@ -76,7 +76,7 @@ def _register(registry: ModelRegistry, n: int = 1) -> None:
 
 
 def test_no_champion_error_lists_effective_time_not_write_time(local_store):
-    from airflow_mlops.scoring import ModelSelectionError, select_model
+    from airflow_mlops.scoring.selection import ModelSelectionError, select_model
 
     registry = ModelRegistry(local_store)
     _register(registry)
@@ -94,9 +94,9 @@ def test_no_champion_error_lists_effective_time_not_write_time(local_store):
 # --- (c) a successful rerun removes that date's quarantine partition -------------------------------------
 def test_successful_rerun_removes_only_that_dates_quarantine(store):
     """On file:// and on S3 (moto)."""
-    from airflow_mlops.hooks.datasets import Dataset
-    from airflow_mlops.ml.example_data import churn_day
-    from airflow_mlops.pipeline import GateFailed, validate_partition
+    from airflow_mlops.demo.data import churn_day
+    from airflow_mlops.registry.lifecycle import GateFailed, validate_partition
+    from airflow_mlops.store.datasets import Dataset
 
     config = make_config()
     data, quarantine = Dataset.for_name(store, "churn"), Dataset(store, "quarantine/churn")
@@ -119,7 +119,7 @@ def test_successful_rerun_removes_only_that_dates_quarantine(store):
 
 # --- (d) after a rollback no model card keeps stating a lost alias ----------------------------------------
 def _card(registry: ModelRegistry, version: int) -> str:
-    from airflow_mlops.ml.model_card import CARD_MD
+    from airflow_mlops.registry.model_card import CARD_MD
 
     return registry.store.read_bytes(f"registry/churn/versions/{version}/{CARD_MD}").decode()
 
@@ -127,8 +127,8 @@ def _card(registry: ModelRegistry, version: int) -> str:
 def test_rollback_operator_re_renders_the_cards_whose_aliases_changed(local_store, tmp_path):
     import yaml
 
-    from airflow_mlops.ml.model_card import write_model_card
     from airflow_mlops.operators.registry import RollbackModelOperator
+    from airflow_mlops.registry.model_card import write_model_card
 
     registry = ModelRegistry(local_store)
     _register(registry, 2)
@@ -159,8 +159,8 @@ def test_rollback_operator_re_renders_the_cards_whose_aliases_changed(local_stor
 def test_waiting_sensor_logs_the_uri_and_its_deadline(local_store, caplog, capsys):
     import datetime as dt
 
-    from airflow_mlops.ml.freshness import freshness_deadline
     from airflow_mlops.sensors.data import DataPartitionSensor
+    from airflow_mlops.validation.freshness import freshness_deadline
 
     sensor = DataPartitionSensor(task_id="wait_for_data", prefix="data/churn", ds="2999-01-01",
                                  storage_uri=local_store.root, timeout=3600, poke_interval=60, deadline_hours=6,
@@ -170,7 +170,7 @@ def test_waiting_sensor_logs_the_uri_and_its_deadline(local_store, caplog, capsy
     logged = caplog.text + capsys.readouterr().out
     uri = local_store.uri("data/churn/ds=2999-01-01")
     deadline = freshness_deadline("2999-01-01", 6)
-    assert deadline > dt.datetime.now(dt.timezone.utc)
+    assert deadline > dt.datetime.now(dt.UTC)
     line = next(x for x in logged.splitlines() if uri in x)
     assert "not yet" in line and f"freshness deadline {deadline.isoformat()}" in line and "timeout 3600s" in line
     assert "poking every 60s" in line
@@ -199,7 +199,7 @@ def test_smoke_profile_latency_is_monotone_in_batch_size_under_a_transient_load(
     import skops.io as sio
     from busy_start_model import TRUSTED, BusyStartRegressor, reset
 
-    from airflow_mlops.ml.smoke import profile_staged, training_columns
+    from airflow_mlops.registry.smoke import profile_staged, training_columns
 
     rng = np.random.default_rng(0)
     X = pd.DataFrame(rng.normal(size=(300, 3)), columns=["a", "b", "c"])

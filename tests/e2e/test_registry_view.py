@@ -12,8 +12,8 @@ import sys
 import pytest
 from fastapi import FastAPI, HTTPException, Request
 
-from airflow_mlops.hooks.registry import ModelRegistry
-from airflow_mlops.hooks.storage import ArtifactStore
+from airflow_mlops.registry.model_registry import ModelRegistry
+from airflow_mlops.store.artifacts import ArtifactStore
 
 DS = "2024-01-02"
 
@@ -52,10 +52,10 @@ ROLES = {"viewer": {"GET"}, "admin": {"GET", "PUT"}, "trainer": {"GET", "PUT"}, 
 
 @pytest.fixture
 def client(store, monkeypatch):
-    from fastapi.testclient import TestClient
-
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
     from airflow.api_fastapi.core_api.security import get_user
+    from fastapi.testclient import TestClient
+
     from airflow_mlops.plugins import registry_view as rv
 
     rv._registries.clear()

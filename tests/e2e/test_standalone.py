@@ -31,7 +31,6 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-
 from airflow_env import BIN, REPO
 
 sys.path.insert(0, str(REPO / "scripts"))
@@ -212,9 +211,9 @@ def _auth(token: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def af(tmp_path_factory):
     """A running standalone Airflow with 7 days of churn data (the window ending on DS) in its store."""
-    from airflow_mlops.hooks.datasets import Dataset
-    from airflow_mlops.hooks.storage import ArtifactStore
-    from airflow_mlops.ml.example_data import churn_day, date_range
+    from airflow_mlops.demo.data import churn_day, date_range
+    from airflow_mlops.store.artifacts import ArtifactStore
+    from airflow_mlops.store.datasets import Dataset
 
     timings: dict[str, float] = {}
     t0 = time.monotonic()
@@ -284,8 +283,8 @@ def trained(af):
 
 
 def _registry(af: Standalone):
-    from airflow_mlops.hooks.registry import ModelRegistry
-    from airflow_mlops.hooks.storage import ArtifactStore
+    from airflow_mlops.registry.model_registry import ModelRegistry
+    from airflow_mlops.store.artifacts import ArtifactStore
 
     return ModelRegistry(ArtifactStore(af.storage_uri))
 
@@ -487,7 +486,8 @@ def test_task_extra_links_point_to_the_reports(trained):
                          timeout=30)
         assert r.ok, r.text
         links[task] = r.json()["extra_links"]
-    assert links["train"]["Evaluation report"].endswith("/mlops/files/registry/churn/versions/1/reports/evaluation.html")
+    assert links["train"]["Evaluation report"].endswith(
+        "/mlops/files/registry/churn/versions/1/reports/evaluation.html")
     assert links["train"]["Model registry"].endswith("/mlops/models/churn#churn-v1")
     assert links["validate"]["Validation report"].endswith(f"/mlops/files/validation/churn/ds={DS}/report.html")
     assert links["promote"]["Promotion decision"].endswith("/reports/promotion.html")
@@ -670,11 +670,11 @@ def test_backfill_through_the_rest_api_scores_each_day_with_that_days_champion(t
     """``POST /api/v2/backfills`` (what ``airflow backfill create`` does) over 7 days of
     ``churn_batch_scoring``, run by the scheduler; a promotion effective on day 4 splits the days between
     the two versions, as production would have scored them."""
-    from airflow_mlops.hooks.datasets import Dataset
-    from airflow_mlops.hooks.storage import ArtifactStore
-    from airflow_mlops.ml.config import load_model_config
-    from airflow_mlops.ml.example_data import churn_day, date_range
-    from airflow_mlops.pipeline import train_and_register
+    from airflow_mlops.config.parser import load_model_config
+    from airflow_mlops.demo.data import churn_day, date_range
+    from airflow_mlops.registry.lifecycle import train_and_register
+    from airflow_mlops.store.artifacts import ArtifactStore
+    from airflow_mlops.store.datasets import Dataset
 
     af = trained
     h = _auth(af.admin)

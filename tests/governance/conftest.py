@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from gov_helpers import DAYS
 
-from airflow_mlops.hooks.datasets import Dataset
-from airflow_mlops.hooks.registry import ModelRegistry
-from airflow_mlops.hooks.storage import ArtifactStore
-from airflow_mlops.ml.example_data import churn_day
+from airflow_mlops.demo.data import churn_day
+from airflow_mlops.registry.model_registry import ModelRegistry
+from airflow_mlops.store.artifacts import ArtifactStore
+from airflow_mlops.store.datasets import Dataset
 
 
 @pytest.fixture

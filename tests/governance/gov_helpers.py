@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from airflow_mlops.ml.config import ModelConfig, parse_model_config
-from airflow_mlops.ml.example_data import date_range
+from airflow_mlops.config.model import ModelConfig
+from airflow_mlops.config.parser import parse_model_config
+from airflow_mlops.demo.data import date_range
 
 DAYS = date_range("2023-12-27", 7)
 DS = "2024-01-02"

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from gov_helpers import DAYS, DS, churn_config
 
-from airflow_mlops.hooks.datasets import Dataset
-from airflow_mlops.ml.example_data import churn_day
-from airflow_mlops.ml.promotion import decide
-from airflow_mlops.pipeline import promote_candidate, train_and_register
+from airflow_mlops.demo.data import churn_day
+from airflow_mlops.registry.gate import decide
+from airflow_mlops.registry.lifecycle import promote_candidate, train_and_register
+from airflow_mlops.store.datasets import Dataset
 
 FEATURES = ["tenure_months", "monthly_charges", "support_calls", "usage_gb", "contract", "region", "group"]
 

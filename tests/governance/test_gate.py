@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from gov_helpers import DS, churn_config
 
-from airflow_mlops.ml.config import ConfigError
-from airflow_mlops.ml.promotion import constraint_values, decide
-from airflow_mlops.pipeline import promote_candidate, train_and_register
+from airflow_mlops.config.model import ConfigError
+from airflow_mlops.registry.gate import constraint_values, decide
+from airflow_mlops.registry.lifecycle import promote_candidate, train_and_register
 
 WEAK = {"class": "sklearn.linear_model.LogisticRegression", "params": {}}
 

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from airflow_mlops.hooks.registry import (
+from airflow_mlops.registry.model_registry import (
     DeprecatedVersionWarning,
     LifecycleError,
     ModelRegistry,
@@ -28,7 +28,7 @@ def _model(seed: int = 0):
 
 @pytest.fixture
 def reg(store_root) -> ModelRegistry:  # file:// and s3:// (moto server), see tests/conftest.py
-    from airflow_mlops.hooks.storage import ArtifactStore
+    from airflow_mlops.store.artifacts import ArtifactStore
 
     r = ModelRegistry(ArtifactStore(store_root))
     for i in range(3):
@@ -141,7 +141,7 @@ def _cli(root: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_cli_lifecycle_show_disable_enable(tmp_path):
-    from airflow_mlops.hooks.storage import ArtifactStore
+    from airflow_mlops.store.artifacts import ArtifactStore
 
     root = "file://" + str(tmp_path / "store")
     reg = ModelRegistry(ArtifactStore(root))

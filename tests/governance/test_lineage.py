@@ -14,15 +14,15 @@ import sys
 import pytest
 from gov_helpers import DAYS, DS, churn_config
 
-from airflow_mlops.hooks.datasets import Dataset
-from airflow_mlops.hooks.registry import ModelRegistry, RegistryError
-from airflow_mlops.ml.example_data import churn_day
-from airflow_mlops.pipeline import train_and_register
+from airflow_mlops.demo.data import churn_day
+from airflow_mlops.registry.lifecycle import train_and_register
+from airflow_mlops.registry.model_registry import ModelRegistry, RegistryError
+from airflow_mlops.store.datasets import Dataset
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from airflow_mlops.hooks.storage import ArtifactStore
+    from airflow_mlops.store.artifacts import ArtifactStore
 
     store = ArtifactStore("file://" + str(tmp_path_factory.mktemp("lineage") / "store"))
     a, b = Dataset.for_name(store, "churn"), Dataset.for_name(store, "churn_eu")

@@ -7,8 +7,8 @@ import json
 
 from gov_helpers import DS, churn_config
 
-from airflow_mlops.ml.model_card import CARD_HTML, CARD_MD
-from airflow_mlops.pipeline import promote_candidate, train_and_register
+from airflow_mlops.registry.lifecycle import promote_candidate, train_and_register
+from airflow_mlops.registry.model_card import CARD_HTML, CARD_MD
 
 
 def test_model_card_lifecycle_and_hashes_stay_valid(store, registry, monkeypatch):
@@ -22,7 +22,8 @@ def test_model_card_lifecycle_and_hashes_stay_valid(store, registry, monkeypatch
     for expected in ("# Model card: churn v1", "| owner | ml-platform@example.com |",
                      "| intended use | Rank customers for retention offers. |", "| limitations | Synthetic data. |",
                      "| description | Probability that a customer cancels within 30 days. |",
-                     f"| URI | {store.uri('data/churn')} |", "| date window | 2023-12-27 .. 2024-01-02 (7 partitions) |",
+                     f"| URI | {store.uri('data/churn')} |",
+                     "| date window | 2023-12-27 .. 2024-01-02 (7 partitions) |",
                      f"| content hash | {meta['training_data']['fingerprint']['content_hash']} |",
                      "## Per-class metrics (holdout)", "## Feature importance (permutation on the holdout, roc_auc)",
                      f"| latency_ms_per_10k_rows | {meta['profile']['latency_ms_per_10k_rows']:.4g} |",

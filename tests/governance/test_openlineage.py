@@ -19,9 +19,9 @@ import pytest
 import yaml
 from gov_helpers import DAYS, DS, churn_config
 
-from airflow_mlops.hooks.datasets import Dataset
-from airflow_mlops.hooks.storage import ArtifactStore
-from airflow_mlops.ml.example_data import churn_day
+from airflow_mlops.demo.data import churn_day
+from airflow_mlops.store.artifacts import ArtifactStore
+from airflow_mlops.store.datasets import Dataset
 
 pytest.importorskip("airflow.providers.openlineage")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gov_helpers import DS, churn_config
 
-from airflow_mlops.pipeline import notify_promotion, promote_candidate, train_and_register
+from airflow_mlops.registry.lifecycle import notify_promotion, promote_candidate, train_and_register
 
 WEAK = {"class": "sklearn.linear_model.LogisticRegression", "params": {}}
 
@@ -47,7 +47,7 @@ def test_without_smtp_connection_the_alert_is_logged_not_failed(store, monkeypat
     cfg = churn_config(features=["region", "usage_gb"], estimator=WEAK)
     train_and_register(cfg, store, DS)
     result = promote_candidate(cfg, store, 1)
-    with caplog.at_level("WARNING", logger="airflow_mlops.alerts"):
+    with caplog.at_level("WARNING", logger="airflow_mlops.alerts.delivery"):
         out = notify_promotion(cfg, store, result, DS)
     assert out["sent"] is False
     assert any("connection 'smtp_default'" in r.getMessage() and "does not exist" in r.getMessage()

@@ -1,7 +1,7 @@
 """Reproducibility check: retrain a registered version from its metadata.json and compare.
 
 The model is the example churn model: ``dags/configs/churn.yaml`` on
-:func:`airflow_mlops.ml.example_data.churn_day` partitions, trained and registered by the real
+:func:`airflow_mlops.demo.data.churn_day` partitions, trained and registered by the real
 pipeline (``train_and_register``).
 """
 
@@ -13,13 +13,13 @@ import sys
 
 import pytest
 
-from airflow_mlops.hooks.datasets import Dataset
-from airflow_mlops.hooks.registry import ModelRegistry
-from airflow_mlops.hooks.storage import ArtifactStore
-from airflow_mlops.ml.config import load_model_config
-from airflow_mlops.ml.example_data import churn_day, date_range
-from airflow_mlops.ml.reproduce import compare_metrics, library_differences, reproduce_version
-from airflow_mlops.pipeline import train_and_register
+from airflow_mlops.config.parser import load_model_config
+from airflow_mlops.demo.data import churn_day, date_range
+from airflow_mlops.governance.reproduce import compare_metrics, library_differences, reproduce_version
+from airflow_mlops.registry.lifecycle import train_and_register
+from airflow_mlops.registry.model_registry import ModelRegistry
+from airflow_mlops.store.artifacts import ArtifactStore
+from airflow_mlops.store.datasets import Dataset
 
 CONFIG = "dags/configs/churn.yaml"
 DAYS = date_range("2024-03-01", 4)
@@ -92,7 +92,7 @@ def test_mismatch_names_metrics_and_differing_libraries(trained):
     off, by how much, and names the library."""
     import dataclasses
 
-    from airflow_mlops.ml.training import library_versions, train_model
+    from airflow_mlops.training.trainer import library_versions, train_model
 
     store, data, _ = trained
     reg = ModelRegistry(store)

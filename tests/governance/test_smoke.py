@@ -8,10 +8,10 @@ import pytest
 from gov_helpers import DS, churn_config
 from volatile_model import TRUSTED
 
-from airflow_mlops.hooks.registry import ModelNotFoundError
-from airflow_mlops.ml.smoke import MAX_CHECK_ROWS, SmokeTestError, smoke_check, training_columns
-from airflow_mlops.ml.training import PIPELINE_CUSTOM_TYPES
-from airflow_mlops.pipeline import train_and_register
+from airflow_mlops.registry.lifecycle import train_and_register
+from airflow_mlops.registry.model_registry import ModelNotFoundError
+from airflow_mlops.registry.smoke import MAX_CHECK_ROWS, SmokeTestError, smoke_check, training_columns
+from airflow_mlops.training.steps import PIPELINE_CUSTOM_TYPES
 
 
 def test_registration_records_fresh_process_profile(store, registry):
@@ -48,7 +48,7 @@ def test_failure_while_the_child_runs_stops_it_and_registers_nothing(store, regi
         seen["pid"] = process.proc.pid
         raise RuntimeError("report rendering failed")
 
-    from airflow_mlops.ml.smoke import SmokeProcess
+    from airflow_mlops.registry.smoke import SmokeProcess
 
     with SmokeProcess() as process:
         check = smoke_check(store, features=features, task="binary", classes=[0, 1],
@@ -77,7 +77,7 @@ def _staged_pipeline_with_volatile_transform(store):
 
 
 def _parquet(df) -> bytes:
-    from airflow_mlops.pipeline import _parquet_bytes
+    from airflow_mlops.registry.lifecycle import _parquet_bytes
 
     return _parquet_bytes(df)
 
@@ -141,10 +141,10 @@ def test_smoke_test_reads_the_staged_version_from_s3(s3_root):
     """The child process reads the staged artifacts through the same S3 connection (moto server)."""
     from gov_helpers import DAYS
 
-    from airflow_mlops.hooks.datasets import Dataset
-    from airflow_mlops.hooks.registry import ModelRegistry
-    from airflow_mlops.hooks.storage import ArtifactStore
-    from airflow_mlops.ml.example_data import churn_day
+    from airflow_mlops.demo.data import churn_day
+    from airflow_mlops.registry.model_registry import ModelRegistry
+    from airflow_mlops.store.artifacts import ArtifactStore
+    from airflow_mlops.store.datasets import Dataset
 
     store = ArtifactStore(s3_root)
     data = Dataset.for_name(store, "churn")
@@ -152,5 +152,6 @@ def test_smoke_test_reads_the_staged_version_from_s3(s3_root):
         data.write(day, churn_day(day, rows=200))
     summary = train_and_register(churn_config(), store, DS)
     meta = ModelRegistry(store).get_metadata("churn", summary["version"])
-    assert meta["profile"]["predictions_equal"] is True and meta["profile"]["rows_checked"] == min(meta["holdout_rows"], MAX_CHECK_ROWS)
+    assert meta["profile"]["predictions_equal"] is True
+    assert meta["profile"]["rows_checked"] == min(meta["holdout_rows"], MAX_CHECK_ROWS)
     assert store.exists(f"registry/churn/versions/{summary['version']}/reports/model_card.md")

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from airflow_mlops.hooks.registry import (
+from airflow_mlops.registry.model_registry import (
     AliasNotFoundError,
     ApprovalError,
     ConcurrentUpdateError,
@@ -23,7 +23,7 @@ from airflow_mlops.hooks.registry import (
     UntrustedModelError,
     VersionNotFoundError,
 )
-from airflow_mlops.hooks.storage import ArtifactStore
+from airflow_mlops.store.artifacts import ArtifactStore
 
 
 def _model(seed: int = 0):
@@ -59,7 +59,7 @@ def test_register_and_load_roundtrip(registry):
 def test_versions_are_immutable(registry, store):
     model, _ = _model()
     mv = registry.register("m", model)
-    from airflow_mlops.hooks.storage import ArtifactExistsError
+    from airflow_mlops.store.artifacts import ArtifactExistsError
 
     with pytest.raises(ArtifactExistsError):
         store.create_bytes(f"registry/m/versions/{mv.version}/metadata.json", b"{}")
@@ -77,7 +77,6 @@ def test_flipped_byte_fails_with_file_and_hash(registry, store):
 
 
 def test_untrusted_type_refused(registry, store):
-    import skops.io as sio
 
     class Evil:  # a type no allow-list knows
         pass
@@ -104,7 +103,7 @@ def test_aliases_audit_as_of_and_rollback(registry):
         registry.register("m", _model(i)[0])
     registry.set_alias("m", "champion", 1, actor="ci", reason="first")
     time.sleep(0.01)
-    t1 = dt.datetime.now(dt.timezone.utc)
+    t1 = dt.datetime.now(dt.UTC)
     time.sleep(0.01)
     registry.set_alias("m", "champion", 2, actor="ci", reason="better auc")
     assert registry.resolve("m") == 2

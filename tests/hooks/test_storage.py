@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from airflow_mlops.hooks.storage import (
+from airflow_mlops.store.artifacts import (
     ArtifactExistsError,
     ArtifactNotFoundError,
     ArtifactStore,

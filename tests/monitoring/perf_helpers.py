@@ -6,10 +6,10 @@ from __future__ import annotations
 import dataclasses
 import socket
 
-from airflow_mlops.hooks.datasets import Dataset
-from airflow_mlops.hooks.storage import ArtifactStore
-from airflow_mlops.ml.config import parse_model_config
-from airflow_mlops.ml.example_data import churn_day, churn_ground_truth, date_range, with_segment
+from airflow_mlops.config.parser import parse_model_config
+from airflow_mlops.demo.data import churn_day, churn_ground_truth, date_range, with_segment
+from airflow_mlops.store.artifacts import ArtifactStore
+from airflow_mlops.store.datasets import Dataset
 
 ROWS = 1000
 SCORED_DAYS = date_range("2024-01-01", 21)
@@ -43,9 +43,9 @@ def day_input(day: str, drift: float = 0.0):
 def build_scored_store(root: str):
     """Write the input data, train and register the model, score ``SCORED_DAYS`` with it into the
     prediction log; returns ``(config, version)``."""
-    from airflow_mlops.hooks.registry import ModelRegistry
-    from airflow_mlops.pipeline import train_and_register
-    from airflow_mlops.scoring import score_partition
+    from airflow_mlops.registry.lifecycle import train_and_register
+    from airflow_mlops.registry.model_registry import ModelRegistry
+    from airflow_mlops.scoring.batch import score_partition
 
     store = ArtifactStore(root)
     cfg = base_config()
@@ -116,7 +116,7 @@ def start_smtp() -> tuple[Inbox, object, str]:
 
 def alerting(cfg):
     """``cfg`` sending alerts by e-mail through the ``smtp_monitoring`` connection."""
-    from airflow_mlops.ml.config import AlertsConfig
+    from airflow_mlops.config.model import AlertsConfig
 
     return dataclasses.replace(cfg, alerts=AlertsConfig(email=("oncall@example.com",),
                                                         smtp_conn_id="smtp_monitoring"))

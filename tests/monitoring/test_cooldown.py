@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from airflow_mlops.monitoring import read_retrain_requests, record_retrain_request, retrain_cooldown
+from airflow_mlops.monitoring.monitor import read_retrain_requests, record_retrain_request, retrain_cooldown
 
 
 def test_cooldown_by_logical_date():

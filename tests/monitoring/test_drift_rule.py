@@ -14,12 +14,12 @@ import logging
 import re
 
 import pytest
-
-from airflow_mlops.hooks.datasets import Dataset
-from airflow_mlops.hooks.registry import ModelRegistry
-from airflow_mlops.hooks.storage import ArtifactStore
-from airflow_mlops.monitoring import detect_drift, drift_alerts, verdict_text, xcom_summary
 from perf_helpers import SCORED_DAYS, day_input
+
+from airflow_mlops.monitoring.monitor import detect_drift, drift_alerts, verdict_text, xcom_summary
+from airflow_mlops.registry.model_registry import ModelRegistry
+from airflow_mlops.store.artifacts import ArtifactStore
+from airflow_mlops.store.datasets import Dataset
 
 SHIFT_DAY = "2024-01-25"
 
@@ -33,7 +33,7 @@ def _top_numeric(store: ArtifactStore, version: int, n: int = 2) -> list[str]:
 @pytest.fixture(scope="module")
 def shifted_day(scored):
     """A scored day where only the two most important numeric features are shifted (+3 sd)."""
-    from airflow_mlops.scoring import score_partition
+    from airflow_mlops.scoring.batch import score_partition
 
     root, cfg, version = scored
     store = ArtifactStore(root)
@@ -49,7 +49,7 @@ def shifted_day(scored):
 def test_default_rule_flags_top_features_and_prediction_drift_under_the_share(shifted_day, caplog):
     store, cfg, version, top2 = shifted_day
     assert cfg.drift.rule == "combined" and cfg.drift.top_k == 3  # the documented default
-    with caplog.at_level(logging.INFO, logger="airflow_mlops.monitoring"):
+    with caplog.at_level(logging.INFO, logger="airflow_mlops.monitoring.monitor"):
         summary = detect_drift(cfg, store, SHIFT_DAY)
     assert summary["share_drifted"] < cfg.drift.threshold and summary["share_drift"] is False
     assert set(top2) <= {c["column"] for c in summary["columns"] if c["drifted"]}

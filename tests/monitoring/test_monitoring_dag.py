@@ -9,15 +9,15 @@ import textwrap
 
 import pytest
 import yaml
-
 from airflow_env import REPO, AirflowHome
-from airflow_mlops.hooks.datasets import Dataset
-from airflow_mlops.hooks.registry import ModelRegistry
-from airflow_mlops.hooks.storage import ArtifactStore
-from airflow_mlops.ml.config import load_model_config
-from airflow_mlops.ml.example_data import churn_ground_truth, date_range
-from airflow_mlops.monitoring import read_drift_summary, read_performance_summary, read_retrain_requests
 from perf_helpers import FEATURES, ROWS, day_input, start_smtp
+
+from airflow_mlops.config.parser import load_model_config
+from airflow_mlops.demo.data import churn_ground_truth, date_range
+from airflow_mlops.monitoring.monitor import read_drift_summary, read_performance_summary, read_retrain_requests
+from airflow_mlops.registry.model_registry import ModelRegistry
+from airflow_mlops.store.artifacts import ArtifactStore
+from airflow_mlops.store.datasets import Dataset
 
 pytestmark = pytest.mark.e2e
 
@@ -25,8 +25,8 @@ DAYS = ["2024-01-14", "2024-01-15"]
 
 
 def test_monitoring_dag_alerts_per_slice_and_drift_cooldown(tmp_path):
-    from airflow_mlops.pipeline import train_and_register
-    from airflow_mlops.scoring import score_partition
+    from airflow_mlops.registry.lifecycle import train_and_register
+    from airflow_mlops.scoring.batch import score_partition
 
     inbox, controller, smtp_conn = start_smtp()
     try:

@@ -5,23 +5,23 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from perf_helpers import ROWS, SCORED_DAYS, alerting, with_truth, write_truth
 
-from airflow_mlops.hooks.storage import ArtifactStore
-from airflow_mlops.ml.performance import (
+from airflow_mlops.monitoring.monitor import monitor_performance, raise_alerts, read_performance_summary
+from airflow_mlops.monitoring.performance import (
     join_ground_truth,
     performance_alerts,
     relative_change,
-    window_dates,
     window_id,
 )
-from airflow_mlops.monitoring import monitor_performance, raise_alerts, read_performance_summary
-from perf_helpers import ROWS, SCORED_DAYS, alerting, with_truth, write_truth
+from airflow_mlops.store.artifacts import ArtifactStore
+from airflow_mlops.store.dates import days_ending
 
 WEEK2 = "2024-01-14"  # window 2024-01-08..2024-01-14; previous window 2024-01-01..2024-01-07
 
 
 def test_window_ids():
-    assert window_dates("2024-01-14", 7)[0] == "2024-01-08"
+    assert days_ending("2024-01-14", 7)[0] == "2024-01-08"
     assert window_id("2024-01-14", 7) == "2024-01-08..2024-01-14"
     assert window_id("2024-03-01", 1) == "2024-03-01..2024-03-01"
     assert relative_change(0.5, 0.8) == pytest.approx(-0.375)
@@ -162,8 +162,9 @@ def test_alert_operator_skips_without_ground_truth_and_returns_small_xcom(scored
 
 
 def test_alert_delivery_failure_is_raised_then_resent(scored, monkeypatch):
-    from airflow_mlops.alerts import AlertDeliveryError
     from perf_helpers import free_port, start_smtp
+
+    from airflow_mlops.alerts.delivery import AlertDeliveryError
 
     root, cfg, _ = scored
     store = ArtifactStore(root)
@@ -186,7 +187,7 @@ def test_alert_delivery_failure_is_raised_then_resent(scored, monkeypatch):
 
 
 def test_evaluate_aligns_label_types_and_handles_regression():
-    from airflow_mlops.ml.performance import evaluate, slice_performance
+    from airflow_mlops.monitoring.performance import evaluate, slice_performance
 
     joined = pd.DataFrame({"prediction": [1, 0, 1, 0], "proba_0": [0.2, 0.9, 0.4, 0.6], "proba_1": [0.8, 0.1, 0.6, 0.4],
                            "churned": ["1", "0", "0", "0"], "region": ["n", "n", "s", None]})  # labels read as text

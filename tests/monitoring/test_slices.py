@@ -4,15 +4,16 @@ metric stays above its floor; small slices are reported, never alerted."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pandas as pd
 import pytest
-
-from airflow_mlops.hooks.datasets import Dataset
-from airflow_mlops.hooks.storage import ArtifactStore
-from airflow_mlops.ml.config import MonitoringConfig
-from airflow_mlops.monitoring import detect_drift, monitor_performance, raise_alerts, xcom_summary
 from perf_helpers import SCORED_DAYS, alerting, day_input, with_truth, write_truth
+
+from airflow_mlops.config.model import MonitoringConfig
+from airflow_mlops.monitoring.monitor import detect_drift, monitor_performance, raise_alerts, xcom_summary
+from airflow_mlops.store.artifacts import ArtifactStore
+from airflow_mlops.store.datasets import Dataset
 
 WEEK2 = "2024-01-14"
 
@@ -85,7 +86,7 @@ def _north_drifts(day: str) -> pd.DataFrame:
 
 
 def test_slice_drift_table_in_summary(scored):
-    from airflow_mlops.scoring import score_partition
+    from airflow_mlops.scoring.batch import score_partition
 
     root, cfg, version = scored
     store = ArtifactStore(root)
@@ -122,16 +123,16 @@ def test_slice_drift_alert_delivery_error_does_not_fail_the_drift_task(scored, t
     from types import SimpleNamespace
 
     import yaml
-
-    from airflow_mlops.alerts import AlertDeliveryError
-    from airflow_mlops.operators.monitoring import DriftDetectionOperator
     from perf_helpers import free_port
+
+    from airflow_mlops.alerts.delivery import AlertDeliveryError
+    from airflow_mlops.operators.monitoring import DriftDetectionOperator
 
     root, cfg, _ = scored
     day = "2024-01-22"  # written by test_slice_drift_table_in_summary when run first; else written here
     store = ArtifactStore(root)
     if not Dataset(store, "predictions/churn").exists(day):
-        from airflow_mlops.scoring import score_partition
+        from airflow_mlops.scoring.batch import score_partition
 
         Dataset.for_name(store, "churn").write(day, _north_drifts(day))
         score_partition(cfg, store, day, version=scored[2], run_id="test__drift")
@@ -141,9 +142,9 @@ def test_slice_drift_alert_delivery_error_does_not_fail_the_drift_task(scored, t
     # features) is global drift and requests retraining; with the share rule only the slice drifts
     raw["drift"] = {**raw.get("drift", {}), "rule": "share"}
     path.write_text(yaml.safe_dump(raw))
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_MONITORING",
-                       '{"conn_type": "smtp", "host": "127.0.0.1", "port": %d, "extra": {"from_email": '
-                       '"mlops@example.com", "disable_tls": true, "disable_ssl": true, "retry_limit": 0}}' % free_port())
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_MONITORING", json.dumps({
+        "conn_type": "smtp", "host": "127.0.0.1", "port": free_port(),
+        "extra": {"from_email": "mlops@example.com", "disable_tls": True, "disable_ssl": True, "retry_limit": 0}}))
     context = {"ti": SimpleNamespace(dag_id="churn_monitoring", run_id="manual__t", task_id="drift", try_number=1),
                "logical_date": None}
     out = DriftDetectionOperator(task_id="drift", config_path=str(path), storage_uri=root, ds=day).execute(context)

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_mlops.hooks.registry import ModelRegistry
-from airflow_mlops.hooks.storage import ArtifactStore
+from airflow_mlops.registry.model_registry import ModelRegistry
 from airflow_mlops.sensors.registry import ModelApprovalSensor
+from airflow_mlops.store.artifacts import ArtifactStore
 from airflow_mlops.triggers.registry import ApprovalTrigger
 
 
@@ -75,7 +75,7 @@ def test_trigger_fires_once_decided(reg):
 def test_deferrable_sensors_return_at_once_or_defer_with_their_trigger(reg, tmp_path):
     from airflow.sdk.exceptions import TaskDeferred
 
-    from airflow_mlops.monitoring import drift_key
+    from airflow_mlops.monitoring.monitor import drift_key
     from airflow_mlops.sensors.drift import DriftSensor
     from airflow_mlops.triggers.storage import StorageKeyTrigger
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import pandas as pd
 
-from airflow_mlops.hooks.registry import ModelRegistry
-from airflow_mlops.hooks.storage import SUCCESS_MANIFEST, ArtifactStore, join
-from airflow_mlops.ml.config import load_model_config
-from airflow_mlops.ml.example_data import churn_day
+from airflow_mlops.config.parser import load_model_config
+from airflow_mlops.demo.data import churn_day
+from airflow_mlops.registry.model_registry import ModelRegistry
+from airflow_mlops.store.artifacts import SUCCESS_MANIFEST, ArtifactStore, join
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

@@ -23,7 +23,6 @@ from functools import cached_property
 from pathlib import Path
 
 import pytest
-
 from catalogue_helpers import (
     DS,
     NEXT,
@@ -50,20 +49,20 @@ def _one_compute_thread():
 def template(tmp_path_factory) -> str:
     from threadpoolctl import threadpool_limits
 
-    from airflow_mlops.hooks.datasets import Dataset
-    from airflow_mlops.hooks.registry import ModelRegistry
-    from airflow_mlops.hooks.storage import ArtifactStore
-    from airflow_mlops.ml.config import EstimatorConfig, FrozenDict
-    from airflow_mlops.ml.example_data import churn_day
-    from airflow_mlops.pipeline import train_and_register
-    from airflow_mlops.scoring import score_partition
+    from airflow_mlops.config.locations import Locations
+    from airflow_mlops.config.model import EstimatorConfig, FrozenDict
+    from airflow_mlops.demo.data import churn_day
+    from airflow_mlops.registry.lifecycle import train_and_register
+    from airflow_mlops.registry.model_registry import ModelRegistry
+    from airflow_mlops.scoring.batch import score_partition
+    from airflow_mlops.store.artifacts import ArtifactStore
 
     root = tmp_path_factory.mktemp("reliability-template") / "store"
     store = ArtifactStore("file://" + str(root))
     cfg = small_config()
-    data = Dataset.from_config(cfg, store)
+    data = Locations(cfg, store).input
     noisy_cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, dataset="churn_noisy"))
-    noisy = Dataset.from_config(noisy_cfg, store)
+    noisy = Locations(noisy_cfg, store).input
     for d in TRAIN_DAYS:
         data.write(d, churn_day(d, rows=400))
         noisy.write(d, churn_day(d, rows=400, label_noise=0.5))
@@ -92,7 +91,7 @@ class Ctx:
     # ---- stores --------------------------------------------------------------------------
     @cached_property
     def store(self):
-        from airflow_mlops.hooks.storage import ArtifactStore
+        from airflow_mlops.store.artifacts import ArtifactStore
 
         root = self.tmp / "store"
         shutil.copytree(self.template, root)
@@ -100,15 +99,15 @@ class Ctx:
 
     @property
     def registry(self):
-        from airflow_mlops.hooks.registry import ModelRegistry
+        from airflow_mlops.registry.model_registry import ModelRegistry
 
         return ModelRegistry(self.store)
 
     @property
     def data(self):
-        from airflow_mlops.hooks.datasets import Dataset
+        from airflow_mlops.config.locations import Locations
 
-        return Dataset.from_config(self.config, self.store)
+        return Locations(self.config, self.store).input
 
     @cached_property
     def moto(self):
@@ -121,7 +120,7 @@ class Ctx:
 
     def s3_store(self, with_template: bool = True):
         """A fresh bucket on the moto server (connection ``aws_default``), holding the template."""
-        from airflow_mlops.hooks.storage import ArtifactStore
+        from airflow_mlops.store.artifacts import ArtifactStore
 
         store = ArtifactStore(f"s3://{self.new_bucket()}/root", conn_id="aws_default")
         if with_template:
@@ -143,7 +142,7 @@ class Ctx:
 
     def faulty_store(self, bucket: str | None = None, secret: str = "testing"):
         """A store on ``bucket`` whose requests go through the fault proxy (connection ``mlops_faulty``)."""
-        from airflow_mlops.hooks.storage import ArtifactStore
+        from airflow_mlops.store.artifacts import ArtifactStore
 
         bucket = bucket or self.new_bucket()
         self.define_connection("mlops_faulty", login="testing", password=secret,
@@ -187,8 +186,8 @@ def promotion_race(template, tmp_path_factory) -> dict:
     """Two processes run ``promote_candidate`` for v2 and v3 at the same moment, against the weak
     champion v1. Each child's gate is slowed by 1 s (``decide`` sleeps) so both read the champion
     before either writes: the worst interleaving, made deterministic."""
-    from airflow_mlops.hooks.registry import ModelRegistry
-    from airflow_mlops.hooks.storage import ArtifactStore
+    from airflow_mlops.registry.model_registry import ModelRegistry
+    from airflow_mlops.store.artifacts import ArtifactStore
 
     work = tmp_path_factory.mktemp("promotion-race")
     root = work / "store"
@@ -199,9 +198,9 @@ def promotion_race(template, tmp_path_factory) -> dict:
     children = {}
     for v in (2, 3):
         body = f"""
-            import airflow_mlops.ml.promotion as promotion
-            from airflow_mlops.hooks.storage import ArtifactStore
-            from airflow_mlops.pipeline import promote_candidate
+            import airflow_mlops.registry.gate as promotion
+            from airflow_mlops.store.artifacts import ArtifactStore
+            from airflow_mlops.registry.lifecycle import promote_candidate
             from catalogue_helpers import small_config
             real = promotion.decide
             def slow_decide(*a, **k):

@@ -29,22 +29,6 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 import pytest
-
-from airflow_mlops.hooks.datasets import DataError, Dataset
-from airflow_mlops.hooks.registry import (
-    AliasNotFoundError,
-    ApprovalError,
-    IntegrityError,
-    ModelNotFoundError,
-    ModelRegistry,
-    UntrustedModelError,
-    VersionNotFoundError,
-)
-from airflow_mlops.hooks.storage import ArtifactStore, StorageError
-from airflow_mlops.ml.config import ConfigError, load_model_config
-from airflow_mlops.ml.example_data import churn_day
-from airflow_mlops.pipeline import GateFailed, promote_candidate, train_and_register, validate_partition
-from airflow_mlops.scoring import ModelSelectionError, SchemaMismatchError, score_partition
 from catalogue_helpers import (
     CONFIG_PATH,
     DS,
@@ -61,6 +45,25 @@ from catalogue_helpers import (
     small_config,
     snapshot,
 )
+
+from airflow_mlops.config.model import ConfigError
+from airflow_mlops.config.parser import load_model_config
+from airflow_mlops.demo.data import churn_day
+from airflow_mlops.registry.lifecycle import GateFailed, promote_candidate, train_and_register, validate_partition
+from airflow_mlops.registry.model_registry import (
+    AliasNotFoundError,
+    ApprovalError,
+    IntegrityError,
+    ModelNotFoundError,
+    ModelRegistry,
+    UntrustedModelError,
+    VersionNotFoundError,
+)
+from airflow_mlops.scoring.batch import score_partition
+from airflow_mlops.scoring.schema import SchemaMismatchError
+from airflow_mlops.scoring.selection import ModelSelectionError
+from airflow_mlops.store.artifacts import ArtifactStore, StorageError
+from airflow_mlops.store.datasets import DataError, Dataset
 
 CATALOGUE: list = []
 
@@ -466,7 +469,7 @@ def _(ctx):
     assert promoted and changes[-len(promoted):] == promoted
     assert [e["from"] for e in promoted] == [1] + [e["to"] for e in promoted[:-1]]  # gap-free chain
     assert changes[-1]["to"] == champion and champion in (2, 3)
-    for v, r in results.items():  # the loser of the race was gated again, against the new champion
+    for r in results.values():  # the loser of the race was gated again, against the new champion
         assert r["alias"] == ("champion" if r["promote"] else "challenger")
     assert_registry_consistent(reg, "churn")
     for v in (2, 3):  # each decision is stored once with the version
@@ -489,8 +492,8 @@ def _(ctx):
     state_before = ctx.store.read_bytes("registry/churn/state.json")
     marker = ctx.marker("IN_BEFORE_COMMIT")
     child = ctx.child(f"""
-        from airflow_mlops.hooks.registry import ModelRegistry
-        from airflow_mlops.hooks.storage import ArtifactStore
+        from airflow_mlops.registry.model_registry import ModelRegistry
+        from airflow_mlops.store.artifacts import ArtifactStore
         reg = ModelRegistry(ArtifactStore({root!r}))
         model, meta = reg.load_model("churn", version=3)
         def hang(mv):  # e.g. a smoke test: the version is written but not committed
@@ -540,7 +543,7 @@ def _(ctx):
 
 
 def _register_copy(ctx, source: int, **kw) -> int:
-    from airflow_mlops.pipeline import HOLDOUT_FILE
+    from airflow_mlops.registry.lifecycle import HOLDOUT_FILE
 
     model, meta = ctx.registry.load_model("churn", version=source)
     meta = {k: v for k, v in meta.items() if k not in ("artifacts", "approval")}
@@ -576,17 +579,18 @@ def _(ctx):
     before = snapshot(ctx.store, PRED)
     marker = ctx.marker("BATCHES_WRITTEN")
     child = ctx.child(f"""
-        import airflow_mlops.scoring as scoring
-        from airflow_mlops.hooks.storage import ArtifactStore
+        import airflow_mlops.scoring.batch as scoring
+        from airflow_mlops.scoring.io import BackgroundWriter
+        from airflow_mlops.store.artifacts import ArtifactStore
         from catalogue_helpers import small_config
-        real, n = scoring._BackgroundWriter.write, [0]
+        real, n = BackgroundWriter.write, [0]
         def write(self, batch):
             real(self, batch)
             n[0] += 1
             if n[0] == 3:  # three batches of the new attempt are on disk
                 open({str(marker)!r}, "w").close()
                 time.sleep(600)
-        scoring._BackgroundWriter.write = write
+        BackgroundWriter.write = write
         scoring.score_partition(small_config(), ArtifactStore({ctx.store.root!r}), {DS!r}, batch_size=64,
                                 run_id="killed")
     """)
@@ -613,8 +617,8 @@ def _(ctx):
     before = snapshot(store, PRED)
     marker = ctx.marker("FIRST_UPLOAD_DONE")
     child = ctx.child(f"""
-        from airflow_mlops.hooks.storage import ArtifactStore
-        import airflow_mlops.scoring as scoring
+        from airflow_mlops.store.artifacts import ArtifactStore
+        import airflow_mlops.scoring.batch as scoring
         from catalogue_helpers import small_config
         real = ArtifactStore.upload_file
         def upload_file(self, key, path):
@@ -971,7 +975,7 @@ def _(ctx):
     errors.append(str(err.value))
     ours = [r for r in caplog.records if r.name.startswith("airflow_mlops")]
     assert any("validated" in r.getMessage() for r in ours) and any("registered churn" in r.getMessage() for r in ours)
-    assert any(r.name == "airflow_mlops.scoring" for r in ours)
+    assert any(r.name == "airflow_mlops.scoring.batch" for r in ours)
     for r in caplog.records:
         text = r.getMessage() + (r.exc_text or "")
         assert not _leaks(text), (r.name, text[:300])

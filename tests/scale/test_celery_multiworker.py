@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-
 from airflow_env import REPO
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]

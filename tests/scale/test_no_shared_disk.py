@@ -23,7 +23,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from airflow_env import REPO
 
 pytestmark = [pytest.mark.e2e, pytest.mark.s3]
@@ -61,10 +60,10 @@ def _tree(path: Path) -> list[str]:
 
 
 def test_pipeline_runs_with_a_fresh_cwd_and_tmpdir_per_task(tmp_path, moto_server, s3_root):
-    from airflow_mlops.hooks.datasets import Dataset
-    from airflow_mlops.hooks.registry import ModelRegistry
-    from airflow_mlops.hooks.storage import ArtifactStore
-    from airflow_mlops.ml.example_data import churn_day, date_range
+    from airflow_mlops.demo.data import churn_day, date_range
+    from airflow_mlops.registry.model_registry import ModelRegistry
+    from airflow_mlops.store.artifacts import ArtifactStore
+    from airflow_mlops.store.datasets import Dataset
 
     # DAGs: the factory's churn DAGs and the mapped scoring DAG, with the churn config
     dags = tmp_path / "dags"

@@ -17,11 +17,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from airflow_mlops.hooks.datasets import Dataset
-from airflow_mlops.hooks.registry import ModelRegistry
-from airflow_mlops.hooks.storage import ArtifactStore
-from airflow_mlops.ml.config import EstimatorConfig, FrozenDict, load_model_config, parse_model_config
-from airflow_mlops.ml.example_data import churn_day
+from airflow_mlops.config.locations import Locations
+from airflow_mlops.config.model import EstimatorConfig, FrozenDict
+from airflow_mlops.config.parser import load_model_config, parse_model_config
+from airflow_mlops.demo.data import churn_day
+from airflow_mlops.registry.model_registry import ModelRegistry
+from airflow_mlops.store.artifacts import ArtifactStore
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG_PATH = os.path.join(REPO, "dags", "configs", "churn.yaml")
@@ -57,12 +58,12 @@ def input_frame(ds: str, rows: int = 500) -> pd.DataFrame:
 def template(tmp_path_factory) -> str:
     from threadpoolctl import threadpool_limits
 
-    from airflow_mlops.pipeline import train_and_register
+    from airflow_mlops.registry.lifecycle import train_and_register
 
     root = tmp_path_factory.mktemp("rollout-template") / "store"
     store = ArtifactStore("file://" + str(root))
     cfg = churn_config()
-    data = Dataset.from_config(cfg, store)
+    data = Locations(cfg, store).input
     for d in TRAIN_DAYS:
         data.write(d, churn_day(d, rows=500))
     data.write(DS, input_frame(DS))

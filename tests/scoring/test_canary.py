@@ -14,11 +14,12 @@ import pyarrow as pa
 import pytest
 from rollout_helpers import CONFIG_PATH, DS, churn_config, read_output
 
-from airflow_mlops.hooks.datasets import Dataset
-from airflow_mlops.hooks.registry import ModelRegistry
-from airflow_mlops.ml.config import CanaryConfig
-from airflow_mlops.ml.example_data import churn_day
-from airflow_mlops.scoring import canary_mask, key_hash, score_partition
+from airflow_mlops.config.locations import Locations
+from airflow_mlops.config.model import CanaryConfig
+from airflow_mlops.demo.data import churn_day
+from airflow_mlops.registry.model_registry import ModelRegistry
+from airflow_mlops.scoring.batch import score_partition
+from airflow_mlops.scoring.policies import canary_mask, key_hash
 
 BIG = "2024-01-05"
 
@@ -37,7 +38,7 @@ def model_predictions(store, version: int, df: pd.DataFrame) -> pd.DataFrame:
 def test_canary_share_and_identical_assignment_on_rerun(store):
     cfg = canary_config(0.05)
     df = churn_day(BIG, rows=100_000, seed=11)
-    Dataset.from_config(cfg, store).write(BIG, [df.iloc[:60_000], df.iloc[60_000:]])
+    Locations(cfg, store).input.write(BIG, [df.iloc[:60_000], df.iloc[60_000:]])
 
     first = score_partition(cfg, store, BIG, run_id="scheduled__a")
     out1 = read_output(store, BIG)
@@ -79,7 +80,7 @@ def test_canary_share_and_identical_assignment_on_rerun(store):
 
 def test_canary_alias_missing_scores_every_row_with_the_champion(store, caplog):
     ModelRegistry(store).delete_alias("churn", "challenger", actor="tests", reason="test")
-    with caplog.at_level(logging.WARNING, logger="airflow_mlops.scoring"):
+    with caplog.at_level(logging.WARNING, logger="airflow_mlops.scoring.batch"):
         summary = score_partition(canary_config(0.3), store, DS, run_id="r")
     out = read_output(store)
     assert set(out["scored_by"]) == {"champion"} and set(out["model_version"]) == {1} and len(out) == 500
@@ -116,7 +117,7 @@ def test_key_hash_is_stable_across_processes_and_key_types():
     assert len(set(h.tolist())) == 4
     assert not np.array_equal(h, key_hash(table, ["id", "region"], "other-model"))
     # a fresh interpreter (its own hash() salt) gives the same values
-    code = ("import pyarrow as pa; from airflow_mlops.scoring import key_hash; "
+    code = ("import pyarrow as pa; from airflow_mlops.scoring.policies import key_hash; "
             "t = pa.table({'id': pa.array([1, 2, 3, None], pa.int32()), 'region': ['a', 'b', None, 'é']}); "
             "print(','.join(str(int(x)) for x in key_hash(t, ['id', 'region'], 'churn')))")
     env_out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

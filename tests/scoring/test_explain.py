@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from rollout_helpers import DS, churn_config, input_frame, read_output
 
-from airflow_mlops.hooks.registry import ModelRegistry
-from airflow_mlops.ml.config import CanaryConfig, ExplainConfig
-from airflow_mlops.ml.explain import ExplainError, explain_columns, make_explainer, top_k
-from airflow_mlops.scoring import score_partition
+from airflow_mlops.config.model import CanaryConfig, ExplainConfig
+from airflow_mlops.registry.model_registry import ModelRegistry
+from airflow_mlops.scoring.batch import score_partition
+from airflow_mlops.scoring.explain import ExplainError, explain_columns, make_explainer, top_k
 
 FEATURES = ["tenure_months", "monthly_charges", "support_calls", "usage_gb", "contract", "region"]
 
@@ -33,7 +33,7 @@ def contributions_table(out: pd.DataFrame, k: int) -> pd.DataFrame:
 
 
 def test_explain_tree_shap_columns_add_up_to_the_model_margin(store, caplog):
-    with caplog.at_level(logging.INFO, logger="airflow_mlops.scoring"):
+    with caplog.at_level(logging.INFO, logger="airflow_mlops.scoring.batch"):
         summary = score_partition(explain_config(6), store, DS, run_id="r", batch_size=128)
     out = read_output(store)
     assert list(out.columns[-12:]) == explain_columns(6)

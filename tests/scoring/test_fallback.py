@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 from rollout_helpers import CONFIG_PATH, DS, churn_config, input_frame, read_output, spend_config
 
-from airflow_mlops.hooks.registry import LifecycleError, ModelRegistry
-from airflow_mlops.scoring import fallback_baseline, score_partition, switch_is_on
+from airflow_mlops.registry.model_registry import LifecycleError, ModelRegistry
+from airflow_mlops.scoring.batch import score_partition
+from airflow_mlops.scoring.policies import fallback_baseline, switch_is_on
 
 
 def holdout(store, name: str, version: int) -> pd.DataFrame:
@@ -55,7 +56,7 @@ def test_kill_switch_registry_flag_writes_only_fallback_then_resumes(store):
     # explanations and the canary are not computed for fallback rows
     import dataclasses
 
-    from airflow_mlops.ml.config import CanaryConfig, ExplainConfig
+    from airflow_mlops.config.model import CanaryConfig, ExplainConfig
 
     cfg2 = dataclasses.replace(cfg, explain=ExplainConfig(top_k=2), canary=CanaryConfig("challenger", 0.5))
     s2 = score_partition(cfg2, store, DS, run_id="r2")
@@ -152,7 +153,7 @@ def test_policy_violating_champion_is_refused_before_any_row_and_the_kill_switch
     """A champion whose approval is required but pending (a state left by an older release, signed on adoption)
     may not score: the run fails naming the version and the reason, nothing is written. The kill switch still
     writes the naive fallback (no model is loaded)."""
-    from airflow_mlops.hooks.registry import PolicyError
+    from airflow_mlops.registry.model_registry import PolicyError
 
     cfg = churn_config()
     reg = ModelRegistry(store)

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from airflow_mlops.hooks.registry import ModelRegistry
-from airflow_mlops.pipeline import _acting
+from airflow_mlops.registry.lifecycle import _acting
+from airflow_mlops.registry.model_registry import ModelRegistry
 from airflow_mlops.trust.identity import SCHEDULER, cli_identity, run_identity
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from airflow_mlops.hooks.registry import (
+from airflow_mlops.registry.model_registry import (
     ApprovalError,
     IntegrityError,
     LifecycleError,
@@ -29,7 +29,7 @@ from airflow_mlops.hooks.registry import (
     UntrustedModelError,
     load_skops_bytes,
 )
-from airflow_mlops.hooks.storage import ArtifactStore
+from airflow_mlops.store.artifacts import ArtifactStore
 from airflow_mlops.trust.signing import Signer, SigningError, signer_from_file
 from airflow_mlops.trust.types import TRUSTED_TYPES, is_dangerous
 

@@ -114,15 +114,15 @@ def build_reports(root: Path, bad: bool) -> dict:
     """Run the writers over one store; ``{"html": {kind: text}, "card_md": text, "drift": drift.json}``."""
     from sklearn.dummy import DummyClassifier
 
-    from airflow_mlops.hooks.datasets import Dataset
-    from airflow_mlops.hooks.registry import ModelRegistry
-    from airflow_mlops.hooks.storage import ArtifactStore
-    from airflow_mlops.ml import reports
-    from airflow_mlops.ml.config import parse_model_config
-    from airflow_mlops.ml.model_card import CARD_MD, write_model_card
-    from airflow_mlops.ml.promotion import constraint_values, decide
-    from airflow_mlops.monitoring import detect_drift, monitor_performance
-    from airflow_mlops.pipeline import GateFailed, validate_partition
+    from airflow_mlops.config.parser import parse_model_config
+    from airflow_mlops.monitoring.monitor import detect_drift, monitor_performance
+    from airflow_mlops.registry.gate import constraint_values, decide
+    from airflow_mlops.registry.lifecycle import GateFailed, validate_partition
+    from airflow_mlops.registry.model_card import CARD_MD, write_model_card
+    from airflow_mlops.registry.model_registry import ModelRegistry
+    from airflow_mlops.reports import html as reports
+    from airflow_mlops.store.artifacts import ArtifactStore
+    from airflow_mlops.store.datasets import Dataset
 
     t = lambda s, i: tagged(s, i, bad)  # noqa: E731
     cols, ref, _ = _frames(bad, 0)
@@ -249,7 +249,7 @@ def test_names_and_values_cannot_add_script_or_markup(scenario, kind):
         assert all(p not in body for p in PAYLOADS)
     # the payloads did reach the report (as text), so the checks above are not vacuous
     if kind == "drift":
-        from airflow_mlops.ml.html_safety import json_for_script
+        from airflow_mlops.reports.sanitize import json_for_script
 
         assert all(json_for_script(p)[1:-1] in b for p in PAYLOADS), "payload names missing from evidently's data"
     else:
@@ -297,7 +297,7 @@ def test_model_card_markdown_carries_no_raw_html(scenario):
 # the sanitiser itself
 # ------------------------------------------------------------------------------------------
 def test_json_for_script_round_trips_and_has_no_markup_characters():
-    from airflow_mlops.ml.html_safety import json_for_script
+    from airflow_mlops.reports.sanitize import json_for_script
 
     value = {p: [p, 1.5, None, float("nan")] for p in PAYLOADS}
     text = json_for_script(value)
@@ -307,7 +307,7 @@ def test_json_for_script_round_trips_and_has_no_markup_characters():
 
 
 def test_sanitiser_refuses_a_page_it_cannot_prove_safe(scenario):
-    from airflow_mlops.ml.html_safety import UnsafeReportError, sanitize_evidently_html
+    from airflow_mlops.reports.sanitize import UnsafeReportError, sanitize_evidently_html
 
     _, bad = scenario
     page = bad["html"]["drift"]

@@ -15,12 +15,12 @@ import yaml
 from airflow_env import REPO, AirflowHome
 from test_registry_attacks import _rewrite_hashes, craft, snapshot
 
-from airflow_mlops.hooks.datasets import Dataset
-from airflow_mlops.hooks.registry import ModelRegistry
-from airflow_mlops.hooks.storage import ArtifactStore
-from airflow_mlops.ml.config import load_model_config
-from airflow_mlops.ml.example_data import churn_day, date_range
-from airflow_mlops.pipeline import promote_candidate, train_and_register
+from airflow_mlops.config.parser import load_model_config
+from airflow_mlops.demo.data import churn_day, date_range
+from airflow_mlops.registry.lifecycle import promote_candidate, train_and_register
+from airflow_mlops.registry.model_registry import ModelRegistry
+from airflow_mlops.store.artifacts import ArtifactStore
+from airflow_mlops.store.datasets import Dataset
 
 pytestmark = pytest.mark.e2e
 
@@ -52,10 +52,10 @@ def test_tampered_champion_fails_the_scoring_run_before_any_row_and_alerts_namin
     code = textwrap.dedent("""
         import datetime as dt
         from airflow.dag_processing.dagbag import DagBag
-        dag = DagBag(dag_folder=%r).dags["churn_batch_scoring"]
+        dag = DagBag(dag_folder=DAGS).dags["churn_batch_scoring"]
         run = dag.test(logical_date=dt.datetime(2024, 1, 3, tzinfo=dt.timezone.utc))
         print("RUN", run.state, {ti.task_id: ti.state for ti in run.get_task_instances()})
-    """ % str(REPO / "dags"))
+    """).replace("DAGS", repr(str(REPO / "dags")))
     proc = subprocess.run([sys.executable, "-c", code], env=af.env, capture_output=True, text=True, timeout=600)
     out = proc.stdout + proc.stderr
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RUN ")), "")

@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 from test_registry_view import DS, store  # noqa: E402,F401 - the seeded store fixture, reused
 
-from airflow_mlops.hooks.registry import ModelRegistry  # noqa: E402
+from airflow_mlops.registry.model_registry import ModelRegistry  # noqa: E402
 
 USERS = {"admin": "ADMIN", "viewer": "VIEWER", "trainer": "USER", "mallory": "USER"}
 EVIL = "https://evil.example"
@@ -52,13 +52,13 @@ def snapshot(root: str) -> dict[str, str]:
 class UI:
     """The app behind Airflow's auth; ``all_admins`` adds the simple auth manager's all-admins middleware."""
 
-    def __init__(self, store, all_admins: bool) -> None:
+    def __init__(self, seeded, all_admins: bool) -> None:
         from airflow.api_fastapi.app import create_auth_manager
         from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
 
         from airflow_mlops.plugins import registry_view as rv
 
-        self.store, self.root, self.rv = store, store.local_path(""), rv
+        self.store, self.root, self.rv = seeded, seeded.local_path(""), rv
         self.am = create_auth_manager()
         self.am.init()
         app = FastAPI()

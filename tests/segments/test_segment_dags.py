@@ -11,14 +11,14 @@ import textwrap
 import numpy as np
 import pytest
 import yaml
-
 from airflow_env import AirflowHome
+
 from airflow_mlops.dag_factory import write_dag_file
-from airflow_mlops.hooks.datasets import Dataset
-from airflow_mlops.hooks.registry import ModelRegistry
-from airflow_mlops.hooks.storage import ArtifactStore
-from airflow_mlops.ml.example_data import churn_day, date_range
-from airflow_mlops.ml.training import predict_frame
+from airflow_mlops.demo.data import churn_day, date_range
+from airflow_mlops.registry.model_registry import ModelRegistry
+from airflow_mlops.store.artifacts import ArtifactStore
+from airflow_mlops.store.datasets import Dataset
+from airflow_mlops.training.trainer import predict_frame
 
 pytestmark = pytest.mark.e2e
 

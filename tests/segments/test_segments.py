@@ -6,23 +6,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from airflow_mlops.hooks.datasets import Dataset
-from airflow_mlops.hooks.registry import ModelRegistry
-from airflow_mlops.hooks.storage import ArtifactStore
-from airflow_mlops.ml.config import ConfigError, check_config_against_data, parse_model_config
-from airflow_mlops.ml.example_data import churn_day, date_range
-from airflow_mlops.ml.training import predict_frame
-from airflow_mlops.segments import (
-    SegmentError,
+from airflow_mlops.config.data_check import check_config_against_data
+from airflow_mlops.config.model import ConfigError
+from airflow_mlops.config.parser import parse_model_config
+from airflow_mlops.config.segments import SegmentError, segment_config, segment_model_name, segment_slug
+from airflow_mlops.demo.data import churn_day, date_range
+from airflow_mlops.registry.model_registry import ModelRegistry
+from airflow_mlops.segments.flows import (
     list_training_segments,
     plan_segment_scoring,
     promote_segment,
     score_segments,
-    segment_config,
-    segment_model_name,
-    segment_slug,
     train_segment,
 )
+from airflow_mlops.store.artifacts import ArtifactStore
+from airflow_mlops.store.datasets import Dataset
+from airflow_mlops.training.trainer import predict_frame
 
 FEATURES = ["tenure_months", "monthly_charges", "support_calls", "usage_gb", "contract"]
 DAYS = date_range("2024-01-01", 3)
@@ -96,7 +95,7 @@ def test_slugs_and_names():
         segment_slug("--")
     with pytest.raises(SegmentError, match="registry limit 128"):
         segment_model_name(cfg, "x" * 130)
-    from airflow_mlops.hooks.registry import _check_name
+    from airflow_mlops.registry.model_registry import _check_name
 
     _check_name(segment_model_name(cfg, "y" * (128 - len("segchurn__"))))  # the longest accepted name
 
@@ -155,7 +154,7 @@ def test_scoring_routes_rows_to_their_segment_model(trained):
     south_model, meta = reg.load_model("segchurn__south", version=1)
     other = predict_frame(south_model, north, meta["features"], meta["task"], meta["classes"])
     assert not np.allclose(north["proba_1"].to_numpy(), other["proba_1"].to_numpy())
-    assert not store.list(f"predictions/segchurn/_parts")  # parts removed after the merge
+    assert not store.list("predictions/segchurn/_parts")  # parts removed after the merge
 
 
 def test_segment_without_champion_fails_listing_it_and_writes_nothing(trained):
@@ -182,7 +181,7 @@ def test_rows_without_a_segment_value_are_refused(trained):
 
 
 def test_merge_refuses_parts_missing_a_segment(trained):
-    from airflow_mlops.segments import merge_segment_parts, score_segment
+    from airflow_mlops.segments.flows import merge_segment_parts, score_segment
 
     cfg, store, _, _ = trained
     day = "2024-01-07"
@@ -212,7 +211,7 @@ def test_integer_segment_values_on_s3(store_root):
     """Segments of an integer column, trained and scored through the S3 (moto) and file:// stores."""
     store = ArtifactStore(store_root)
     data = Dataset.for_name(store, "churn")
-    for i, day in enumerate(DAYS):
+    for day in DAYS:
         frame = churn_day(day, rows=300)
         frame["tier"] = (frame["customer_id"] % 2).astype("int64") + 1  # tiers 1 and 2
         data.write(day, frame)
@@ -250,7 +249,7 @@ def test_single_class_segment_is_skipped(tmp_path):
 
 
 def test_drift_of_a_segmented_model_compares_each_segment_with_its_own_reference(trained):
-    from airflow_mlops.monitoring import detect_drift, xcom_summary
+    from airflow_mlops.monitoring.monitor import detect_drift, xcom_summary
 
     cfg, store, _, _ = trained
     day = "2024-01-06"

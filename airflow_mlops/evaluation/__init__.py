@@ -1,0 +1,2 @@
+"""Model evaluation metrics: what each task type (classification, regression) measures and how. Plain Python.
+"""

@@ -1,0 +1,2 @@
+"""Governance: reproducing a registered version from its recorded inputs, and data lineage. Plain Python.
+"""

@@ -1,0 +1,3 @@
+"""Batch scoring: model choice and rollout policies (canary, shadow, kill switch, fallback), streaming I/O, merge of
+parts, per-row explanations. Plain Python.
+"""

@@ -1,0 +1,2 @@
+"""Training: estimator construction and fitting, predictions, feature importance, fairness evaluation. Plain Python.
+"""

@@ -1,0 +1,792 @@
+"""Training: a scikit-learn Pipeline built from a :class:`~airflow_mlops.config.model.ModelConfig`.
+
+:func:`train_model` runs the whole, deterministic procedure on an in-memory DataFrame:
+
+1. check the config against the data (columns present, task fits the target);
+2. drop rows whose target is missing (counted in the result, never silently);
+3. resolve features (``features`` or all columns but keys/target/``ds``) and split them into
+   categorical (explicit ``categorical_features``, else string/object/category/bool dtypes) and
+   numeric;
+4. build ``Pipeline([("preprocess", ColumnTransformer), ("estimator", <estimator>)])``:
+   numeric -> float64, median imputation (+ ``StandardScaler`` for ``sklearn.linear_model`` /
+   ``sklearn.svm`` estimators); categorical -> string labels, most-frequent imputation,
+   one-hot encoding (unknown categories ignored, rare ones grouped, at most
+   :data:`ONE_HOT_MAX_CATEGORIES` columns per feature; a fit whose data has no rare category and
+   no feature over the limit uses a plain encoder, which gives the same columns much faster);
+5. seeded train/holdout split (stratified for classification);
+6. optional hyperparameter search (random or successive halving) with the same CV and seed;
+7. K-fold CV on the train part (mean/std of every task metric);
+8. refit on the whole train part, holdout metrics, naive baseline (``DummyClassifier(prior)`` /
+   ``DummyRegressor(mean)``) on the same split, per-class metrics;
+9. permutation importance on (at most 2000 rows of) the holdout, per input feature;
+10. a reference sample (training features + ``prediction`` / ``proba_<class>``) for drift
+    monitoring, and the holdout frame + predictions for reproducibility checks.
+
+The fitted pipeline contains two small functions of :mod:`airflow_mlops.training.steps`
+(:data:`~airflow_mlops.training.steps.PIPELINE_CUSTOM_TYPES`) that normalise input dtypes, so the pipeline behaves
+the same
+whether a column arrives as ``object``, ``string``, ``category``, nullable ``Int64`` or Arrow
+types; a skops loader must list them as trusted.
+
+No Airflow imports; pandas, numpy, scikit-learn and pyarrow are imported inside functions.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops.config.data_check import check_config_against_data, is_categorical_dtype
+from airflow_mlops.config.model import ConfigError, ModelConfig
+from airflow_mlops.evaluation.metrics import PROBA_METRICS, compute_metrics, higher_is_better, per_class_metrics
+from airflow_mlops.training.steps import categorical_as_strings, category_label, numeric_as_float
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import numpy as np
+    import pandas as pd
+
+__all__ = [
+    "ConfigError",  # re-exported: train_model raises it when the config does not fit the data
+    "IMPORTANCE_MAX_ROWS", "IMPORTANCE_REPEATS", "ONE_HOT_MAX_CATEGORIES", "ONE_HOT_MIN_FREQUENCY", "TrainResult",
+    "TrainingError", "build_pipeline", "compute_importance", "frame_schema", "library_versions", "predict_frame",
+    "split_features", "train_model",
+]
+
+#: Categories seen fewer times than this in training are grouped into one "infrequent" column.
+ONE_HOT_MIN_FREQUENCY = 5
+#: At most this many one-hot columns per categorical feature (high-cardinality guard).
+ONE_HOT_MAX_CATEGORIES = 50
+#: Permutation importance uses at most this many holdout rows.
+IMPORTANCE_MAX_ROWS = 2000
+IMPORTANCE_REPEATS = 5
+
+
+class TrainingError(ValueError):
+    """The data cannot be trained on as configured (too few rows, a class with one row, ...)."""
+
+
+# --------------------------------------------------------------------------------------------
+# dtype normalisation used inside the pipeline (must stay importable under these names)
+# --------------------------------------------------------------------------------------------
+
+
+# --------------------------------------------------------------------------------------------
+# result
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainResult:
+    """Everything :func:`train_model` produced. ``summary()`` is the JSON-safe part."""
+
+    pipeline: Any
+    task: str
+    features: list[str]
+    categorical_features: list[str]
+    numeric_features: list[str]
+    target: str
+    classes: list[Any] | None
+    #: {"cv": {metric: {"mean", "std"}}, "holdout": {...}, "baseline": {...}, "per_class": {...}}
+    metrics: dict[str, Any]
+    params: dict[str, Any]
+    best_params: dict[str, Any] | None
+    cv_scheme: dict[str, Any]
+    split: dict[str, Any]
+    n_rows: int
+    n_dropped_nan_target: int
+    feature_importance: list[dict[str, Any]]
+    reference: pd.DataFrame
+    holdout: pd.DataFrame
+    holdout_predictions: np.ndarray
+    fit_seconds: float
+    #: training-time class probabilities of the holdout rows (columns in the order of ``classes``);
+    #: ``None`` for regressors and classifiers without ``predict_proba``
+    holdout_proba: np.ndarray | None = None
+    keys: list[str] = field(default_factory=list)
+    estimator_class: str = ""
+    primary_metric: str = ""
+    importance_metric: str = ""
+    feature_dtypes: dict[str, str] = field(default_factory=dict)
+    search: dict[str, Any] | None = None
+    train_seconds: float = 0.0
+    #: the holdout's target as the model sees it (labels normalised; see :func:`compute_importance`)
+    holdout_target: np.ndarray | None = None
+    seed: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-safe description (for ``metadata.json``): everything but the pipeline, the
+        frames and the predictions."""
+        summary: dict[str, Any] = _json_safe({
+            "task": self.task,
+            "target": self.target,
+            "keys": self.keys,
+            "features": self.features,
+            "feature_dtypes": self.feature_dtypes,
+            "categorical_features": self.categorical_features,
+            "numeric_features": self.numeric_features,
+            "classes": self.classes,
+            "estimator": self.estimator_class,
+            "params": self.params,
+            "best_params": self.best_params,
+            "search": self.search,
+            "cv_scheme": self.cv_scheme,
+            "split": self.split,
+            "primary_metric": self.primary_metric,
+            "metrics": self.metrics,
+            "n_rows": self.n_rows,
+            "n_dropped_nan_target": self.n_dropped_nan_target,
+            "feature_importance": self.feature_importance,
+            "importance_metric": self.importance_metric,
+            "reference_rows": int(len(self.reference)),
+            "holdout_rows": int(len(self.holdout)),
+            "fit_seconds": self.fit_seconds,
+            "train_seconds": self.train_seconds,
+        })
+        return summary
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _json_safe(value: Any) -> Any:
+    """numpy scalars -> Python, tuples -> lists, non-finite floats and objects -> strings."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "shape", None) == ():
+        value = item()
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    return repr(value)
+
+
+def frame_schema(df: pd.DataFrame) -> dict[str, str]:
+    """Column -> Arrow type string for a DataFrame (``int64``, ``double``, ``string``, ``bool``,
+    ``dictionary<...>``, ``timestamp[ns]`` ...); falls back to the pandas dtype name for columns
+    Arrow cannot type (e.g. mixed-type ``object`` columns)."""
+    import pyarrow as pa
+
+    try:
+        schema = pa.Schema.from_pandas(df, preserve_index=False)
+        return {name: str(schema.field(name).type) for name in df.columns}
+    except (pa.ArrowException, TypeError, ValueError):
+        pass
+    out: dict[str, str] = {}
+    for name in df.columns:
+        try:
+            out[name] = str(pa.Schema.from_pandas(df[[name]], preserve_index=False).field(0).type)
+        except (pa.ArrowException, TypeError, ValueError):
+            out[name] = str(df[name].dtype)
+    return out
+
+
+def split_features(config: ModelConfig, schema: dict[str, str], features: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``(categorical, numeric)`` feature lists (in feature order).
+
+    Categorical = ``config.categorical_features`` when given, else features whose dtype is
+    string/object/category/dictionary/bool.
+    """
+    if config.categorical_features is not None:
+        chosen = set(config.categorical_features)
+        categorical = [f for f in features if f in chosen]
+    else:
+        categorical = [f for f in features if is_categorical_dtype(schema[f])]
+    numeric = [f for f in features if f not in set(categorical)]
+    return categorical, numeric
+
+
+def build_pipeline(
+    config: ModelConfig, numeric: Sequence[str], categorical: Sequence[str], estimator: Any | None = None
+) -> Any:
+    """The unfitted ``Pipeline([("preprocess", ColumnTransformer), ("estimator", ...)])``.
+
+    ``estimator`` defaults to the configured one (params from the config, ``random_state`` from
+    ``training.seed`` when the estimator has it and the config leaves it unset).
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+    if estimator is None:
+        estimator = config.estimator.build(seed=config.training.seed)
+    transformers = []
+    if numeric:
+        steps = [
+            ("as_float", FunctionTransformer(numeric_as_float, feature_names_out="one-to-one", validate=False,
+                                             check_inverse=False)),
+            ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+        ]
+        if config.estimator.is_linear:
+            steps.append(("scale", StandardScaler()))
+        transformers.append(("numeric", Pipeline(steps), list(numeric)))
+    if categorical:
+        transformers.append((
+            "categorical",
+            Pipeline([
+                ("as_str", FunctionTransformer(categorical_as_strings, feature_names_out="one-to-one",
+                                               validate=False, check_inverse=False)),
+                ("impute", SimpleImputer(strategy="most_frequent", keep_empty_features=True)),
+                ("onehot", OneHotEncoder(handle_unknown="ignore", min_frequency=ONE_HOT_MIN_FREQUENCY,
+                                         max_categories=ONE_HOT_MAX_CATEGORIES, sparse_output=False)),
+            ]),
+            list(categorical),
+        ))
+    if not transformers:
+        raise TrainingError("no feature columns to train on")
+    preprocess = ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
+    return Pipeline([("preprocess", preprocess), ("estimator", estimator)])
+
+
+def _needs_category_grouping(X: pd.DataFrame, categorical: Sequence[str]) -> bool:
+    """Whether a one-hot encoder with ``min_frequency=ONE_HOT_MIN_FREQUENCY`` and
+    ``max_categories=ONE_HOT_MAX_CATEGORIES`` could encode ``X`` differently from a plain one.
+
+    It cannot when every categorical column has at least one value, at most ``ONE_HOT_MAX_CATEGORIES``
+    distinct values and every value at least ``ONE_HOT_MIN_FREQUENCY`` times: then no category is
+    infrequent and both give the same columns. Counting raw values is conservative: the string labels
+    the encoder sees merge values (never split them) and imputation only adds to a count.
+    """
+    for col in categorical:
+        try:
+            counts = X[col].value_counts(dropna=True)
+        except TypeError:  # unhashable values: let the encoder decide
+            return True
+        if counts.empty or len(counts) > ONE_HOT_MAX_CATEGORIES or int(counts.min()) < ONE_HOT_MIN_FREQUENCY:
+            return True
+    return False
+
+
+def _fit(pipeline: Any, X: pd.DataFrame, y: Any, categorical: Sequence[str]) -> Any:
+    """``pipeline.fit(X, y)``; the one-hot step groups rare categories only when this fit's data has
+    any (scikit-learn counts every value in Python when grouping is on, ~5x slower than without)."""
+    if categorical:
+        grouping = _needs_category_grouping(X, categorical)
+        pipeline.set_params(**{
+            "preprocess__categorical__onehot__min_frequency": ONE_HOT_MIN_FREQUENCY if grouping else None,
+            "preprocess__categorical__onehot__max_categories": ONE_HOT_MAX_CATEGORIES if grouping else None,
+        })
+    return pipeline.fit(X, y)
+
+
+#: scikit-learn classifiers whose ``predict`` is the class of highest ``predict_proba`` except where the
+#: two highest probabilities are equal (a tie; e.g. a binary decision value so close to 0 that the
+#: probability rounds to exactly 0.5). For them :func:`_predict` derives the labels from one
+#: ``predict_proba`` pass and asks ``predict`` only for the tied rows.
+LABELS_FROM_PROBA: frozenset[str] = frozenset({
+    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
+    "sklearn.ensemble._forest.RandomForestClassifier",
+    "sklearn.ensemble._forest.ExtraTreesClassifier",
+    "sklearn.tree._classes.DecisionTreeClassifier",
+    "sklearn.linear_model._logistic.LogisticRegression",
+})
+
+
+def _proba_aligned(estimator: Any, X: Any, classes: Sequence[Any] | None,
+                   proba: np.ndarray | None = None) -> np.ndarray:
+    """``predict_proba`` with columns in the order of ``classes`` (zeros for classes the
+    estimator never saw, e.g. a rare class absent from a CV training fold). ``proba``: the
+    estimator's own ``predict_proba(X)`` when already computed."""
+    import numpy as np
+
+    proba = np.asarray(estimator.predict_proba(X) if proba is None else proba, dtype="float64")
+    seen = list(estimator.classes_)
+    if classes is None or list(classes) == seen:
+        return proba
+    out = np.zeros((proba.shape[0], len(classes)), dtype="float64")
+    position = {plain_value(c): i for i, c in enumerate(classes)}
+    for j, cls in enumerate(seen):
+        key = plain_value(cls)
+        if key not in position:
+            raise ValueError(f"the model predicts class {key!r} which is not in classes {list(classes)!r}")
+        out[:, position[key]] = proba[:, j]
+    return out
+
+
+def plain_value(value: Any) -> Any:
+    item = getattr(value, "item", None)
+    return item() if callable(item) and getattr(value, "shape", None) == () else value
+
+
+def _labels_and_proba(final: Any, X: Any, classes: Sequence[Any] | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(final.predict(X), aligned proba)`` from one probability pass (see :data:`LABELS_FROM_PROBA`)."""
+    import numpy as np
+    from sklearn.utils import _safe_indexing
+
+    raw = np.asarray(final.predict_proba(X))
+    top = raw.argmax(axis=1)
+    labels = np.asarray(final.classes_)[top]
+    if raw.shape[1] > 1:
+        best = raw[np.arange(len(raw)), top]
+        runner_up = np.partition(raw, -2, axis=1)[:, -2]
+        tied = np.flatnonzero(best == runner_up)
+        if len(tied):  # where predict's own rule decides (e.g. a decision value of +1e-17 gives p = 0.5)
+            labels[tied] = np.asarray(final.predict(_safe_indexing(X, tied)))
+    return labels, _proba_aligned(final, X, classes, proba=raw)
+
+
+def _final_step(estimator: Any, X: Any) -> tuple[Any, Any]:
+    """``(final estimator, its input)``: a Pipeline's transformers run once here, so predict and
+    predict_proba (which would each run them through the Pipeline) share one preprocessing pass."""
+    steps = getattr(estimator, "steps", None)
+    if steps is not None and len(steps) > 1:
+        return estimator[-1], estimator[:-1].transform(X)
+    return estimator, X
+
+
+def _predict(estimator: Any, X: Any, task: str, classes: Sequence[Any] | None) -> tuple[np.ndarray, np.ndarray | None]:
+    import numpy as np
+
+    with_proba = task != "regression" and hasattr(estimator, "predict_proba")
+    final, Xt = _final_step(estimator, X) if with_proba else (estimator, X)
+    if with_proba and f"{type(final).__module__}.{type(final).__qualname__}" in LABELS_FROM_PROBA:
+        return _labels_and_proba(final, Xt, classes)
+    pred = np.asarray(final.predict(Xt))
+    proba = _proba_aligned(final, Xt, classes) if with_proba else None
+    return pred, proba
+
+
+class _MetricScorer:
+    """scikit-learn scorer ``(estimator, X, y) -> float`` for one of our metrics (negated for
+    lower-is-better metrics, NaN when undefined on that data)."""
+
+    def __init__(self, task: str, metric: str, classes: Sequence[Any] | None) -> None:
+        self.task = task
+        self.metric = metric
+        self.classes = list(classes) if classes is not None else None
+        self.sign = 1.0 if higher_is_better(metric) else -1.0
+
+    def __call__(self, estimator: Any, X: Any, y: Any) -> float:
+        import numpy as np
+
+        proba: np.ndarray | None
+        if self.metric in PROBA_METRICS and self.classes is not None and hasattr(estimator, "predict_proba"):
+            # the value depends on the probabilities only: one predict_proba instead of predict + predict_proba
+            # (the labels passed along are the most probable classes, used for the label check only)
+            final, Xt = _final_step(estimator, X)
+            proba = _proba_aligned(final, Xt, self.classes)
+            pred = np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)]
+        else:
+            pred, proba = _predict(estimator, X, self.task, self.classes)
+        value = compute_metrics(self.task, y, pred, proba, self.classes, names=[self.metric]).get(self.metric)
+        return float("nan") if value is None else self.sign * value
+
+
+def _aggregate(folds: list[dict[str, float]], task: str) -> dict[str, dict[str, float]]:
+    import numpy as np
+
+    from airflow_mlops.evaluation.metrics import METRICS_BY_TASK
+
+    out: dict[str, dict[str, float]] = {}
+    for metric in METRICS_BY_TASK[task]:
+        values = [f[metric] for f in folds if metric in f]
+        if values:
+            out[metric] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
+    return out
+
+
+def _classification_labels(y: np.ndarray) -> np.ndarray:
+    """Give class labels a concrete dtype: object columns of bools / ints become ``bool`` /
+    ``int64`` (missing values had made them ``object``), integral floats become ``int64``,
+    extension arrays become numpy; strings stay ``object``."""
+    import numpy as np
+    import pandas as pd
+
+    y = np.asarray(y)
+    if y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0):
+        return y.astype("int64")  # an int label column that became float because of missing values
+    if y.dtype.kind == "O":
+        kind = pd.api.types.infer_dtype(y, skipna=False)
+        if kind == "boolean":
+            return y.astype(bool)
+        if kind == "integer":
+            return y.astype("int64")
+        if kind == "floating" and np.all(np.mod(y.astype("float64"), 1) == 0):
+            return y.astype("float64").astype("int64")
+        if kind not in ("string", "floating"):
+            kinds = sorted({type(v).__name__ for v in y})
+            raise TrainingError(f"target has mixed or unsupported value types ({', '.join(kinds)}); "
+                                f"clean it upstream")
+    return y
+
+
+def _class_list(y: np.ndarray) -> list[Any]:
+    import numpy as np
+
+    try:
+        return [plain_value(c) for c in np.unique(y)]
+    except TypeError as exc:
+        kinds = sorted({type(v).__name__ for v in y})
+        raise TrainingError(f"target has mixed value types ({', '.join(kinds)}); clean it upstream") from exc
+
+
+# --------------------------------------------------------------------------------------------
+# training
+# --------------------------------------------------------------------------------------------
+
+
+def train_model(config: ModelConfig, df: pd.DataFrame, *, importance: bool = True) -> TrainResult:
+    """Train, cross-validate and evaluate the configured model on ``df``.
+
+    Deterministic: the same config and data give identical metrics, params and predictions.
+    ``importance=False`` leaves ``feature_importance`` empty for the caller to fill later with
+    :func:`compute_importance` (the registration does it while the smoke test runs).
+
+    Raises:
+        ConfigError: the config does not fit the data (missing columns, wrong task for the
+            target, unusable feature dtypes); ``.field`` names the field.
+        TrainingError: too little data (e.g. a class with a single row, fewer rows than folds).
+    """
+    import numpy as np
+    import pandas as pd
+    from sklearn.base import clone
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+    from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+
+    started = time.perf_counter()
+    task = config.task
+    classification = config.is_classification
+    seed = config.training.seed
+
+    bad_names = [c for c in df.columns if not isinstance(c, str)]
+    if bad_names:
+        raise TrainingError(f"column names must be strings; got {bad_names!r}")
+    if df.columns.duplicated().any():
+        raise TrainingError(f"duplicate column names: {sorted(set(df.columns[df.columns.duplicated()]))}")
+    schema = frame_schema(df)
+    check_config_against_data(config, schema, df[config.target] if config.target in df.columns else None)
+
+    n_rows = int(len(df))
+    target_missing = df[config.target].isna().to_numpy()
+    n_dropped = int(target_missing.sum())
+    data = df.loc[~target_missing].reset_index(drop=True)
+
+    features = config.feature_columns(list(df.columns))
+    categorical, numeric = split_features(config, schema, features)
+    X = data[features]
+    y = data[config.target].to_numpy()
+    if classification:
+        y = _classification_labels(y)
+        classes: list[Any] | None = _class_list(y)
+    else:
+        y = y.astype("float64")
+        classes = None
+
+    n_usable = len(data)
+    folds = config.training.cv_folds
+    min_rows = max(2 * folds, 10)
+    if n_usable < min_rows:
+        raise TrainingError(f"only {n_usable} rows with a target ({n_dropped} dropped for a missing target); "
+                            f"need at least {min_rows} for cv_folds={folds}")
+    if classification:
+        labels, counts = np.unique(y, return_counts=True)
+        rare = {plain_value(label): int(c) for label, c in zip(labels, counts) if c < 2}
+        if rare:
+            raise TrainingError(f"class(es) with fewer than 2 rows cannot be split into train and holdout: {rare}")
+
+    # -- split ----------------------------------------------------------------------------------
+    positions = np.arange(n_usable)
+    try:
+        train_pos, hold_pos = train_test_split(
+            positions, test_size=config.training.test_size, random_state=seed, shuffle=True,
+            stratify=y if classification else None,
+        )
+    except ValueError as exc:
+        raise TrainingError(f"cannot split the data (test_size={config.training.test_size}): {exc}") from exc
+    train_pos = np.sort(train_pos)
+    hold_pos = np.sort(hold_pos)
+    X_train, y_train = X.iloc[train_pos], y[train_pos]
+    X_hold, y_hold = X.iloc[hold_pos], y[hold_pos]
+    if len(train_pos) < folds:
+        raise TrainingError(f"the train part has {len(train_pos)} rows, fewer than cv_folds={folds}")
+    splitter = (StratifiedKFold if classification else KFold)(n_splits=folds, shuffle=True, random_state=seed)
+
+    pipeline = build_pipeline(config, numeric, categorical)
+    primary = config.metrics.primary
+    scorer = _MetricScorer(task, primary, classes)
+
+    # -- optional hyperparameter search ----------------------------------------------------------
+    best_params: dict[str, Any] | None = None
+    search_info: dict[str, Any] | None = None
+    if config.search is not None:
+        best_params, search_info = _search(config, pipeline, X_train, y_train, splitter, scorer)
+        pipeline.set_params(**{f"estimator__{k}": v for k, v in best_params.items()})
+
+    # -- cross-validation on the train part -------------------------------------------------------
+    fold_metrics: list[dict[str, float]] = []
+    for fit_idx, val_idx in splitter.split(X_train, y_train):
+        model = _fit(clone(pipeline), X_train.iloc[fit_idx], y_train[fit_idx], categorical)
+        pred, proba = _predict(model, X_train.iloc[val_idx], task, classes)
+        fold_metrics.append(compute_metrics(task, y_train[val_idx], pred, proba, classes))
+    cv_metrics = _aggregate(fold_metrics, task)
+
+    # -- final fit, holdout, baseline -------------------------------------------------------------
+    fit_start = time.perf_counter()
+    _fit(pipeline, X_train, y_train, categorical)
+    fit_seconds = time.perf_counter() - fit_start
+    hold_pred, hold_proba = _predict(pipeline, X_hold, task, classes)
+    holdout_metrics = compute_metrics(task, y_hold, hold_pred, hold_proba, classes)
+
+    # the naive baseline ignores the features (class prior / mean of the train part): fitting it on a
+    # constant column gives the same predictions as behind the preprocessing, without a second
+    # ColumnTransformer fit
+    dummy = DummyClassifier(strategy="prior") if classification else DummyRegressor(strategy="mean")
+    baseline = dummy.fit(np.zeros((len(y_train), 1)), y_train)
+    base_pred, base_proba = _predict(baseline, np.zeros((len(X_hold), 1)), task, classes)
+    baseline_metrics = compute_metrics(task, y_hold, base_pred, base_proba, classes)
+    per_class = per_class_metrics(y_hold, hold_pred, classes) if classification else {}
+
+    # -- reference sample and holdout frame -------------------------------------------------------
+    n_ref = min(config.training.reference_sample_size, len(X_train))
+    ref_features = X_train.sample(n=n_ref, random_state=seed).sort_index().reset_index(drop=True)
+    reference = pd.concat(
+        [ref_features, predict_frame(pipeline, ref_features, features, task, classes)], axis=1
+    )
+    # sensitive features ride along (not as model inputs unless listed as features) for the fairness gate
+    hold_columns = list(dict.fromkeys([*config.keys, *features, *config.sensitive_features, config.target]))
+    holdout = data.iloc[hold_pos][hold_columns].reset_index(drop=True)
+
+    estimator = pipeline.named_steps["estimator"]
+    result = TrainResult(
+        pipeline=pipeline,
+        task=task,
+        features=list(features),
+        categorical_features=categorical,
+        numeric_features=numeric,
+        target=config.target,
+        classes=classes,
+        metrics={"cv": cv_metrics, "holdout": holdout_metrics, "baseline": baseline_metrics,
+                 "per_class": per_class},
+        params=_json_safe(estimator.get_params(deep=False)),
+        best_params=_json_safe(best_params) if best_params is not None else None,
+        cv_scheme={"kind": type(splitter).__name__, "folds": folds, "shuffle": True, "seed": seed},
+        split={"test_size": config.training.test_size, "stratified": classification, "seed": seed,
+               "n_train": int(len(train_pos)), "n_holdout": int(len(hold_pos))},
+        n_rows=n_rows,
+        n_dropped_nan_target=n_dropped,
+        feature_importance=[],
+        reference=reference,
+        holdout=holdout,
+        holdout_predictions=hold_pred,
+        holdout_proba=hold_proba,
+        fit_seconds=float(fit_seconds),
+        keys=list(config.keys),
+        estimator_class=config.estimator.class_path,
+        primary_metric=primary,
+        feature_dtypes={f: schema[f] for f in features},
+        search=search_info,
+        holdout_target=y_hold,
+        seed=seed,
+    )
+    if importance:
+        compute_importance(result)
+    result.train_seconds = float(time.perf_counter() - started)
+    return result
+
+
+def compute_importance(result: TrainResult) -> None:
+    """Fill ``result.feature_importance`` / ``importance_metric``: permutation importance of each input
+    feature on (at most :data:`IMPORTANCE_MAX_ROWS` rows of) the holdout, seeded by ``training.seed``."""
+    if result.holdout_target is None:
+        raise TrainingError("this TrainResult has no holdout target to compute importance on")
+    result.feature_importance, result.importance_metric = _importance(
+        result.pipeline, result.holdout[result.features], result.holdout_target, result.task, result.classes,
+        result.primary_metric, result.seed)
+
+
+def _search(config: ModelConfig, pipeline: Any, X: Any, y: Any, splitter: Any,
+            scorer: _MetricScorer) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run the configured search; returns ``(best estimator params, search summary)``."""
+    import warnings
+
+    import numpy as np
+
+    search_cfg = config.search
+    assert search_cfg is not None
+    seed = config.training.seed
+    distributions = search_cfg.param_distributions(prefix="estimator__")
+    common = {"scoring": scorer, "cv": splitter, "random_state": seed, "refit": False, "error_score": np.nan}
+    if search_cfg.method == "halving":
+        from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+        from sklearn.model_selection import HalvingRandomSearchCV
+
+        search = HalvingRandomSearchCV(pipeline, distributions, n_candidates=search_cfg.n_iter, factor=3,
+                                       resource="n_samples", min_resources="exhaust", **common)
+    else:
+        from sklearn.model_selection import RandomizedSearchCV
+
+        search = RandomizedSearchCV(pipeline, distributions, n_iter=search_cfg.n_iter, **common)
+    with warnings.catch_warnings():
+        # a small discrete space triggers "grid smaller than n_iter"; failed candidates are
+        # reported below through their NaN scores
+        warnings.filterwarnings("ignore", message=".*total space of parameters.*")
+        search.fit(X, y)
+    scores = np.asarray(search.cv_results_["mean_test_score"], dtype="float64")
+    if not np.isfinite(scores).any():
+        raise TrainingError(f"every search candidate failed or scored NaN on {scorer.metric}")
+    best = {k.removeprefix("estimator__"): _json_safe(v) for k, v in search.best_params_.items()}
+    info = {
+        "method": search_cfg.method,
+        "n_candidates": int(len(scores)),
+        "n_failed": int((~np.isfinite(scores)).sum()),
+        "metric": scorer.metric,
+        "best_score": float(scorer.sign * search.best_score_),
+    }
+    if search_cfg.method == "halving":
+        info["n_iterations"] = int(search.n_iterations_)
+        info["n_resources"] = [int(r) for r in search.n_resources_]
+    # use the raw best values (not the JSON-safe copies) to refit
+    return {k.removeprefix("estimator__"): v for k, v in search.best_params_.items()}, {**info, "best_params": best}
+
+
+def _importance(pipeline: Any, X: pd.DataFrame, y: np.ndarray, task: str, classes: list[Any] | None,
+                primary: str, seed: int, *, encoded: bool = True) -> tuple[list[dict[str, Any]], str]:
+    """Permutation importance per input feature on at most IMPORTANCE_MAX_ROWS holdout rows.
+
+    Uses the primary metric, or accuracy / rmse when the primary metric is undefined on the
+    holdout (e.g. ROC AUC with a single class present). The preprocessing works row by row, so
+    shuffling a feature's rows before it equals shuffling that feature's encoded columns after it:
+    the rows are encoded once and only the estimator runs per shuffle (:func:`_encoded_groups`);
+    pipelines of another shape (or ``encoded=False``) are shuffled on the raw columns, with the same
+    shuffles and therefore the same result."""
+    import numpy as np
+
+    if len(X) > IMPORTANCE_MAX_ROWS:
+        pick = np.sort(np.random.default_rng(seed).choice(len(X), IMPORTANCE_MAX_ROWS, replace=False))
+        X, y = X.iloc[pick], y[pick]
+    metric = primary
+    if not np.isfinite(_MetricScorer(task, metric, classes)(pipeline, X, y)):
+        metric = "rmse" if task == "regression" else "accuracy"
+    scorer = _MetricScorer(task, metric, classes)
+    groups = _encoded_groups(pipeline, list(X.columns)) if encoded else None
+    if groups is not None:
+        estimator, data = pipeline[-1], pipeline[:-1].transform(X)
+    else:
+        estimator, data = pipeline, X.copy()
+    base = scorer(estimator, data, y)
+    rng = np.random.RandomState(seed)
+    rows = []
+    for name in X.columns:
+        drops = []
+        for _ in range(IMPORTANCE_REPEATS):
+            order = rng.permutation(len(y))
+            if groups is not None:
+                cols = groups[name]
+                saved = data[:, cols].copy()
+                data[:, cols] = saved[order]
+                drops.append(base - scorer(estimator, data, y))
+                data[:, cols] = saved
+            else:
+                saved = data[name].copy()
+                data[name] = saved.to_numpy()[order]
+                drops.append(base - scorer(estimator, data, y))
+                data[name] = saved
+        rows.append({"feature": name, "importance_mean": float(np.nan_to_num(np.mean(drops))),
+                     "importance_std": float(np.nan_to_num(np.std(drops)))})
+    rows.sort(key=lambda r: (-r["importance_mean"], r["feature"]))
+    return rows, metric
+
+
+def _encoded_groups(pipeline: Any, features: Sequence[str]) -> dict[str, np.ndarray] | None:
+    """``{feature: column positions}`` in the output of a :func:`build_pipeline` preprocessing step
+    (numeric features: one column each; categorical: their one-hot block), or ``None`` when the
+    pipeline has another shape or the widths do not add up."""
+    import numpy as np
+
+    steps = getattr(pipeline, "named_steps", None) or {}
+    pre = steps.get("preprocess")
+    indices = getattr(pre, "output_indices_", None)
+    if pre is None or indices is None or list(steps)[-1] != "estimator":
+        return None
+    groups: dict[str, np.ndarray] = {}
+    for name, _, columns in pre.transformers_:
+        if name == "remainder" or not (indices[name].stop - indices[name].start):
+            continue
+        start = indices[name].start
+        if name == "numeric":
+            widths = [1] * len(columns)
+        elif name == "categorical":
+            onehot = pre.named_transformers_["categorical"].named_steps["onehot"]
+            if getattr(onehot, "drop_idx_", None) is not None:
+                return None
+            infrequent = getattr(onehot, "infrequent_categories_", None) or [None] * len(columns)
+            widths = [len(cats) - (len(rare) - 1 if rare is not None else 0)
+                      for cats, rare in zip(onehot.categories_, infrequent)]
+        else:
+            return None
+        if sum(widths) != indices[name].stop - start:
+            return None
+        for col, width in zip(columns, widths):
+            groups[col] = np.arange(start, start + width)
+            start += width
+    return groups if set(groups) == set(features) else None
+
+
+# --------------------------------------------------------------------------------------------
+# prediction
+# --------------------------------------------------------------------------------------------
+
+
+def predict_frame(
+    pipeline: Any,
+    df: pd.DataFrame,
+    features: Sequence[str],
+    task: str,
+    classes: Sequence[Any] | None = None,
+) -> pd.DataFrame:
+    """Predict ``df`` and return the prediction-log columns, indexed like ``df``.
+
+    Columns: ``prediction``, plus ``proba_<class>`` (``float64``) per class for classifiers that
+    have ``predict_proba``, in the order of ``classes`` (default: the pipeline's ``classes_``).
+    """
+    import pandas as pd
+
+    missing = [f for f in features if f not in df.columns]
+    if missing:
+        raise ValueError(f"feature column(s) missing from the data to score: {', '.join(missing)}")
+    X = df[list(features)]
+    pred, proba = _predict(pipeline, X, task, classes)
+    out = pd.DataFrame({"prediction": pred}, index=df.index)
+    if proba is not None:
+        labels = list(classes) if classes is not None else [plain_value(c) for c in pipeline.classes_]
+        for j, label in enumerate(labels):
+            out[f"proba_{category_label(label)}"] = proba[:, j]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# environment
+# --------------------------------------------------------------------------------------------
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that matter for reproducing a model (``metadata.json``).
+
+    Keys: python, sklearn, pandas, numpy, pyarrow, skops, airflow, airflow_mlops; libraries
+    that are not installed are left out. Airflow's version is read from package metadata,
+    without importing Airflow.
+    """
+    import platform
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for key, dist in (("sklearn", "scikit-learn"), ("pandas", "pandas"), ("numpy", "numpy"),
+                      ("pyarrow", "pyarrow"), ("skops", "skops"), ("airflow", "apache-airflow"),
+                      ("airflow_mlops", "airflow-mlops")):
+        try:
+            out[key] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            if key == "airflow_mlops":
+                from airflow_mlops import __version__
+
+                out[key] = __version__
+    return out
