@@ -70,7 +70,8 @@ def test_fresh_and_volume_alerts_from_a_real_airflow_run(tmp_path, smtp_server):
     states = [line.split()[1:] for line in proc.stdout.splitlines() if line.startswith("TASK ")]
     assert [low, "wait_for_data", "success"] in states and [low, "data_quality", "success"] in states, out[-4000:]
     assert [missing, "wait_for_data", "failed"] in states, out[-4000:]
-    assert "AirflowSensorTimeout" in out and f"ds={missing} did not arrive" in out
+    # PartitionNotArrived is an AirflowSensorTimeout: the sensor fails without retries
+    assert "PartitionNotArrived" in out and f"ds={missing} did not arrive" in out
     # first run: the on_failure callback finds the sensor's record; re-run: the sensor and the callback do
     assert out.count(f"alert churn/freshness/{missing} not sent again") == 3, out[-4000:]
     subjects = sorted(m["subject"] for m in smtp_server.messages)
