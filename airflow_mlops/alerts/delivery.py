@@ -138,8 +138,8 @@ class Alert:
     model: str
     check: str
     window: str
-    value: float | str
-    threshold: float | str
+    value: float | str | None
+    threshold: float | str | None
     message: str
     report_uri: str | None = None
     slice: str | None = None

@@ -29,8 +29,8 @@ from airflow_mlops.store.layout import monitoring_key, monitoring_prefix, predic
 if TYPE_CHECKING:
     import pandas as pd
 
+    from airflow_mlops.alerts.delivery import Alert
     from airflow_mlops.config.model import ModelConfig
-    from airflow_mlops.monitoring.performance import AlertRecord
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def detect_drift(config: ModelConfig, store: ArtifactStore, ds: str, *, run_info
     summary.update({"model": name, "ds": ds, "input_uri": Locations(config, store).scoring.uri(ds),
                     "predictions_uri": predictions.uri(ds), **(run_info or {})})
     summary["summary_uri"] = store.uri(join(prefix, "drift.json"))
-    summary["alerts"] = [a.as_dict() for a in drift_alerts(summary)]
+    summary["alerts"] = [a.to_dict() for a in drift_alerts(summary)]
     store.write_json(join(prefix, "drift.json"), summary)
     log.info("drift %s v%s %s: %d/%d features drifted (share %.2f, threshold %.2f; features only) -> %s "
              "(rule %s: %s)", name, summary["version"], ds, summary["n_drifted"], summary["n_features"],
@@ -241,18 +241,18 @@ def drift_by_slice(config: ModelConfig, reference: pd.DataFrame, current: pd.Dat
     return rows
 
 
-def drift_alerts(summary: dict[str, Any]) -> list[AlertRecord]:
+def drift_alerts(summary: dict[str, Any]) -> list[Alert]:
     """Alert records (check ``drift``, window = the logical date) for dataset drift of the whole
     data and of every slice that was tested (slices under ``min_slice_size`` never alert)."""
-    from airflow_mlops.monitoring.performance import AlertRecord
+    from airflow_mlops.alerts.delivery import Alert
 
     model, ds = summary["model"], summary["ds"]
     report = summary.get("report_uri")
-    out: list[AlertRecord] = []
+    out: list[Alert] = []
     drifted = [c["column"] for c in summary.get("columns", []) if c.get("drifted")]
     if summary.get("dataset_drift"):
         fired = list((summary.get("verdict") or {}).get("fired") or [])
-        out.append(AlertRecord(
+        out.append(Alert(
             model=model, check="drift", window=ds, value=summary["share_drifted"], threshold=summary["threshold"],
             message=(f"{model} on {ds}: drift (rule {summary.get('rule', 'share')}, {verdict_text(summary)}); "
                      f"{summary['n_drifted']}/{summary['n_features']} features drifted "
@@ -263,7 +263,7 @@ def drift_alerts(summary: dict[str, Any]) -> list[AlertRecord]:
     for s in summary.get("slices", []):
         if s.get("skipped") or not s.get("dataset_drift"):
             continue
-        out.append(AlertRecord(
+        out.append(Alert(
             model=model, check="drift", window=ds, value=s["share_drifted"], threshold=summary["threshold"],
             message=(f"{model} slice {s['slice']} on {ds}: drift ({s.get('reason') or 'share'}); "
                      f"{s['n_drifted']}/{s['n_features']} features drifted "
@@ -276,7 +276,7 @@ def drift_alerts(summary: dict[str, Any]) -> list[AlertRecord]:
     return out
 
 
-def raise_alerts(config: ModelConfig, store: ArtifactStore, records: list[AlertRecord] | list[dict[str, Any]], *,
+def raise_alerts(config: ModelConfig, store: ArtifactStore, records: list[Alert] | list[dict[str, Any]], *,
                  context: Any = None) -> list[Any]:
     """Send every record through :func:`airflow_mlops.alerts.delivery.raise_alert` (deduplicated there per
     model, check, window and slice); returns what it returns for each record (True: sent now,
@@ -286,14 +286,13 @@ def raise_alerts(config: ModelConfig, store: ArtifactStore, records: list[AlertR
     :class:`~airflow_mlops.alerts.delivery.AlertDeliveryError` names all failures (each failed record is
     marked so that a retry re-sends only the failed channels)."""
     from airflow_mlops.alerts.delivery import Alert, AlertDeliveryError, raise_alert
-    from airflow_mlops.monitoring.performance import AlertRecord
 
     out: list[Any] = []
     errors: list[str] = []
     for rec in records:
-        fields = rec.as_dict() if isinstance(rec, AlertRecord) else dict(rec)
         try:
-            out.append(raise_alert(config, store, Alert(**fields), context=context))
+            alert = rec if isinstance(rec, Alert) else Alert(**rec)
+            out.append(raise_alert(config, store, alert, context=context))
         except AlertDeliveryError as e:
             out.append(False)
             errors.append(str(e))
@@ -505,7 +504,7 @@ def monitor_performance(config: ModelConfig, store: ArtifactStore, ds: str, *, r
                          "rows": previous["stats"].get("joined", 0),
                          "reason": previous["reason"]},
             "slices": current["slices"],
-            "alerts": [a.as_dict() for a in alerts],
+            "alerts": [a.to_dict() for a in alerts],
         })
         log.info("performance %s %s: %d labelled rows, %s=%s (previous window %s), %d slice(s), %d alert(s)", name,
                  window, n, config.metrics.primary, current["metrics"].get(config.metrics.primary),

@@ -23,43 +23,20 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlops.alerts.delivery import Alert
 from airflow_mlops.store.dates import days_ending, logical_date
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import pandas as pd
 
-__all__ = ["AlertRecord", "window_id", "previous_window_end", "join_ground_truth",
+__all__ = ["window_id", "previous_window_end", "join_ground_truth",
            "evaluate", "slice_performance", "relative_change", "performance_alerts", "watched_metrics",
            "slice_label", "GLOBAL"]
 
 #: The ``slice`` of a global (whole-window) result.
 GLOBAL = None
-
-
-@dataclass(frozen=True)
-class AlertRecord:
-    """One alert, with the fields of :class:`airflow_mlops.alerts.delivery.Alert` (``Alert(**record.as_dict())``).
-
-    ``check`` is the alert check (``performance``, ``drift``); ``window`` the window id (or the
-    logical date for daily checks); ``slice`` ``"<column>=<value>"`` or ``None`` for the whole data.
-    Alerts are deduplicated downstream per (model, check, window, slice).
-    """
-
-    model: str
-    check: str
-    window: str
-    value: float | None
-    threshold: float | None
-    message: str
-    report_uri: str | None = None
-    slice: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # --------------------------------------------------------------------------------------------
@@ -259,7 +236,7 @@ def performance_alerts(
     slices: Sequence[Mapping[str, Any]] = (),
     previous_slices: Sequence[Mapping[str, Any]] = (),
     report_uri: str | None = None,
-) -> list[AlertRecord]:
+) -> list[Alert]:
     """The performance alerts of one window: at most one per scope (the whole data, each slice).
 
     Rules, per scope: a metric below its floor; a (non-resource) metric above its ceiling; a
@@ -281,7 +258,7 @@ def performance_alerts(
             continue
         prev = prev_by_slice.get(s["slice"])
         scopes.append((s["slice"], s.get("metrics") or {}, (prev or {}).get("metrics"), int(s.get("rows", 0))))
-    alerts: list[AlertRecord] = []
+    alerts: list[Alert] = []
     for slice_name, m, prev, n in scopes:
         found = _breaches(m, prev, floors, ceilings, watched, max_relative_change)
         if not found:
@@ -295,7 +272,7 @@ def performance_alerts(
         if prev is not None:
             details["previous_metrics"] = dict(prev)
             details["previous_window"] = previous_window
-        alerts.append(AlertRecord(model=model, check="performance", window=window, value=first["value"],
+        alerts.append(Alert(model=model, check="performance", window=window, value=first["value"],
                                   threshold=first["threshold"], message=message, report_uri=report_uri,
                                   slice=slice_name, details=details))
     return alerts
