@@ -48,18 +48,12 @@ class MLOpsWebhookNotifier(BaseNotifier):
                  fields: Mapping[str, Any] | None = None, timeout: float = 10.0, retries: int = 3,
                  backoff: float = 0.5, headers: Mapping[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if not (url or http_conn_id):
-            raise ValueError("MLOpsWebhookNotifier needs url= or http_conn_id=")
-        if url and not url.startswith(("http://", "https://")):
-            raise ValueError(f"MLOpsWebhookNotifier url must start with http:// or https://, got {redact_url(url)}")
-        self.text = text
-        self.url = url
-        self.http_conn_id = http_conn_id
-        self.fields = dict(fields or {})
-        self.timeout = float(timeout)
-        self.retries = int(retries)
-        self.backoff = float(backoff)
-        self.headers = dict(headers or {})
+        target = Webhook(text=text, url=url, http_conn_id=http_conn_id, fields=fields, timeout=timeout,
+                         retries=retries, backoff=backoff, headers=headers)  # a bad target fails at Dag parse
+        self.text, self.url, self.http_conn_id = target.text, target.url, target.http_conn_id
+        self.fields = target.fields
+        self.timeout, self.retries, self.backoff, self.headers = (target.timeout, target.retries, target.backoff,
+                                                                  target.headers)
 
     def webhook(self) -> Webhook:
         """The :class:`~airflow_mlops.alerts.webhook.Webhook` of the current (rendered) fields."""

@@ -67,12 +67,7 @@ from airflow_mlops.scoring.schema import (
 from airflow_mlops.scoring.scorer import ConstantColumns, Scorer, has_proba_columns, to_arrow, unfit_reason
 from airflow_mlops.scoring.selection import select_model
 from airflow_mlops.store.artifacts import ArtifactStore, join
-from airflow_mlops.store.datasets import (
-    DataError,
-    Dataset,
-    EmptyPartitionError,
-    partition_name,
-)
+from airflow_mlops.store.datasets import DataError, Dataset, EmptyPartitionError, partition_name
 from airflow_mlops.store.dates import logical_ds
 
 if TYPE_CHECKING:

@@ -10,20 +10,14 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlops.scoring.batch import PARTS_DIR, partition_input_files, predictions_dataset
 from airflow_mlops.scoring.io import copy_local
 from airflow_mlops.store.artifacts import ArtifactStore, join
-from airflow_mlops.store.datasets import (
-    DataError,
-    Dataset,
-    EmptyPartitionError,
-    partition_name,
-)
+from airflow_mlops.store.datasets import DataError, Dataset, EmptyPartitionError, partition_name
 from airflow_mlops.store.dates import logical_ds
 
 if TYPE_CHECKING:
-
     from airflow_mlops.config.model import ModelConfig
-from airflow_mlops.scoring.batch import PARTS_DIR, partition_input_files, predictions_dataset
 
 log = logging.getLogger(__name__)
 
