@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install demo test clean standalone scale-demo
+.PHONY: install demo test lint clean standalone scale-demo
 
 install: $(VENV)/.installed
 
@@ -17,9 +17,16 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(PY) -m airflow_mlops.demo
 
-test: install
+test: install lint
 	@sh scripts/ensure-chromium.sh || echo "chromium unavailable: the browser test will be skipped"
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+# ruff (lint + import order) and mypy (config in pyproject.toml); the import layering is a test
+# (tests/architecture/test_layering.py), also run here first because it is instant.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy --python-executable $(PY)
+	$(PY) -m pytest -q -p no:cacheprovider tests/architecture
 
 # CeleryExecutor with two workers on this machine (Postgres, Redis, moto S3): see docs/deploy.md.
 scale-demo: install

@@ -112,7 +112,7 @@ def connection(conn_id: str) -> ConnectionLike:
         try:
             from airflow.sdk import BaseHook
         except ImportError:  # pragma: no cover - older task SDK layout
-            from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
+            from airflow.hooks.base import BaseHook  # type: ignore[no-redef,attr-defined]
     except ImportError:
         raise ConnectionNotFoundError(conn_id, "cannot be read: Airflow is not installed") from None
     try:
@@ -131,7 +131,7 @@ def _is_not_found(error: BaseException) -> bool:
 
         classes.append(AirflowNotFoundException)
     with contextlib.suppress(ImportError):
-        from airflow.exceptions import AirflowNotFoundException as CoreNotFound
+        from airflow.exceptions import AirflowNotFoundException as CoreNotFound  # type: ignore[attr-defined]
 
         classes.append(CoreNotFound)
     return isinstance(error, tuple(classes))
@@ -177,4 +177,4 @@ def send_email(*, to: Sequence[str], subject: str, html_content: str, smtp_conn_
                                    "pip install 'airflow-mlops[alerts]'") from e
     notifier = SmtpNotifier(to=list(to), from_email=setting("email", "from_email"), subject=subject,
                             html_content=html_content, smtp_conn_id=smtp_conn_id)
-    notifier.notify(dict(context or {}))
+    notifier.notify(dict(context or {}))  # type: ignore[arg-type]  # a plain dict: the notifier reads no key

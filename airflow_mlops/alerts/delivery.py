@@ -143,7 +143,7 @@ class Alert:
     message: str
     report_uri: str | None = None
     slice: str | None = None
-    details: dict = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.check not in ALERT_CHECKS:
@@ -154,7 +154,8 @@ class Alert:
             raise ValueError("Alert.window must name the window (e.g. the logical date YYYY-MM-DD)")
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self), default=str))
+        plain: dict[str, Any] = json.loads(json.dumps(asdict(self), default=str))
+        return plain
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,10 +181,11 @@ def alert_key(alert: Alert) -> str:
     return join(ALERTS_PREFIX, _key_part(alert.model), alert.check, name + ".json")
 
 
-def read_alert_record(store: ArtifactStore, alert: Alert) -> dict | None:
+def read_alert_record(store: ArtifactStore, alert: Alert) -> dict[str, Any] | None:
     """The stored record of ``alert`` (``None`` when it was never raised)."""
     try:
-        return store.read_json(alert_key(alert))
+        record: dict[str, Any] = store.read_json(alert_key(alert))
+        return record
     except ArtifactNotFoundError:
         return None
 
@@ -232,7 +234,7 @@ def format_alert(alert: Alert, run: Mapping[str, Any] | None = None) -> dict[str
     return {"subject": subject, "text": text, "html": body}
 
 
-def _run_info(context: Mapping | None) -> dict[str, Any]:
+def _run_info(context: Mapping[str, Any] | None) -> dict[str, Any]:
     if not context:
         return {}
     ti = context.get("ti") or context.get("task_instance")
@@ -255,7 +257,7 @@ def _error_text(e: BaseException) -> str:
 
 
 def _send_email(config: ModelConfig, recipients: list[str], content: Mapping[str, str],
-                context: Mapping | None) -> None:
+                context: Mapping[str, Any] | None) -> None:
     """Send through ``SmtpNotifier`` (SmtpHook with the connection ``alerts.smtp_conn_id``), see
     :func:`airflow_mlops.platform.send_email`."""
     try:
@@ -281,10 +283,10 @@ def _smtp_configured(conn_id: str) -> bool:
 
 def _webhook(config: ModelConfig, alert: Alert, content: Mapping[str, str], run: Mapping[str, Any]) -> Webhook:
     spec = config.alerts.webhook or ""
-    target = {"http_conn_id": spec[len("conn:"):]} if spec.startswith("conn:") else {"url": spec}
+    conn_id, url = (spec[len("conn:"):], None) if spec.startswith("conn:") else (None, spec)
     fields = {**alert.to_dict(), "run": dict(run), "source": "airflow-mlops"}
     text = content["text"].replace("\n\n", "\n").strip()
-    return Webhook(text=text, fields=fields, **target)
+    return Webhook(text=text, fields=fields, url=url, http_conn_id=conn_id)
 
 
 # --------------------------------------------------------------------------------------------
@@ -327,7 +329,8 @@ def _claim(store: ArtifactStore, key: str, record: dict[str, Any]) -> tuple[dict
     return taken, f"retry after {status}"
 
 
-def raise_alert(config: ModelConfig, store: ArtifactStore, alert: Alert, *, context: Mapping | None = None) -> bool:
+def raise_alert(config: ModelConfig, store: ArtifactStore, alert: Alert, *,
+                context: Mapping[str, Any] | None = None) -> bool:
     """Route one alert to the model's owner/recipients; True if delivered now, False if this (model, check,
     window[, slice]) was already alerted (no floods on reruns).
 
@@ -353,7 +356,7 @@ def _no_email_reason(config: ModelConfig) -> str:
 
 
 def deliver_alert(config: ModelConfig, store: ArtifactStore, alert: Alert, *,
-                  context: Mapping | None = None) -> AlertOutcome:
+                  context: Mapping[str, Any] | None = None) -> AlertOutcome:
     """:func:`raise_alert`, returning an :class:`AlertOutcome` (sent / already sent / not sent and why)."""
     if alert.model != config.name:
         raise ValueError(f"alert for model {alert.model!r} routed with the config of {config.name!r}")

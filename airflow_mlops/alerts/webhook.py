@@ -62,7 +62,7 @@ class Webhook:
     def __init__(self, *, text: str, url: str | None = None, http_conn_id: str | None = None,
                  fields: Mapping[str, Any] | None = None, timeout: float = 10.0, retries: int = 3,
                  backoff: float = 0.5, headers: Mapping[str, str] | None = None,
-                 log: logging.Logger | logging.LoggerAdapter | None = None) -> None:
+                 log: logging.Logger | logging.LoggerAdapter[Any] | None = None) -> None:
         if not (url or http_conn_id):
             raise ValueError("a webhook needs url= or http_conn_id=")
         if url and not url.startswith(("http://", "https://")):
@@ -133,7 +133,7 @@ class Webhook:
             request = urllib.request.Request(url, data=body, headers=headers, method="POST")
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as resp:  # noqa: S310 - http(s) only
-                    status = resp.status
+                    status = int(resp.status)
                 self.log.info("webhook %s answered %s (attempt %d)", where, status, attempt + 1)
                 return status
             except urllib.error.HTTPError as e:

@@ -91,7 +91,7 @@ class MLOpsAlertNotifier(BaseNotifier):
 
 
 def alert_notifier(config: ModelConfig, *, storage_uri: str | None = None, check: str | None = None,
-                   aws_conn_id: str | None = None) -> list:
+                   aws_conn_id: str | None = None) -> list[MLOpsAlertNotifier]:
     """Airflow notifier(s) for ``on_failure_callback``: a failed task becomes an
     :class:`~airflow_mlops.alerts.delivery.Alert` routed (and deduplicated) like any other.
 

@@ -59,7 +59,7 @@ class MLOpsWebhookNotifier(BaseNotifier):
         """The :class:`~airflow_mlops.alerts.webhook.Webhook` of the current (rendered) fields."""
         return Webhook(text=self.text, url=self.url, http_conn_id=self.http_conn_id, fields=self.fields,
                        timeout=self.timeout, retries=self.retries, backoff=self.backoff, headers=self.headers,
-                       log=self.log)
+                       log=self.log)  # type: ignore[arg-type]  # Airflow's structlog logger has the logging API
 
     def resolve(self) -> tuple[str, dict[str, str]]:
         """The URL to post to and the HTTP headers (from ``url`` or the connection)."""

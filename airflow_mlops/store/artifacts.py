@@ -21,6 +21,7 @@ only from an Airflow AWS connection (``[mlops] storage_conn_id``, default ``aws_
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import hashlib
 import json
@@ -30,7 +31,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops import platform
@@ -119,7 +120,7 @@ class _LocalBackend:
         os.close(fd)
         return tmp
 
-    def _publish(self, key: str, fill, exclusive: bool = False) -> None:
+    def _publish(self, key: str, fill: Callable[[str], None], exclusive: bool = False) -> None:
         """Write a complete temp file beside the target with ``fill(tmp)``, then publish it atomically:
         ``os.replace`` (replace) or ``os.link`` (exclusive create: fails if the name exists)."""
         path = self.path(key)
@@ -138,7 +139,7 @@ class _LocalBackend:
                 os.unlink(tmp)
 
     @staticmethod
-    def _filler(data: bytes):
+    def _filler(data: bytes) -> Callable[[str], None]:
         def fill(tmp: str) -> None:
             with open(tmp, "wb") as f:
                 f.write(data)
@@ -150,7 +151,10 @@ class _LocalBackend:
         self._publish(key, self._filler(data))
 
     def upload_file(self, key: str, local_path: str) -> None:
-        self._publish(key, lambda tmp: shutil.copyfile(local_path, tmp))
+        def fill(tmp: str) -> None:
+            shutil.copyfile(local_path, tmp)
+
+        self._publish(key, fill)
 
     def create(self, key: str, data: bytes) -> None:
         self._publish(key, self._filler(data), exclusive=True)
@@ -186,7 +190,7 @@ class _LocalBackend:
             self.write(key, data)
         return hashlib.sha256(data).hexdigest()
 
-    def list(self, prefix: str) -> list[str]:
+    def list(self, prefix: str) -> builtins.list[str]:
         root = self.path(prefix)
         if not os.path.isdir(root):
             return []
@@ -200,7 +204,7 @@ class _LocalBackend:
                 out.append(rel)
         return sorted(out)
 
-    def list_dirs(self, prefix: str) -> list[str]:
+    def list_dirs(self, prefix: str) -> builtins.list[str]:
         root = self.path(prefix)
         if not os.path.isdir(root):
             return []
@@ -256,7 +260,7 @@ class S3Backend:
         self._client = None
 
     @property
-    def client(self):
+    def client(self) -> Any:
         if self._client is None:
             from botocore.config import Config
 
@@ -279,7 +283,7 @@ class S3Backend:
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self.key(key)}"
 
-    def _call(self, what: str, key: str, fn, *args, **kwargs):
+    def _call(self, what: str, key: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         from boto3.exceptions import Boto3Error
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
@@ -316,11 +320,13 @@ class S3Backend:
 
     def read(self, key: str) -> bytes:
         resp = self._call("read", key, self.client.get_object, Bucket=self.bucket, Key=self.key(key))
-        return self._call("read", key, resp["Body"].read)
+        data: bytes = self._call("read", key, resp["Body"].read)
+        return data
 
     def read_versioned(self, key: str) -> tuple[bytes, str]:
         resp = self._call("read", key, self.client.get_object, Bucket=self.bucket, Key=self.key(key))
-        return self._call("read", key, resp["Body"].read), resp["ETag"]
+        data: bytes = self._call("read", key, resp["Body"].read)
+        return data, resp["ETag"]
 
     def write(self, key: str, data: bytes) -> None:
         self._call("write", key, self.client.put_object, Bucket=self.bucket, Key=self.key(key), Body=data)
@@ -364,9 +370,10 @@ class S3Backend:
             log.info("conditional write %s: the first attempt's response was lost but it was applied",
                      self.uri(key))
             return applied
-        return resp["ETag"]
+        new_etag: str = resp["ETag"]
+        return new_etag
 
-    def _paginate(self, prefix: str, delimiter: str | None = None) -> Iterator[dict]:
+    def _paginate(self, prefix: str, delimiter: str | None = None) -> Iterator[dict[str, Any]]:
         p = self.key(prefix)
         p = p + "/" if p else ""
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": p}
@@ -376,7 +383,7 @@ class S3Backend:
         pages = self._call("list", prefix, lambda: list(paginator.paginate(**kwargs)))
         yield from pages
 
-    def list(self, prefix: str) -> list[str]:
+    def list(self, prefix: str) -> builtins.list[str]:
         base = self.prefix + "/" if self.prefix else ""
         out = []
         for page in self._paginate(prefix):
@@ -384,7 +391,7 @@ class S3Backend:
                 out.append(obj["Key"][len(base):])
         return sorted(out)
 
-    def list_dirs(self, prefix: str) -> list[str]:
+    def list_dirs(self, prefix: str) -> builtins.list[str]:
         out = []
         for page in self._paginate(prefix, delimiter="/"):
             for cp in page.get("CommonPrefixes", []):
@@ -431,7 +438,7 @@ class ArtifactStore:
             bucket, _, prefix = root[len("s3://"):].partition("/")
             if not bucket:
                 raise StorageError(f"storage URI {root!r} has no bucket")
-            self._b = S3Backend(bucket, prefix, self.conn_id, max_attempts=max_attempts)
+            self._b = S3Backend(bucket, prefix, self.conn_id or default_conn_id(), max_attempts=max_attempts)
         elif "://" not in root:
             self._b = _LocalBackend(root)
             self.root = "file://" + self._b.base
@@ -503,11 +510,11 @@ class ArtifactStore:
     def exists(self, key: str) -> bool:
         return self._b.exists(_norm_key(key))
 
-    def list(self, prefix: str = "") -> list[str]:
+    def list(self, prefix: str = "") -> builtins.list[str]:
         """All keys below ``prefix`` (recursive), sorted."""
         return self._b.list(_norm_key(prefix))
 
-    def list_dirs(self, prefix: str = "") -> list[str]:
+    def list_dirs(self, prefix: str = "") -> builtins.list[str]:
         """Immediate child "directories" of ``prefix``."""
         return self._b.list_dirs(_norm_key(prefix))
 
@@ -547,10 +554,10 @@ class ArtifactStore:
         pq.write_table(table, sink, compression="zstd")
         return self.write_bytes(key, sink.getvalue().to_pybytes())
 
-    def read_parquet(self, key: str, columns: list[str] | None = None) -> pd.DataFrame:
+    def read_parquet(self, key: str, columns: builtins.list[str] | None = None) -> pd.DataFrame:
         return self.read_table(key, columns=columns).to_pandas()
 
-    def read_table(self, key: str, columns: list[str] | None = None) -> pa.Table:
+    def read_table(self, key: str, columns: builtins.list[str] | None = None) -> pa.Table:
         """Read one parquet file, or a partition/prefix (following its ``_SUCCESS`` manifest)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -573,7 +580,7 @@ class ArtifactStore:
         return pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
 
     # ---- partitions ----------------------------------------------------------------
-    def partition_files(self, prefix: str) -> list[str]:
+    def partition_files(self, prefix: str) -> builtins.list[str]:
         """Data files of a partition: those in its ``_SUCCESS`` manifest when there is one,
         else every ``.parquet``/``.csv`` file below it (data delivered from outside)."""
         p = _norm_key(prefix)
@@ -589,7 +596,7 @@ class ArtifactStore:
         return [k for k in self.list(p)
                 if k.endswith(DATA_SUFFIXES) and not k.rsplit("/", 1)[-1].startswith(("_", "."))]
 
-    def read_manifest(self, prefix: str) -> dict | None:
+    def read_manifest(self, prefix: str) -> dict[str, Any] | None:
         """The partition's committed ``_SUCCESS`` manifest, or ``None`` (no manifest, or only the
         placeholder of a first commit that has not completed)."""
         try:
@@ -648,7 +655,7 @@ class PartitionWriter:
     def abort(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def commit(self, **extra: Any) -> dict:
+    def commit(self, **extra: Any) -> dict[str, Any]:
         names = [f for f in self.files if os.path.exists(os.path.join(self.dir, f))]
         manifest = {"files": names, "rows": self.rows, "attempt": self.attempt,
                     "committed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **extra}
