@@ -197,7 +197,7 @@ def test_failure_mid_write_keeps_previous_partition(local, config, monkeypatch):
     key = f"predictions/churn/ds={DS}"
     manifest, content = local.read_manifest(key), read_output(local)
 
-    import airflow_mlops.training.trainer as training
+    import airflow_mlops.training.predict as training
 
     real, calls = training.predict_frame, []
 
@@ -224,7 +224,7 @@ def test_killed_process_leaves_previous_partition(local, config):
     manifest, content = local.read_manifest(key), read_output(local)
     script = textwrap.dedent(f"""
         import os, signal, dataclasses
-        import airflow_mlops.training.trainer as training
+        import airflow_mlops.training.predict as training
         from airflow_mlops.store.artifacts import ArtifactStore
         from airflow_mlops.config.parser import load_model_config
         from airflow_mlops.scoring.batch import score_partition

@@ -335,7 +335,7 @@ def refresh_cards(registry: ModelRegistry, name: str, versions: Any) -> dict[int
 def evaluate_on_holdout(registry: ModelRegistry, name: str, version: int, holdout: pd.DataFrame) -> dict[str, float]:
     """Metrics of ``version`` on a given holdout (features + target)."""
     from airflow_mlops.evaluation.metrics import compute_metrics
-    from airflow_mlops.training.trainer import predict_frame
+    from airflow_mlops.training.predict import predict_frame
 
     model, meta = registry.load_model(name, version=version, allow_retired=True)
     features, target, task = meta["features"], meta["target"], meta["task"]

@@ -414,7 +414,7 @@ def profile_staged(spec: dict[str, Any]) -> dict[str, Any]:
 
     from airflow_mlops.registry.model_registry import load_skops_bytes
     from airflow_mlops.store.artifacts import ArtifactStore
-    from airflow_mlops.training.trainer import predict_frame
+    from airflow_mlops.training.predict import predict_frame
 
     label = spec.get("label", spec["model_key"])
     reset = _reset_peak_rss()

@@ -93,7 +93,7 @@ class Scorer:
     def predict(self, batch: pa.RecordBatch) -> tuple[Any, Any, Any]:
         """``(predictions, DataFrame of proba_<class> columns, contributions or None)`` for one
         record batch; contributions (rows x features) only when an explainer is set."""
-        from airflow_mlops.training.trainer import predict_frame
+        from airflow_mlops.training.predict import predict_frame
 
         frame = batch.select(self.features).to_pandas()  # one consolidated block: cheap to_numpy()
         out = predict_frame(self.model, frame, self.features, self.task, self.classes)

@@ -42,7 +42,8 @@ from typing import TYPE_CHECKING, Any
 from airflow_mlops.config.data_check import check_config_against_data, is_categorical_dtype
 from airflow_mlops.config.model import ConfigError, ModelConfig
 from airflow_mlops.evaluation.metrics import PROBA_METRICS, compute_metrics, higher_is_better, per_class_metrics
-from airflow_mlops.training.steps import categorical_as_strings, category_label, numeric_as_float
+from airflow_mlops.training.predict import final_step, plain_value, predict_frame, predict_labels, proba_aligned
+from airflow_mlops.training.steps import categorical_as_strings, numeric_as_float
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import numpy as np
@@ -51,7 +52,6 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 __all__ = [
     "ConfigError",  # re-exported: train_model raises it when the config does not fit the data
     "IMPORTANCE_MAX_ROWS", "IMPORTANCE_REPEATS", "ONE_HOT_MAX_CATEGORIES", "ONE_HOT_MIN_FREQUENCY", "TrainResult",
-    "TrainingError", "build_pipeline", "compute_importance", "frame_schema", "library_versions", "predict_frame",
     "split_features", "train_model",
 ]
 
@@ -278,83 +278,6 @@ def _fit(pipeline: Any, X: pd.DataFrame, y: Any, categorical: Sequence[str]) -> 
     return pipeline.fit(X, y)
 
 
-#: scikit-learn classifiers whose ``predict`` is the class of highest ``predict_proba`` except where the
-#: two highest probabilities are equal (a tie; e.g. a binary decision value so close to 0 that the
-#: probability rounds to exactly 0.5). For them :func:`_predict` derives the labels from one
-#: ``predict_proba`` pass and asks ``predict`` only for the tied rows.
-LABELS_FROM_PROBA: frozenset[str] = frozenset({
-    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
-    "sklearn.ensemble._forest.RandomForestClassifier",
-    "sklearn.ensemble._forest.ExtraTreesClassifier",
-    "sklearn.tree._classes.DecisionTreeClassifier",
-    "sklearn.linear_model._logistic.LogisticRegression",
-})
-
-
-def _proba_aligned(estimator: Any, X: Any, classes: Sequence[Any] | None,
-                   proba: np.ndarray | None = None) -> np.ndarray:
-    """``predict_proba`` with columns in the order of ``classes`` (zeros for classes the
-    estimator never saw, e.g. a rare class absent from a CV training fold). ``proba``: the
-    estimator's own ``predict_proba(X)`` when already computed."""
-    import numpy as np
-
-    proba = np.asarray(estimator.predict_proba(X) if proba is None else proba, dtype="float64")
-    seen = list(estimator.classes_)
-    if classes is None or list(classes) == seen:
-        return proba
-    out = np.zeros((proba.shape[0], len(classes)), dtype="float64")
-    position = {plain_value(c): i for i, c in enumerate(classes)}
-    for j, cls in enumerate(seen):
-        key = plain_value(cls)
-        if key not in position:
-            raise ValueError(f"the model predicts class {key!r} which is not in classes {list(classes)!r}")
-        out[:, position[key]] = proba[:, j]
-    return out
-
-
-def plain_value(value: Any) -> Any:
-    item = getattr(value, "item", None)
-    return item() if callable(item) and getattr(value, "shape", None) == () else value
-
-
-def _labels_and_proba(final: Any, X: Any, classes: Sequence[Any] | None) -> tuple[np.ndarray, np.ndarray]:
-    """``(final.predict(X), aligned proba)`` from one probability pass (see :data:`LABELS_FROM_PROBA`)."""
-    import numpy as np
-    from sklearn.utils import _safe_indexing
-
-    raw = np.asarray(final.predict_proba(X))
-    top = raw.argmax(axis=1)
-    labels = np.asarray(final.classes_)[top]
-    if raw.shape[1] > 1:
-        best = raw[np.arange(len(raw)), top]
-        runner_up = np.partition(raw, -2, axis=1)[:, -2]
-        tied = np.flatnonzero(best == runner_up)
-        if len(tied):  # where predict's own rule decides (e.g. a decision value of +1e-17 gives p = 0.5)
-            labels[tied] = np.asarray(final.predict(_safe_indexing(X, tied)))
-    return labels, _proba_aligned(final, X, classes, proba=raw)
-
-
-def _final_step(estimator: Any, X: Any) -> tuple[Any, Any]:
-    """``(final estimator, its input)``: a Pipeline's transformers run once here, so predict and
-    predict_proba (which would each run them through the Pipeline) share one preprocessing pass."""
-    steps = getattr(estimator, "steps", None)
-    if steps is not None and len(steps) > 1:
-        return estimator[-1], estimator[:-1].transform(X)
-    return estimator, X
-
-
-def _predict(estimator: Any, X: Any, task: str, classes: Sequence[Any] | None) -> tuple[np.ndarray, np.ndarray | None]:
-    import numpy as np
-
-    with_proba = task != "regression" and hasattr(estimator, "predict_proba")
-    final, Xt = _final_step(estimator, X) if with_proba else (estimator, X)
-    if with_proba and f"{type(final).__module__}.{type(final).__qualname__}" in LABELS_FROM_PROBA:
-        return _labels_and_proba(final, Xt, classes)
-    pred = np.asarray(final.predict(Xt))
-    proba = _proba_aligned(final, Xt, classes) if with_proba else None
-    return pred, proba
-
-
 class _MetricScorer:
     """scikit-learn scorer ``(estimator, X, y) -> float`` for one of our metrics (negated for
     lower-is-better metrics, NaN when undefined on that data)."""
@@ -372,11 +295,11 @@ class _MetricScorer:
         if self.metric in PROBA_METRICS and self.classes is not None and hasattr(estimator, "predict_proba"):
             # the value depends on the probabilities only: one predict_proba instead of predict + predict_proba
             # (the labels passed along are the most probable classes, used for the label check only)
-            final, Xt = _final_step(estimator, X)
-            proba = _proba_aligned(final, Xt, self.classes)
+            final, Xt = final_step(estimator, X)
+            proba = proba_aligned(final, Xt, self.classes)
             pred = np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)]
         else:
-            pred, proba = _predict(estimator, X, self.task, self.classes)
+            pred, proba = predict_labels(estimator, X, self.task, self.classes)
         value = compute_metrics(self.task, y, pred, proba, self.classes, names=[self.metric]).get(self.metric)
         return float("nan") if value is None else self.sign * value
 
@@ -448,8 +371,6 @@ def train_model(config: ModelConfig, df: pd.DataFrame, *, importance: bool = Tru
     """
     import numpy as np
     import pandas as pd
-    from sklearn.base import clone
-    from sklearn.dummy import DummyClassifier, DummyRegressor
     from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
     started = time.perf_counter()
@@ -483,15 +404,7 @@ def train_model(config: ModelConfig, df: pd.DataFrame, *, importance: bool = Tru
 
     n_usable = len(data)
     folds = config.training.cv_folds
-    min_rows = max(2 * folds, 10)
-    if n_usable < min_rows:
-        raise TrainingError(f"only {n_usable} rows with a target ({n_dropped} dropped for a missing target); "
-                            f"need at least {min_rows} for cv_folds={folds}")
-    if classification:
-        labels, counts = np.unique(y, return_counts=True)
-        rare = {plain_value(label): int(c) for label, c in zip(labels, counts) if c < 2}
-        if rare:
-            raise TrainingError(f"class(es) with fewer than 2 rows cannot be split into train and holdout: {rare}")
+    _check_trainable(y, n_dropped, folds, classification)
 
     # -- split ----------------------------------------------------------------------------------
     positions = np.arange(n_usable)
@@ -522,27 +435,16 @@ def train_model(config: ModelConfig, df: pd.DataFrame, *, importance: bool = Tru
         pipeline.set_params(**{f"estimator__{k}": v for k, v in best_params.items()})
 
     # -- cross-validation on the train part -------------------------------------------------------
-    fold_metrics: list[dict[str, float]] = []
-    for fit_idx, val_idx in splitter.split(X_train, y_train):
-        model = _fit(clone(pipeline), X_train.iloc[fit_idx], y_train[fit_idx], categorical)
-        pred, proba = _predict(model, X_train.iloc[val_idx], task, classes)
-        fold_metrics.append(compute_metrics(task, y_train[val_idx], pred, proba, classes))
-    cv_metrics = _aggregate(fold_metrics, task)
+    cv_metrics = _cross_validate(pipeline, splitter, X_train, y_train, categorical, task, classes)
 
     # -- final fit, holdout, baseline -------------------------------------------------------------
     fit_start = time.perf_counter()
     _fit(pipeline, X_train, y_train, categorical)
     fit_seconds = time.perf_counter() - fit_start
-    hold_pred, hold_proba = _predict(pipeline, X_hold, task, classes)
+    hold_pred, hold_proba = predict_labels(pipeline, X_hold, task, classes)
     holdout_metrics = compute_metrics(task, y_hold, hold_pred, hold_proba, classes)
 
-    # the naive baseline ignores the features (class prior / mean of the train part): fitting it on a
-    # constant column gives the same predictions as behind the preprocessing, without a second
-    # ColumnTransformer fit
-    dummy = DummyClassifier(strategy="prior") if classification else DummyRegressor(strategy="mean")
-    baseline = dummy.fit(np.zeros((len(y_train), 1)), y_train)
-    base_pred, base_proba = _predict(baseline, np.zeros((len(X_hold), 1)), task, classes)
-    baseline_metrics = compute_metrics(task, y_hold, base_pred, base_proba, classes)
+    baseline_metrics = _baseline_metrics(task, y_train, y_hold, classes)
     per_class = per_class_metrics(y_hold, hold_pred, classes) if classification else {}
 
     # -- reference sample and holdout frame -------------------------------------------------------
@@ -591,6 +493,48 @@ def train_model(config: ModelConfig, df: pd.DataFrame, *, importance: bool = Tru
         compute_importance(result)
     result.train_seconds = float(time.perf_counter() - started)
     return result
+
+
+def _check_trainable(y: np.ndarray, n_dropped: int, folds: int, classification: bool) -> None:
+    """Enough rows with a target for the folds, and at least two rows of every class."""
+    import numpy as np
+
+    min_rows = max(2 * folds, 10)
+    if len(y) < min_rows:
+        raise TrainingError(f"only {len(y)} rows with a target ({n_dropped} dropped for a missing target); "
+                            f"need at least {min_rows} for cv_folds={folds}")
+    if classification:
+        labels, counts = np.unique(y, return_counts=True)
+        rare = {plain_value(label): int(c) for label, c in zip(labels, counts) if c < 2}
+        if rare:
+            raise TrainingError(f"class(es) with fewer than 2 rows cannot be split into train and holdout: {rare}")
+
+
+def _cross_validate(pipeline: Any, splitter: Any, X_train: pd.DataFrame, y_train: np.ndarray,
+                    categorical: Sequence[str], task: str, classes: list[Any] | None) -> dict[str, dict[str, float]]:
+    """Metrics of each fold of ``splitter`` on the train part, aggregated (mean, std)."""
+    from sklearn.base import clone
+
+    fold_metrics: list[dict[str, float]] = []
+    for fit_idx, val_idx in splitter.split(X_train, y_train):
+        model = _fit(clone(pipeline), X_train.iloc[fit_idx], y_train[fit_idx], categorical)
+        pred, proba = predict_labels(model, X_train.iloc[val_idx], task, classes)
+        fold_metrics.append(compute_metrics(task, y_train[val_idx], pred, proba, classes))
+    return _aggregate(fold_metrics, task)
+
+
+def _baseline_metrics(task: str, y_train: np.ndarray, y_hold: np.ndarray,
+                      classes: list[Any] | None) -> dict[str, float]:
+    """Holdout metrics of the naive baseline, which ignores the features (class prior / mean of the train
+    part): fitting it on a constant column gives the same predictions as behind the preprocessing, without a
+    second ColumnTransformer fit."""
+    import numpy as np
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+
+    dummy = DummyClassifier(strategy="prior") if task != "regression" else DummyRegressor(strategy="mean")
+    baseline = dummy.fit(np.zeros((len(y_train), 1)), y_train)
+    base_pred, base_proba = predict_labels(baseline, np.zeros((len(y_hold), 1)), task, classes)
+    return compute_metrics(task, y_hold, base_pred, base_proba, classes)
 
 
 def compute_importance(result: TrainResult) -> None:
@@ -734,33 +678,6 @@ def _encoded_groups(pipeline: Any, features: Sequence[str]) -> dict[str, np.ndar
 # --------------------------------------------------------------------------------------------
 # prediction
 # --------------------------------------------------------------------------------------------
-
-
-def predict_frame(
-    pipeline: Any,
-    df: pd.DataFrame,
-    features: Sequence[str],
-    task: str,
-    classes: Sequence[Any] | None = None,
-) -> pd.DataFrame:
-    """Predict ``df`` and return the prediction-log columns, indexed like ``df``.
-
-    Columns: ``prediction``, plus ``proba_<class>`` (``float64``) per class for classifiers that
-    have ``predict_proba``, in the order of ``classes`` (default: the pipeline's ``classes_``).
-    """
-    import pandas as pd
-
-    missing = [f for f in features if f not in df.columns]
-    if missing:
-        raise ValueError(f"feature column(s) missing from the data to score: {', '.join(missing)}")
-    X = df[list(features)]
-    pred, proba = _predict(pipeline, X, task, classes)
-    out = pd.DataFrame({"prediction": pred}, index=df.index)
-    if proba is not None:
-        labels = list(classes) if classes is not None else [plain_value(c) for c in pipeline.classes_]
-        for j, label in enumerate(labels):
-            out[f"proba_{category_label(label)}"] = proba[:, j]
-    return out
 
 
 # --------------------------------------------------------------------------------------------

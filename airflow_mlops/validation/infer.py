@@ -68,21 +68,11 @@ def infer_suite(
         ValueError: a parameter is out of range, the reference is empty, or ``columns`` or
             ``categorical`` name columns the reference lacks (the message names the parameter).
     """
-    import numpy as np  # noqa: PLC0415
     import pandas as pd  # noqa: PLC0415
 
     if not isinstance(reference, pd.DataFrame):
         raise ValueError(f"reference must be a pandas DataFrame, got {type(reference).__name__}")
-    if not 0.0 < float(mostly) <= 1.0:
-        raise ValueError(f"mostly must be in (0, 1], got {mostly}")
-    if range_margin is not None and range_margin < 0:
-        raise ValueError(f"range_margin must be >= 0, got {range_margin}")
-    if null_margin is not None and null_margin < 0:
-        raise ValueError(f"null_margin must be >= 0, got {null_margin}")
-    if int(max_categories) < 1:
-        raise ValueError(f"max_categories must be >= 1, got {max_categories}")
-    if not isinstance(name, str) or not name:
-        raise ValueError("name must be a non-empty string")
+    _check_parameters(mostly, range_margin, null_margin, max_categories, name)
     if len(reference) == 0:
         raise ValueError("reference frame is empty: cannot infer a suite from 0 rows")
     frame = normalize_frame(reference)
@@ -116,60 +106,12 @@ def infer_suite(
             expectations.append({"type": "expect_column_values_to_be_in_type_list",
                                  "kwargs": {"column": col, "type_list": list(type_list)},
                                  "meta": {"inferred_dtype": original_dtypes.get(col, str(series.dtype))}})
-        null_rate = float(series.isna().mean())
-        if null_margin is not None:
-            margin_nulls = float(null_margin)
-        else:
-            margin_nulls = _DEFAULT_NULL_MARGIN if null_rate > 0 else min(_DEFAULT_NULL_MARGIN, 3.0 / n_rows)
-        not_null_mostly = 1.0 - (null_rate + margin_nulls)
-        if not_null_mostly > 0:
-            not_null_mostly = math.floor(min(not_null_mostly, 1.0) * 10_000) / 10_000
-            if not_null_mostly > 0:
-                expectations.append({"type": "expect_column_values_to_not_be_null",
-                                     "kwargs": {"column": col, "mostly": not_null_mostly},
-                                     "meta": {"reference_null_rate": round(null_rate, 6)}})
+        expectations += _not_null_expectation(col, series, null_margin, n_rows)
         if family in ("int", "float"):
-            values = series.to_numpy(dtype="float64", na_value=np.nan)
-            values = values[np.isfinite(values)]
-            if values.size:
-                if range_margin is None:
-                    lo, hi = _tail_bounds(values)
-                else:
-                    lo, hi = float(values.min()), float(values.max())
-                    span = hi - lo
-                    margin = float(range_margin) * (span if span > 0 else max(abs(hi), 1.0))
-                    lo, hi = lo - margin, hi + margin
-                bounds: tuple[Any, Any] = (math.floor(lo), math.ceil(hi)) if family == "int" else (lo, hi)
-                expectations.append({"type": "expect_column_values_to_be_between",
-                                     "kwargs": {"column": col, "min_value": bounds[0],
-                                                "max_value": bounds[1], "mostly": float(mostly)}})
-                if range_margin is None:
-                    m_lo, m_hi = _median_bounds(values)
-                    expectations.append({"type": "expect_column_median_to_be_between",
-                                         "kwargs": {"column": col, "min_value": m_lo, "max_value": m_hi}})
+            expectations += _range_expectations(col, series, family, range_margin, mostly)
         explicit = categorical is not None and col in categorical
-        auto = categorical is None and family == "string"
-        if explicit or auto:
-            uniques = series.dropna().unique()
-            if len(uniques) > int(max_categories):
-                if explicit:
-                    raise ValueError(
-                        f"categorical: column {col!r} has {len(uniques)} distinct values, more than "
-                        f"max_categories={max_categories}"
-                    )
-                continue
-            value_set = sorted((plain_value(v) for v in uniques), key=lambda v: (type(v).__name__, v))
-            counts = series.dropna().value_counts()
-            non_null = int(counts.sum())
-            singletons = int((counts == 1).sum())
-            set_mostly = float(mostly)
-            if non_null and singletons:
-                set_mostly = min(set_mostly, math.floor((1.0 - singletons / non_null) * 10_000) / 10_000)
-            entry = {"type": "expect_column_values_to_be_in_set",
-                     "kwargs": {"column": col, "value_set": value_set, "mostly": set_mostly}}
-            if set_mostly < float(mostly):
-                entry["meta"] = {"reference_singletons": singletons}
-            expectations.append(entry)
+        if explicit or (categorical is None and family == "string"):
+            expectations += _set_expectation(col, series, mostly, max_categories, explicit=explicit)
     return {
         "name": name,
         "expectations": expectations,
@@ -183,6 +125,94 @@ def infer_suite(
                            "categorical": categorical},
         },
     }
+
+
+def _check_parameters(mostly: float, range_margin: float | None, null_margin: float | None, max_categories: int,
+                      name: str) -> None:
+    if not 0.0 < float(mostly) <= 1.0:
+        raise ValueError(f"mostly must be in (0, 1], got {mostly}")
+    if range_margin is not None and range_margin < 0:
+        raise ValueError(f"range_margin must be >= 0, got {range_margin}")
+    if null_margin is not None and null_margin < 0:
+        raise ValueError(f"null_margin must be >= 0, got {null_margin}")
+    if int(max_categories) < 1:
+        raise ValueError(f"max_categories must be >= 1, got {max_categories}")
+    if not isinstance(name, str) or not name:
+        raise ValueError("name must be a non-empty string")
+
+
+def _not_null_expectation(col: str, series: pd.Series, null_margin: float | None,
+                          n_rows: int) -> list[dict[str, Any]]:
+    """``expect_column_values_to_not_be_null`` with ``mostly = 1 - (null rate + margin)``; none when <= 0."""
+    null_rate = float(series.isna().mean())
+    if null_margin is not None:
+        margin_nulls = float(null_margin)
+    else:
+        margin_nulls = _DEFAULT_NULL_MARGIN if null_rate > 0 else min(_DEFAULT_NULL_MARGIN, 3.0 / n_rows)
+    not_null_mostly = 1.0 - (null_rate + margin_nulls)
+    if not_null_mostly <= 0:
+        return []
+    not_null_mostly = math.floor(min(not_null_mostly, 1.0) * 10_000) / 10_000
+    if not_null_mostly <= 0:
+        return []
+    return [{"type": "expect_column_values_to_not_be_null",
+             "kwargs": {"column": col, "mostly": not_null_mostly},
+             "meta": {"reference_null_rate": round(null_rate, 6)}}]
+
+
+def _range_expectations(col: str, series: pd.Series, family: str, range_margin: float | None,
+                        mostly: float) -> list[dict[str, Any]]:
+    """The value range of a numeric column (tail bounds, or the observed range widened by ``range_margin``)
+    and, with tail bounds, the batch median's range."""
+    import numpy as np  # noqa: PLC0415
+
+    values = series.to_numpy(dtype="float64", na_value=np.nan)
+    values = values[np.isfinite(values)]
+    if not values.size:
+        return []
+    if range_margin is None:
+        lo, hi = _tail_bounds(values)
+    else:
+        lo, hi = float(values.min()), float(values.max())
+        span = hi - lo
+        margin = float(range_margin) * (span if span > 0 else max(abs(hi), 1.0))
+        lo, hi = lo - margin, hi + margin
+    bounds: tuple[Any, Any] = (math.floor(lo), math.ceil(hi)) if family == "int" else (lo, hi)
+    out: list[dict[str, Any]] = [{"type": "expect_column_values_to_be_between",
+                                  "kwargs": {"column": col, "min_value": bounds[0], "max_value": bounds[1],
+                                             "mostly": float(mostly)}}]
+    if range_margin is None:
+        m_lo, m_hi = _median_bounds(values)
+        out.append({"type": "expect_column_median_to_be_between",
+                    "kwargs": {"column": col, "min_value": m_lo, "max_value": m_hi}})
+    return out
+
+
+def _set_expectation(col: str, series: pd.Series, mostly: float, max_categories: int, *,
+                     explicit: bool) -> list[dict[str, Any]]:
+    """``expect_column_values_to_be_in_set`` with the observed values; ``mostly`` lowered by the share of
+    values seen once (Good-Turing). Too many values: an error for a column named in ``categorical``, else no
+    expectation."""
+    uniques = series.dropna().unique()
+    if len(uniques) > int(max_categories):
+        if explicit:
+            raise ValueError(
+                f"categorical: column {col!r} has {len(uniques)} distinct values, more than "
+                f"max_categories={max_categories}"
+            )
+        return []
+    value_set = sorted((plain_value(v) for v in uniques), key=lambda v: (type(v).__name__, v))
+    counts = series.dropna().value_counts()
+    non_null = int(counts.sum())
+    singletons = int((counts == 1).sum())
+    set_mostly = float(mostly)
+    if non_null and singletons:
+        set_mostly = min(set_mostly, math.floor((1.0 - singletons / non_null) * 10_000) / 10_000)
+    entry: dict[str, Any] = {"type": "expect_column_values_to_be_in_set",
+                             "kwargs": {"column": col, "value_set": value_set, "mostly": set_mostly}}
+    if set_mostly < float(mostly):
+        entry["meta"] = {"reference_singletons": singletons}
+    return [entry]
 
 
 _DEFAULT_NULL_MARGIN = 0.05

@@ -39,7 +39,7 @@ def test_the_old_champion_verifies_loads_and_predicts_what_it_predicted_at_train
 
     from airflow_mlops.registry.model_registry import ModelRegistry
     from airflow_mlops.store.artifacts import ArtifactStore
-    from airflow_mlops.training.trainer import predict_frame
+    from airflow_mlops.training.predict import predict_frame
 
     registry = ModelRegistry(ArtifactStore(f"file://{old_store}"))
     assert registry.verify_version("churn", 1)["status"] == "verified"

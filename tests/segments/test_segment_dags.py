@@ -18,7 +18,7 @@ from airflow_mlops.demo.data import churn_day, date_range
 from airflow_mlops.registry.model_registry import ModelRegistry
 from airflow_mlops.store.artifacts import ArtifactStore
 from airflow_mlops.store.datasets import Dataset
-from airflow_mlops.training.trainer import predict_frame
+from airflow_mlops.training.predict import predict_frame
 
 pytestmark = pytest.mark.e2e
 

@@ -21,7 +21,7 @@ from airflow_mlops.segments.flows import (
 )
 from airflow_mlops.store.artifacts import ArtifactStore
 from airflow_mlops.store.datasets import Dataset
-from airflow_mlops.training.trainer import predict_frame
+from airflow_mlops.training.predict import predict_frame
 
 FEATURES = ["tenure_months", "monthly_charges", "support_calls", "usage_gb", "contract"]
 DAYS = date_range("2024-01-01", 3)

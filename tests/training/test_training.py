@@ -20,8 +20,9 @@ from airflow_mlops.evaluation.metrics import (
     metric_range,
     per_class_metrics,
 )
+from airflow_mlops.training.predict import predict_frame
 from airflow_mlops.training.steps import PIPELINE_CUSTOM_TYPES, categorical_as_strings
-from airflow_mlops.training.trainer import TrainingError, TrainResult, library_versions, predict_frame, train_model
+from airflow_mlops.training.trainer import TrainingError, TrainResult, library_versions, train_model
 
 HGB_CLF = {"class": "sklearn.ensemble.HistGradientBoostingClassifier", "params": {"max_iter": 30}}
 HGB_REG = {"class": "sklearn.ensemble.HistGradientBoostingRegressor", "params": {"max_iter": 30}}
@@ -365,7 +366,7 @@ RF_CLF = {"class": "sklearn.ensemble.RandomForestClassifier", "params": {"n_esti
 @pytest.mark.parametrize("estimator", [HGB_CLF, LOGREG, RF_CLF], ids=["hgb", "logreg", "forest"])
 @pytest.mark.parametrize("task", ["binary", "multiclass"])
 def test_labels_from_one_probability_pass_equal_predict(task: str, estimator: dict[str, Any]) -> None:
-    from airflow_mlops.training.trainer import LABELS_FROM_PROBA, _predict
+    from airflow_mlops.training.predict import LABELS_FROM_PROBA, predict_labels
 
     if task == "binary":
         df, cfg = binary_frame(n=800, seed=9), make_config("binary", "churned", estimator)
@@ -375,7 +376,7 @@ def test_labels_from_one_probability_pass_equal_predict(task: str, estimator: di
     final = result.pipeline[-1]
     assert f"{type(final).__module__}.{type(final).__qualname__}" in LABELS_FROM_PROBA
     X = df[result.features]
-    pred, proba = _predict(result.pipeline, X, task, result.classes)
+    pred, proba = predict_labels(result.pipeline, X, task, result.classes)
     np.testing.assert_array_equal(pred, result.pipeline.predict(X))
     assert pred.dtype == result.pipeline.predict(X).dtype
     np.testing.assert_array_equal(proba, result.pipeline.predict_proba(X))
@@ -386,7 +387,7 @@ def test_tied_probabilities_are_decided_by_predict() -> None:
     for the first and class 1 for the second, and so must the labels derived from the probabilities."""
     from sklearn.linear_model import LogisticRegression
 
-    from airflow_mlops.training.trainer import _predict
+    from airflow_mlops.training.predict import predict_labels
 
     rng = np.random.default_rng(3)
     X = rng.normal(size=(50, 2))
@@ -396,7 +397,7 @@ def test_tied_probabilities_are_decided_by_predict() -> None:
         model.intercept_[:] = intercept
         proba = model.predict_proba(X)
         assert (proba == 0.5).all()  # every row is a tie
-        pred, got_proba = _predict(model, X, "binary", [0, 1])
+        pred, got_proba = predict_labels(model, X, "binary", [0, 1])
         np.testing.assert_array_equal(pred, model.predict(X))
         assert set(pred.tolist()) == {expected}
         np.testing.assert_array_equal(got_proba, proba)
