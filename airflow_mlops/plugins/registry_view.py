@@ -40,14 +40,12 @@ page describes that audit entry of the model; a refused action renders the page 
 from __future__ import annotations
 
 import datetime as dt
-import errno
 import hashlib
 import hmac
 import json
 import logging
 import os
 import re
-import stat
 import threading
 from functools import lru_cache
 from typing import TYPE_CHECKING, Annotated, Any
@@ -60,6 +58,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import BaseModel, Field, ValidationError
 
 from airflow_mlops.links import URL_PREFIX
+from airflow_mlops.plugins.report_files import SymlinkRefused, read_report
 from airflow_mlops.registry.model_registry import (
     AliasNotFoundError,
     ApprovalError,
@@ -223,62 +222,6 @@ def check_csrf(request: Request, user: BaseUser, submitted: str | None) -> None:
 
 
 UserDep = Annotated[BaseUser, Depends(get_user)]
-
-
-# ------------------------------------------------------------------------------------------
-# reading reports from the store without following symlinks
-# ------------------------------------------------------------------------------------------
-class SymlinkRefused(StorageError):
-    """A component of a report's path in a file:// store is a symbolic link."""
-
-
-def _no_symlinks(store: ArtifactStore, key: str) -> None:
-    """Refuse ``key`` if any path component below the store root is a symlink (``lstat``, not ``realpath``)."""
-    path = store.local_path("")
-    for part in key.split("/"):
-        path = os.path.join(path, part)
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            raise ArtifactNotFoundError(f"{key} does not exist in the artifact store") from None
-        if stat.S_ISLNK(st.st_mode):
-            rel = os.path.relpath(path, store.local_path(""))
-            raise SymlinkRefused(f"refusing to serve {key}: {rel} is a symbolic link in the artifact store "
-                                 "(the report server never follows links)")
-
-
-def read_report(store: ArtifactStore, key: str) -> bytes:
-    """Bytes of a report key. On file:// stores: no path component may be a symlink, and the file is opened
-    component by component with ``O_NOFOLLOW`` (a link swapped in after the check is refused too)."""
-    if not store.is_local:
-        return store.read_bytes(key)
-    _no_symlinks(store, key)
-    parts = key.split("/")
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    fds: list[int] = []
-    try:
-        fds.append(os.open(store.local_path(""), os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)))
-        for part in parts[:-1]:
-            fds.append(os.open(part, flags | getattr(os, "O_DIRECTORY", 0), dir_fd=fds[-1]))
-        fd = os.open(parts[-1], flags, dir_fd=fds[-1])
-        fds.append(fd)
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ArtifactNotFoundError(f"{key} is not a regular file")
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    except FileNotFoundError:
-        raise ArtifactNotFoundError(f"{key} does not exist in the artifact store") from None
-    except (NotADirectoryError, IsADirectoryError):
-        raise ArtifactNotFoundError(f"{key} is not a file in the artifact store") from None
-    except OSError as e:  # ELOOP: a component became a symlink after the check
-        if e.errno in (errno.ELOOP, errno.EMLINK):
-            raise SymlinkRefused(f"refusing to serve {key}: a path component is a symbolic link") from None
-        raise StorageError(f"cannot read {key}: {e}") from None
-    finally:
-        for fd in reversed(fds):
-            os.close(fd)
 
 
 # ------------------------------------------------------------------------------------------
@@ -648,6 +591,14 @@ def create_app() -> FastAPI:
         return _render("error.html", status_code=exc.status_code, code=exc.status_code, detail=exc.detail,
                        login_url=login, base=_base(request))
 
+    _add_api_routes(app)
+    _add_file_route(app)
+    _add_page_routes(app)
+    return app
+
+
+def _add_api_routes(app: FastAPI) -> None:
+    """The JSON API under ``/api``: the CSRF token, models, one model, its audit log, approve and rollback."""
     # ---- JSON API ---------------------------------------------------------------------
     @app.get("/api/csrf")
     def api_csrf(user: UserDep) -> JSONResponse:
@@ -693,7 +644,9 @@ def create_app() -> FastAPI:
         check_csrf(request, user, request.headers.get(CSRF_HEADER))
         return do_rollback(user, name, body)
 
-    # ---- reports ----------------------------------------------------------------------
+
+def _add_file_route(app: FastAPI) -> None:
+    """``/files/<key>``: reports read through the store (verified, sandboxed), never other keys."""
     @app.get("/files/{key:path}", name="serve_file")
     def serve_file(key: str, user: UserDep) -> Response:
         parts = match_report_key(key)
@@ -737,6 +690,9 @@ def create_app() -> FastAPI:
             "Content-Security-Policy": REPORT_CSP, "X-Content-Type-Options": "nosniff",
             "X-MLOps-Integrity": integrity, "Cache-Control": "no-store"})
 
+
+def _add_page_routes(app: FastAPI) -> None:
+    """The HTML pages: the index, one model, and the approve/rollback forms (CSRF token, post-redirect-get)."""
     # ---- HTML -------------------------------------------------------------------------
     def _page(request: Request, user: BaseUser, names: list[str] | None, *, error: str | None = None,
               detail: str = "", status_code: int = status.HTTP_200_OK) -> HTMLResponse:
@@ -837,8 +793,5 @@ def create_app() -> FastAPI:
             return await _refused(request, user, name, _error_code(e), str(e.detail))
         return _done(request, name, out["event"])
 
-    return app
 
-
-__all__ = ["create_app", "csrf_token", "get_registry", "is_authorized", "model_view", "training_dag_id",
-           "URL_PREFIX"]
+__all__ = ["create_app", "csrf_token", "get_registry", "is_authorized", "model_view", "training_dag_id", "URL_PREFIX"]
