@@ -9,11 +9,13 @@ evidently) are imported lazily inside the functions that need them.
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable, Mapping
 from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "get_provider_info"]
+__all__ = ["__version__", "get_provider_info", "lazy_exports"]
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -101,3 +103,21 @@ def get_provider_info() -> dict[str, Any]:
             }
         },
     }
+
+
+def lazy_exports(package: str, modules: Mapping[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """``__getattr__`` and ``__dir__`` for a subpackage whose public names (``modules``: name -> defining module)
+    load on first access, so importing the subpackage imports none of its modules."""
+    namespace = importlib.import_module(package).__dict__
+
+    def __getattr__(name: str) -> Any:
+        if name in modules:
+            value = getattr(importlib.import_module(modules[name]), name)
+            namespace[name] = value
+            return value
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        return sorted({*namespace, *modules})
+
+    return __getattr__, __dir__

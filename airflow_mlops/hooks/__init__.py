@@ -8,18 +8,13 @@ Both return the plain classes of :mod:`airflow_mlops.store` and :mod:`airflow_ml
 
 from __future__ import annotations
 
-from typing import Any
+from airflow_mlops import lazy_exports
 
-__all__ = ["ArtifactStoreHook", "ModelRegistryHook"]
+#: public name -> the module defining it (imported on first access: importing the package stays cheap)
+_MODULES = {
+    "ArtifactStoreHook": "airflow_mlops.hooks.storage",
+    "ModelRegistryHook": "airflow_mlops.hooks.registry",
+}
 
-
-def __getattr__(name: str) -> Any:  # importing the package stays cheap; the hook modules import airflow.sdk
-    if name == "ArtifactStoreHook":
-        from airflow_mlops.hooks.storage import ArtifactStoreHook
-
-        return ArtifactStoreHook
-    if name == "ModelRegistryHook":
-        from airflow_mlops.hooks.registry import ModelRegistryHook
-
-        return ModelRegistryHook
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = sorted(_MODULES)
+__getattr__, __dir__ = lazy_exports(__name__, _MODULES)

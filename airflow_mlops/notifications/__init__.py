@@ -9,22 +9,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from airflow_mlops import lazy_exports
 
-__all__ = ["MLOpsAlertNotifier", "MLOpsWebhookNotifier", "alert_notifier"]
+#: public name -> the module defining it (imported on first access: importing the package stays cheap)
+_MODULES = {
+    "MLOpsAlertNotifier": "airflow_mlops.notifications.mlops",
+    "MLOpsWebhookNotifier": "airflow_mlops.notifications.webhook",
+    "alert_notifier": "airflow_mlops.notifications.mlops",
+}
 
-
-def __getattr__(name: str) -> Any:  # lazy: importing the package does not import airflow.sdk
-    if name == "MLOpsWebhookNotifier":
-        from airflow_mlops.notifications.webhook import MLOpsWebhookNotifier
-
-        return MLOpsWebhookNotifier
-    if name == "MLOpsAlertNotifier":
-        from airflow_mlops.notifications.mlops import MLOpsAlertNotifier
-
-        return MLOpsAlertNotifier
-    if name == "alert_notifier":
-        from airflow_mlops.notifications.mlops import alert_notifier
-
-        return alert_notifier
-    raise AttributeError(name)
+__all__ = sorted(_MODULES)
+__getattr__, __dir__ = lazy_exports(__name__, _MODULES)
