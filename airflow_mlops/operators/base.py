@@ -23,7 +23,7 @@ from airflow.sdk import BaseOperator
 from airflow_mlops.hooks.storage import ArtifactStoreHook
 from airflow_mlops.registry.model_registry import ModelRegistry
 from airflow_mlops.store.artifacts import ArtifactStore
-from airflow_mlops.store.dates import logical_ds
+from airflow_mlops.store.dates import LogicalDate, logical_ds
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -97,7 +97,9 @@ class MLOpsBaseOperator(BaseOperator):
     def registry(self) -> ModelRegistry:
         return ModelRegistry(self.store)
 
-    def logical_ds(self, context: Context) -> str:
+    def logical_ds(self, context: Context) -> LogicalDate:
+        """The run's logical date, parsed once here (the operator boundary) into a :class:`LogicalDate`
+        that the capability packages take as is: ``ds=`` when given, else :func:`context_ds`."""
         ds = logical_ds(self.ds or context_ds(context))
         self._lineage_ds = ds
         return ds
@@ -270,7 +272,7 @@ def pull_same_index(context: Context, task_id: str) -> Any:
     return ti.xcom_pull(task_ids=task_id, map_indexes=ti.map_index)
 
 
-def context_ds(context: Context) -> str:
+def context_ds(context: Context) -> LogicalDate:
     """The run's date: ``ds`` for scheduled runs; for asset-triggered runs (no logical date in
     Airflow 3) the ``ds`` carried by the triggering asset event, else the run's ``run_after`` date."""
     ds = context.get("ds")
@@ -286,8 +288,7 @@ def context_ds(context: Context) -> str:
     when = getattr(run, "run_after", None) or getattr(run, "start_date", None)
     if when is None:
         raise ValueError("cannot tell the logical date of this run; pass ds=")
-    day: str = when.date().isoformat()
-    return day
+    return LogicalDate(when.date())
 
 
 def fail(message: str, check: str | None = None) -> NoReturn:

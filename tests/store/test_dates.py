@@ -41,3 +41,36 @@ def test_windows_and_end_of_day():
     assert end_of_day("2024-02-29") == dt.datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=dt.UTC)
     with pytest.raises(ValueError, match="window days must be >= 1"):
         days_ending("2024-03-01", 0)
+
+
+def test_logical_date_is_its_text_parsed_once():
+    import json
+
+    from airflow.sdk.serde import serialize
+
+    from airflow_mlops.store.dates import LogicalDate
+
+    ds = LogicalDate(dt.datetime(2024, 2, 29, 23, 30, tzinfo=dt.UTC))
+    assert ds == "2024-02-29" and isinstance(ds, str) and repr(ds) == "'2024-02-29'"
+    assert LogicalDate(ds) is ds and logical_ds(ds) is ds  # no second parse
+    assert logical_ds("2024-02-29T00:00:00+00:00") == ds and type(logical_ds("2024-02-29")) is LogicalDate
+    assert ds.day == dt.date(2024, 2, 29) and logical_date(ds) == dt.date(2024, 2, 29)
+    assert ds.end_of_day() == end_of_day("2024-02-29")
+    assert ds.shift(1) == "2024-03-01" and ds.shift(-60) == "2023-12-31"
+    assert all(type(d) is LogicalDate for d in days_ending(ds, 3))
+    assert {ds: 1}["2024-02-29"] == 1  # a dict key like its text
+    # an XCom value as is: Airflow's serializer keeps str values, JSON writes the text
+    assert json.dumps({"ds": serialize(ds)}) == '{"ds": "2024-02-29"}'
+    assert partition_name(ds) == "ds=2024-02-29"
+    with pytest.raises(ValueError, match="logical date 'tomorrow' is not YYYY-MM-DD"):
+        LogicalDate("tomorrow")
+
+
+def test_the_operator_boundary_gives_a_logical_date():
+    from airflow_mlops.operators.base import context_ds
+    from airflow_mlops.store.dates import LogicalDate
+
+    ds = context_ds({"ds": "2024-01-05"})
+    assert type(ds) is LogicalDate and ds == "2024-01-05"
+    run = type("Run", (), {"run_after": dt.datetime(2024, 1, 6, 3, tzinfo=dt.UTC), "start_date": None})()
+    assert context_ds({"dag_run": run}) == LogicalDate("2024-01-06")
