@@ -7,13 +7,31 @@ from __future__ import annotations
 
 import datetime as dt
 import zlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from airflow_mlops.store.dates import days_from as date_range  # noqa: F401 - the demo's name for it
 from airflow_mlops.store.dates import logical_date
 
 if TYPE_CHECKING:
     import pandas as pd
+
+__all__ = ["CONTRACTS", "ExampleDataXCom", "FEATURES", "REGIONS", "SEGMENTS", "SeededPartitions", "churn_day",
+           "churn_ground_truth", "date_range", "seed_missing_partitions", "with_segment"]
+
+
+class SeededPartitions(TypedDict):
+    """What :func:`seed_missing_partitions` returns."""
+
+    written: list[str]  #: the days written now
+    present: list[str]  #: the days that already had a partition (untouched)
+    rows_per_day: int
+
+
+class ExampleDataXCom(SeededPartitions):
+    """The XCom of ``SeedExampleDataOperator``: ``{"dataset_uri", "written", "present", "rows_per_day"}``."""
+
+    dataset_uri: str  #: the dataset seeded
+
 
 CONTRACTS = ("monthly", "annual", "two_year")
 REGIONS = ("north", "south", "east", "west")
@@ -120,7 +138,7 @@ def churn_ground_truth(ds: str | dt.date, rows: int = 2000, *, seed: int = 0, dr
     return day_df[["customer_id"]].assign(churned=labels.astype("int64"))
 
 
-def seed_missing_partitions(dataset: Any, days: list[str], rows: int) -> dict[str, Any]:
+def seed_missing_partitions(dataset: Any, days: list[str], rows: int) -> SeededPartitions:
     """Write :func:`churn_day` partitions for the ``days`` that ``dataset`` lacks (the example model's
     self-seeding on a fresh install). Existing partitions are never touched, so reruns change nothing.
 

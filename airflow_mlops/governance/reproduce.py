@@ -34,7 +34,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast
 
 if TYPE_CHECKING:
     from airflow_mlops.config.model import ModelConfig
@@ -46,6 +46,40 @@ log = logging.getLogger(__name__)
 DEFAULT_TOLERANCE = 1e-9
 
 VERDICTS = ("reproduced", "mismatch", "data_changed")
+
+
+class MetricComparison(TypedDict):
+    """One row of :func:`compare_metrics`."""
+
+    metric: str  #: the flattened metric name, e.g. ``cv.roc_auc.mean``
+    recorded: Any
+    reproduced: Any
+    abs_diff: float | None  #: None when not numeric or missing on one side
+    within_tolerance: bool
+
+
+class LibraryDifference(TypedDict):
+    """One row of :func:`library_differences`."""
+
+    library: str
+    recorded: str | None
+    current: str | None
+
+
+class ReproduceXCom(TypedDict):
+    """The XCom of ``ReproduceModelOperator`` (and the CLI's short output): :func:`summary_for_xcom` of a
+    :func:`reproduce_version` report."""
+
+    model: str
+    version: int
+    verdict: Literal["reproduced", "mismatch", "data_changed"]  #: one of :data:`VERDICTS`
+    summary: str
+    tolerance: float
+    max_abs_diff: float | None  #: None when the data changed (nothing was compared)
+    report_uri: str | None  #: None when the report was not written
+    metrics_off: list[str]  #: metrics off by more than the tolerance
+    libraries_differing: list[str]
+    data_changed: bool
 
 
 class ReproduceError(ValueError):
@@ -81,12 +115,12 @@ def _number(v: Any) -> float | None:
 
 
 def compare_metrics(recorded: Mapping[str, Any], reproduced: Mapping[str, Any],
-                    tolerance: float = DEFAULT_TOLERANCE) -> list[dict[str, Any]]:
+                    tolerance: float = DEFAULT_TOLERANCE) -> list[MetricComparison]:
     """One row per metric leaf present on either side: ``metric``, ``recorded``, ``reproduced``,
     ``abs_diff`` (None when not numeric or missing on one side) and ``within_tolerance``.
     NaN equals NaN (a metric undefined both times is reproduced)."""
     rec, rep = flatten_metrics(recorded), flatten_metrics(reproduced)
-    rows = []
+    rows: list[MetricComparison] = []
     for key in sorted(set(rec) | set(rep)):
         a, b = rec.get(key), rep.get(key)
         fa, fb = _number(a), _number(b)
@@ -104,7 +138,7 @@ def compare_metrics(recorded: Mapping[str, Any], reproduced: Mapping[str, Any],
     return rows
 
 
-def library_differences(recorded: Mapping[str, str], current: Mapping[str, str]) -> list[dict[str, Any]]:
+def library_differences(recorded: Mapping[str, str], current: Mapping[str, str]) -> list[LibraryDifference]:
     """Libraries whose version differs between the recorded environment and this one."""
     return [{"library": lib, "recorded": recorded.get(lib), "current": current.get(lib)}
             for lib in sorted(set(recorded) | set(current)) if recorded.get(lib) != current.get(lib)]
@@ -297,15 +331,15 @@ def reproduce_version(registry: ModelRegistry, name: str, version: int, *, toler
     return report
 
 
-def summary_for_xcom(report: Mapping[str, Any]) -> dict[str, Any]:
+def summary_for_xcom(report: Mapping[str, Any]) -> ReproduceXCom:
     """The small part of a report for XCom / the CLI's short output."""
     keys = ("model", "version", "verdict", "summary", "tolerance", "max_abs_diff", "report_uri")
     out = {k: report.get(k) for k in keys}
     out["metrics_off"] = [r["metric"] for r in report.get("metrics") or [] if not r["within_tolerance"]]
     out["libraries_differing"] = [d["library"] for d in (report.get("libraries") or {}).get("differing", [])]
     out["data_changed"] = bool((report.get("data") or {}).get("changed"))
-    return out
+    return cast(ReproduceXCom, out)
 
 
-__all__ = ["DEFAULT_TOLERANCE", "ReproduceError", "VERDICTS", "compare_metrics", "flatten_metrics",
-           "library_differences", "reproduce_version", "summary_for_xcom"]
+__all__ = ["DEFAULT_TOLERANCE", "LibraryDifference", "MetricComparison", "ReproduceError", "ReproduceXCom", "VERDICTS",
+           "compare_metrics", "flatten_metrics", "library_differences", "reproduce_version", "summary_for_xcom"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, Required, TypedDict
 
 from airflow_mlops.store.dates import days_before, logical_ds
 from airflow_mlops.store.layout import monitoring_key
@@ -18,11 +18,74 @@ if TYPE_CHECKING:
     from airflow_mlops.config.model import ModelConfig
     from airflow_mlops.store.artifacts import ArtifactStore
     from airflow_mlops.store.datasets import Dataset
+    from airflow_mlops.validation.freshness import DuplicateCheck, FreshnessCheck
 
 log = logging.getLogger(__name__)
 
 #: the alert checks this monitor raises
 DATA_QUALITY_CHECKS = ("freshness", "volume", "duplicate")
+
+
+class PartitionStats(TypedDict):
+    """What :func:`partition_stats` returns (``files``: the data files' names)."""
+
+    rows: int
+    content_hash: str | None  #: None for a partition of 0 rows
+    schema_hash: str | None
+    files: list[str]
+
+
+class DataQualityPartition(TypedDict, total=False):
+    """``partition`` of a :class:`DataQualitySummary`: ``present``, and the :class:`PartitionStats` when it is."""
+
+    present: Required[bool]
+    rows: int
+    content_hash: str | None
+    schema_hash: str | None
+    files: list[str]
+
+
+class DataQualityAlertRecord(TypedDict):
+    """One alert of a :class:`DataQualitySummary` and whether it was delivered."""
+
+    check: str  #: one of :data:`DATA_QUALITY_CHECKS`
+    value: float | str | None
+    threshold: float | str | None
+    delivered: bool | None  #: None until sent; False: already sent, or its delivery failed (``error``)
+    error: NotRequired[str]  #: why the delivery failed
+
+
+class DataQualitySummary(TypedDict):
+    """What :func:`check_data_quality` returns and writes to ``monitoring/<model>/ds=<ds>/data_quality.json``.
+
+    ``volume`` and ``duplicate`` are None when the partition is missing. ``volume`` is
+    :func:`~airflow_mlops.validation.freshness.volume_check`'s result plus ``history`` (date -> rows) and
+    ``window_days``.
+    """
+
+    model: str
+    ds: str
+    dataset_uri: str
+    partition_uri: str
+    checked_at: str  #: ISO timestamp (UTC)
+    run: dict[str, Any]  #: the run that checked (dag_id, run_id, task_id, ...)
+    partition: DataQualityPartition
+    freshness: FreshnessCheck
+    volume: dict[str, Any] | None
+    duplicate: DuplicateCheck | None
+    report_uri: str  #: this summary's URI
+    alerts: list[DataQualityAlertRecord]
+    status: NotRequired[Literal["ok", "alert", "waiting"]]  #: set once the checks ran: always in the returned summary
+
+
+class DataQualityXCom(TypedDict):
+    """The XCom of ``DataQualityMonitorOperator``: the short form of a :class:`DataQualitySummary`."""
+
+    status: Literal["ok", "alert", "waiting"]
+    ds: str
+    rows: int | None  #: None when the partition is missing
+    alerts: list[str]  #: the checks that alerted
+    report_uri: str
 
 
 def data_quality_key(model: str, ds: str) -> str:
@@ -41,7 +104,7 @@ def monitored_dataset(config: ModelConfig, store: ArtifactStore, dataset: str | 
     return Locations(config, store).scoring
 
 
-def partition_stats(dataset: Dataset, ds: str, keys: Sequence[str] = ()) -> dict[str, Any] | None:
+def partition_stats(dataset: Dataset, ds: str, keys: Sequence[str] = ()) -> PartitionStats | None:
     """``{"rows", "content_hash", "schema_hash", "files"}`` of a partition; ``None`` when it has no data file.
 
     The content hash is :func:`~airflow_mlops.store.fingerprint.fingerprint_table` with the key columns
@@ -65,19 +128,20 @@ def partition_stats(dataset: Dataset, ds: str, keys: Sequence[str] = ()) -> dict
 
 
 def _history_stats(config: ModelConfig, store: ArtifactStore, dataset: Dataset, dates: Sequence[str],
-                   present: set[str]) -> dict[str, dict[str, Any]]:
+                   present: set[str]) -> dict[str, PartitionStats]:
     """Stats of earlier partitions: from their own ``data_quality.json`` when it describes the same
     files, else computed now."""
     from airflow_mlops.store.artifacts import ArtifactNotFoundError, StorageError
     from airflow_mlops.store.datasets import DataError
 
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, PartitionStats] = {}
     for d in dates:
         if d not in present:
             continue
         names = [f.rsplit("/", 1)[-1] for f in dataset.files(d)]
         if not names:
             continue
+        cached: Any  # the "partition" record of that day's data_quality.json
         try:
             cached = (store.read_json(data_quality_key(config.name, d)) or {}).get("partition") or {}
         except (ArtifactNotFoundError, StorageError):
@@ -97,7 +161,7 @@ def _history_stats(config: ModelConfig, store: ArtifactStore, dataset: Dataset, 
 
 def check_data_quality(config: ModelConfig, store: ArtifactStore, ds: str, *, dataset: str | None = None,
                        now: dt.datetime | None = None, context: Mapping[str, Any] | None = None,
-                       run_info: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                       run_info: Mapping[str, Any] | None = None) -> DataQualitySummary:
     """Freshness, volume and duplicate checks of the partition ``ds``; one alert per failing check.
 
     Uses ``monitoring.freshness_deadline_hours``, ``volume_window_days``, ``volume_min_ratio``,
@@ -122,10 +186,10 @@ def check_data_quality(config: ModelConfig, store: ArtifactStore, ds: str, *, da
     today = partition_stats(data, ds, config.keys)
     fresh = freshness_check(ds, today is not None, mon.freshness_deadline_hours, now=now)
 
-    summary: dict[str, Any] = {
+    summary: DataQualitySummary = {
         "model": config.name, "ds": ds, "dataset_uri": data.uri(), "partition_uri": part_uri,
         "checked_at": dt.datetime.now(dt.UTC).isoformat(), "run": dict(run_info or {}),
-        "partition": {"present": today is not None, **(today or {})},
+        "partition": {"present": True, **today} if today is not None else {"present": False},
         "freshness": fresh, "volume": None, "duplicate": None, "report_uri": report_uri, "alerts": [],
     }
     alerts: list[Alert] = []
@@ -168,7 +232,7 @@ def check_data_quality(config: ModelConfig, store: ArtifactStore, ds: str, *, da
                 model=config.name, check="duplicate", window=ds, value=f"same content as {first}",
                 threshold="content differs from every earlier day", report_uri=report_uri,
                 message=(f"Partition {part_uri} has exactly the same content (hash "
-                         f"{today['content_hash'][:16]}…, {today['rows']} rows) as "
+                         f"{(today['content_hash'] or '')[:16]}…, {today['rows']} rows) as "
                          f"ds={', ds='.join(dup['duplicate_of'])}: "
                          "a re-delivered file. Replace it with the day's data and re-run this day."),
                 details={"duplicate_of": dup["duplicate_of"], "content_hash": today["content_hash"],
@@ -188,9 +252,12 @@ def check_data_quality(config: ModelConfig, store: ArtifactStore, ds: str, *, da
         store.write_json(key, summary)
     log.info("data quality of %s ds=%s: %s (rows=%s, volume=%s, duplicate=%s, freshness=%s); summary %s",
              config.name, ds, summary["status"], summary["partition"].get("rows"),
-             (summary["volume"] or {}).get("status"), (summary["duplicate"] or {}).get("status"),
+             (summary["volume"] or {}).get("status"),
+             summary["duplicate"]["status"] if summary["duplicate"] else None,
              fresh["status"], report_uri)
     return summary
 
 
-__all__ = ["DATA_QUALITY_CHECKS", "check_data_quality", "data_quality_key", "monitored_dataset", "partition_stats"]
+__all__ = ["DATA_QUALITY_CHECKS", "DataQualityAlertRecord", "DataQualityPartition", "DataQualitySummary",
+           "DataQualityXCom", "PartitionStats", "check_data_quality", "data_quality_key", "monitored_dataset",
+           "partition_stats"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, cast
 
 from airflow_mlops.config.locations import Locations
 from airflow_mlops.registry.model_registry import ModelRegistry
@@ -33,6 +33,92 @@ if TYPE_CHECKING:
     from airflow_mlops.config.model import ModelConfig
 
 log = logging.getLogger(__name__)
+
+__all__ = ["DriftSegmentXCom", "DriftSliceXCom", "DriftXCom", "PerformanceAlertXCom", "PerformanceXCom",
+           "detect_drift", "drift_alerts", "drift_by_slice", "drift_key", "ground_truth_dataset", "monitor_performance",
+           "performance_key", "performance_xcom", "raise_alerts", "read_drift_summary", "read_performance_summary",
+           "read_retrain_requests", "record_retrain_request", "retrain_cooldown", "verdict_text", "xcom_summary"]
+
+
+class DriftSliceXCom(TypedDict):
+    """One slice in a :class:`DriftXCom` (a row of :func:`drift_by_slice`, shortened)."""
+
+    slice: str | None  #: ``column=value``; None for a slice column the data lacks
+    rows: dict[str, int] | None  #: ``{"reference", "current"}``
+    skipped: bool  #: too small to test, or its column is missing (reported, not alerted)
+    share_drifted: float | None  #: None when skipped
+    dataset_drift: bool | None  #: None when skipped
+
+
+class DriftSegmentXCom(TypedDict):
+    """One segment model in a :class:`DriftXCom` of a segmented model."""
+
+    model: str  #: the segment model's name
+    version: int
+    share_drifted: float
+    dataset_drift: bool
+
+
+class DriftXCom(TypedDict):
+    """The XCom of ``DriftDetectionOperator`` and ``DriftSensor``: :func:`xcom_summary` of a drift summary.
+
+    ``DriftDetectionOperator`` adds ``retrain_requested`` (and, when no request was emitted on drift,
+    ``retrain_skipped_reason``) and ``alert_errors`` when an alert could not be delivered.
+    """
+
+    model: str
+    version: int  #: the version that scored most rows (the worst segment's, for a segmented model)
+    ds: str
+    share_drifted: float  #: share of drifted features
+    n_drifted: int
+    n_features: int
+    counted: str | None  #: what the counts count (features only)
+    threshold: float
+    share_drift: bool | None  #: the ``share`` clause alone
+    dataset_drift: bool  #: the verdict of the drift rule
+    rule: str | None  #: None for a summary written before drift rules
+    report_uri: str | None  #: drift.html; None without the HTML report
+    summary_uri: str | None  #: drift.json
+    drifted_columns: list[str]
+    prediction_drift: bool | None  #: None when no prediction column was tested
+    fired: list[str]  #: the clauses of the rule that fired
+    top_features: list[str]  #: the most important features the ``top_features`` clause watched
+    reason: str  #: :func:`verdict_text`
+    slices: list[DriftSliceXCom]
+    drifted_slices: list[str]
+    alerts: int  #: alert records in the summary
+    segments: NotRequired[list[DriftSegmentXCom]]  #: segmented models only
+    retrain_requested: NotRequired[bool]
+    retrain_skipped_reason: NotRequired[str]
+    alert_errors: NotRequired[str]
+
+
+class PerformanceAlertXCom(TypedDict):
+    """One alert in a :class:`PerformanceXCom`."""
+
+    slice: str | None  #: None for the whole data
+    metric: str | None  #: the first breached metric
+    value: float | str | None
+    threshold: float | str | None
+
+
+class PerformanceXCom(TypedDict):
+    """The XCom of ``PerformanceMonitorOperator``: :func:`performance_xcom` of a performance summary."""
+
+    model: str
+    ds: str
+    window: str  #: ``<first>..<last>``
+    status: str  #: ``ok``, ``alert`` or ``skipped``
+    reason: NotRequired[str | None]  #: why the window was not evaluated (``skipped`` only)
+    metrics: dict[str, float]  #: empty when skipped
+    primary_metric: str
+    report_uri: NotRequired[str]  #: performance.html, when written
+    summary_uri: str  #: performance.json
+    rows: int  #: labelled rows joined in the window
+    previous_metrics: dict[str, float]  #: the previous window's
+    #: per slice: ``slice``, ``rows``, ``alertable`` and the primary metric's value under its own name
+    slices: list[dict[str, Any]]
+    alerts: list[PerformanceAlertXCom]
 
 
 def drift_key(model: str, ds: str) -> str:
@@ -156,7 +242,7 @@ def _segmented_drift(config: ModelConfig, store: ArtifactStore, registry: ModelR
     return combined
 
 
-def xcom_summary(summary: dict[str, Any]) -> dict[str, Any]:
+def xcom_summary(summary: dict[str, Any]) -> DriftXCom:
     """The small part of a drift summary that goes to XCom."""
     keep = ("model", "version", "ds", "share_drifted", "n_drifted", "n_features", "counted", "threshold",
             "share_drift", "dataset_drift", "rule", "report_uri", "summary_uri")
@@ -174,7 +260,7 @@ def xcom_summary(summary: dict[str, Any]) -> dict[str, Any]:
     if summary.get("segments"):
         out["segments"] = [{k: s.get(k) for k in ("model", "version", "share_drifted", "dataset_drift")}
                            for s in summary["segments"]]
-    return out
+    return cast(DriftXCom, out)
 
 
 def verdict_text(summary: dict[str, Any]) -> str:
@@ -516,7 +602,7 @@ def monitor_performance(config: ModelConfig, store: ArtifactStore, ds: str, *, r
     return summary
 
 
-def performance_xcom(summary: dict[str, Any]) -> dict[str, Any]:
+def performance_xcom(summary: dict[str, Any]) -> PerformanceXCom:
     """The small part of a performance summary that goes to XCom."""
     keep = ("model", "ds", "window", "status", "reason", "metrics", "primary_metric", "report_uri", "summary_uri")
     out = {k: summary.get(k) for k in keep if k in summary}
@@ -527,7 +613,7 @@ def performance_xcom(summary: dict[str, Any]) -> dict[str, Any]:
                       primary: (s.get("metrics") or {}).get(primary)} for s in summary.get("slices", [])]
     out["alerts"] = [{"slice": a.get("slice"), "metric": (a.get("details") or {}).get("metric"),
                       "value": a.get("value"), "threshold": a.get("threshold")} for a in summary.get("alerts", [])]
-    return out
+    return cast(PerformanceXCom, out)
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from airflow_mlops.alerts.delivery import Alert
 from airflow_mlops.store.dates import days_ending, logical_date
@@ -33,10 +33,26 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 __all__ = ["window_id", "previous_window_end", "join_ground_truth",
            "evaluate", "slice_performance", "relative_change", "performance_alerts", "watched_metrics",
-           "slice_label", "GLOBAL"]
+           "slice_label", "GLOBAL", "SlicePerformance"]
 
 #: The ``slice`` of a global (whole-window) result.
 GLOBAL = None
+
+
+class SlicePerformance(TypedDict):
+    """One row of :func:`slice_performance`; the last three keys are added by
+    :func:`airflow_mlops.monitoring.monitor.monitor_performance`."""
+
+    column: str
+    value: str | None  #: None for a slice column missing from the data
+    slice: str | None  #: ``column=value``
+    rows: int  #: labelled rows in the window
+    metrics: dict[str, float]
+    alertable: bool  #: ``rows >= min_size``
+    note: NotRequired[str]  #: why it is not alertable
+    previous_rows: NotRequired[int]  #: labelled rows of the slice in the previous window
+    previous_metrics: NotRequired[dict[str, float]]
+    alert: NotRequired[str | None]  #: the message of the slice's alert
 
 
 # --------------------------------------------------------------------------------------------
@@ -142,14 +158,14 @@ def slice_label(column: str, value: Any) -> str:
 
 def slice_performance(joined: pd.DataFrame, slice_columns: Iterable[str], task: str, target: str,
                       classes: Sequence[Any] | None, proba_columns: Sequence[str] | None,
-                      min_size: int) -> list[dict[str, Any]]:
+                      min_size: int) -> list[SlicePerformance]:
     """Metrics per value of each slice column: one row per slice, sorted by column then value.
 
     Each row: ``column``, ``value`` (a string), ``slice`` (``"column=value"``), ``rows`` (labelled
     rows in the window), ``metrics``, ``alertable`` (``rows >= min_size``) and, for small slices, a
     ``note``. A slice column missing from ``joined`` gives one row with ``value: null`` and a note.
     """
-    out: list[dict[str, Any]] = []
+    out: list[SlicePerformance] = []
     for col in slice_columns:
         if col not in joined.columns:
             out.append({"column": col, "value": None, "slice": None, "rows": 0, "metrics": {}, "alertable": False,
@@ -158,9 +174,9 @@ def slice_performance(joined: pd.DataFrame, slice_columns: Iterable[str], task: 
         groups = sorted(((_label_str(v), g) for v, g in joined.groupby(col, sort=False, observed=True, dropna=True)),
                         key=lambda kv: kv[0])
         for value, g in groups:
-            row: dict[str, Any] = {"column": col, "value": value, "slice": f"{col}={value}", "rows": int(len(g)),
-                                   "metrics": evaluate(g, task, target, classes, proba_columns),
-                                   "alertable": len(g) >= min_size}
+            row: SlicePerformance = {"column": col, "value": value, "slice": f"{col}={value}", "rows": int(len(g)),
+                                     "metrics": evaluate(g, task, target, classes, proba_columns),
+                                     "alertable": len(g) >= min_size}
             if not row["alertable"]:
                 row["note"] = f"fewer than {min_size} labelled rows (monitoring.min_slice_size): reported, not alerted"
             out.append(row)

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.monitoring.data_quality import check_data_quality
+from airflow_mlops.monitoring.data_quality import DataQualityXCom, check_data_quality
 from airflow_mlops.operators.base import MLOpsBaseOperator, fail
 
 if TYPE_CHECKING:
@@ -33,7 +33,9 @@ class DataQualityMonitorOperator(MLOpsBaseOperator):
     * **duplicate** — the canonical content hash equals an earlier day's (a re-delivered file): alert.
 
     Alerts are routed by the model's ``alerts`` config and sent once per (model, check, day). The
-    summary goes to ``<root>/monitoring/<model>/ds=<ds>/data_quality.json``; a small dict to XCom.
+    summary goes to ``<root>/monitoring/<model>/ds=<ds>/data_quality.json``; a small dict to XCom
+    (:class:`~airflow_mlops.monitoring.data_quality.DataQualityXCom`: ``status``, ``ds``, ``rows``, ``alerts``,
+    ``report_uri``).
 
     :param dataset: dataset name under ``<root>/data/`` to check; default the model's scoring dataset,
         else its input dataset. (templated)
@@ -58,7 +60,7 @@ class DataQualityMonitorOperator(MLOpsBaseOperator):
         self.dataset = dataset
         self.fail_on = tuple(fail_on)
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> DataQualityXCom:
         from airflow.sdk.exceptions import AirflowException
 
         from airflow_mlops.alerts.delivery import AlertDeliveryError
@@ -71,8 +73,8 @@ class DataQualityMonitorOperator(MLOpsBaseOperator):
         except DataError as e:
             fail(f"data quality check of {self.config.name} ds={ds}: {e}")
             raise
-        out = {"status": summary["status"], "ds": ds, "rows": summary["partition"].get("rows"),
-               "alerts": [a["check"] for a in summary["alerts"]], "report_uri": summary["report_uri"]}
+        out: DataQualityXCom = {"status": summary["status"], "ds": ds, "rows": summary["partition"].get("rows"),
+                                "alerts": [a["check"] for a in summary["alerts"]], "report_uri": summary["report_uri"]}
         undelivered = [a for a in summary["alerts"] if a.get("error")]
         if undelivered:
             raise AlertDeliveryError("; ".join(f"{a['check']}: {a['error']}" for a in undelivered)

@@ -11,6 +11,8 @@ from airflow_mlops.operators.base import MLOpsBaseOperator
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_mlops.demo.data import ExampleDataXCom
+
 
 class SeedExampleDataOperator(MLOpsBaseOperator):
     """Write the package's seeded synthetic churn partitions that are missing, so the shipped example
@@ -31,7 +33,8 @@ class SeedExampleDataOperator(MLOpsBaseOperator):
         SeedExampleDataOperator(task_id="seed_example_data", config_path="dags/configs/churn.yaml",
                                 which="scoring")
 
-    XCom: ``{"dataset_uri", "written": [days], "present": [days], "rows_per_day"}``.
+    XCom: ``{"dataset_uri", "written": [days], "present": [days], "rows_per_day"}``
+    (:class:`~airflow_mlops.demo.data.ExampleDataXCom`).
     """
 
     template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields, "days")
@@ -44,7 +47,7 @@ class SeedExampleDataOperator(MLOpsBaseOperator):
         self.which = which
         self.days = days
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> ExampleDataXCom:
         from airflow_mlops.config.locations import Locations
         from airflow_mlops.demo.data import seed_missing_partitions
         from airflow_mlops.store.dates import days_from as date_range

@@ -10,6 +10,9 @@ from airflow_mlops.operators.base import MLOpsBaseOperator
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_mlops.scoring.batch import ScoringSummary
+    from airflow_mlops.scoring.merge import MergeSummary
+
 
 class BatchInferenceOperator(MLOpsBaseOperator):
     """Score the logical date's input partition with a registered model and write the predictions
@@ -125,7 +128,7 @@ class BatchInferenceOperator(MLOpsBaseOperator):
         self.output_prefix = output_prefix
         self.files = files
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> ScoringSummary:
         from airflow_mlops.operators.base import fail
         from airflow_mlops.registry.model_registry import RegistryError
         from airflow_mlops.scoring.batch import DEFAULT_BATCH_SIZE, score_partition
@@ -221,7 +224,7 @@ class MergePredictionPartsOperator(MLOpsBaseOperator):
         self.input_dataset = input_dataset
         self.input_format = input_format
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> MergeSummary:
         from airflow_mlops.operators.base import fail
         from airflow_mlops.scoring.merge import merge_parts
         from airflow_mlops.store.datasets import DataError, Dataset

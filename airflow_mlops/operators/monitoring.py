@@ -13,6 +13,8 @@ from airflow_mlops.operators.base import MLOpsBaseOperator, fail
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_mlops.monitoring.monitor import DriftXCom, PerformanceXCom
+
 
 
 class DriftDetectionOperator(MLOpsBaseOperator):
@@ -23,7 +25,8 @@ class DriftDetectionOperator(MLOpsBaseOperator):
     evidently 0.7's ``DataDriftPreset`` picks the test per column (K-S / chi-square for small samples,
     Wasserstein / Jensen-Shannon for large ones). The JSON summary (per-feature test, score, threshold,
     drifted; share of drifted features; prediction drift) and the HTML report go to
-    ``<root>/monitoring/<model>/ds=<ds>/drift.json`` / ``drift.html``; a small summary goes to XCom.
+    ``<root>/monitoring/<model>/ds=<ds>/drift.json`` / ``drift.html``; a small summary goes to XCom
+    (:class:`~airflow_mlops.monitoring.monitor.DriftXCom`).
 
     The verdict follows ``drift.rule`` (default ``combined``: the share of drifted features reaches
     ``drift.threshold``, OR the prediction distribution drifts, OR any of the ``drift.top_k`` most
@@ -67,7 +70,7 @@ class DriftDetectionOperator(MLOpsBaseOperator):
         self.send_alerts = send_alerts
         self.fail_on_alert_error = fail_on_alert_error
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> DriftXCom:
         from airflow_mlops.monitoring.monitor import detect_drift, xcom_summary
         from airflow_mlops.store.datasets import DataError
 
@@ -97,7 +100,7 @@ class DriftDetectionOperator(MLOpsBaseOperator):
                 self.log.error("drift alert(s) of %s on %s not delivered: %s", self.config.name, ds, e)
         return out
 
-    def _request_retraining(self, context: Context, ds: str, summary: dict[str, Any], out: dict[str, Any]) -> None:
+    def _request_retraining(self, context: Context, ds: str, summary: dict[str, Any], out: DriftXCom) -> None:
         from airflow.sdk import AssetAlias
 
         from airflow_mlops.monitoring.monitor import (
@@ -146,8 +149,9 @@ class PerformanceMonitorOperator(MLOpsBaseOperator):
     reported, never alerted; an alert on a slice names it (``segment=enterprise``).
 
     Writes ``<root>/monitoring/<model>/ds=<ds>/performance.json`` and ``performance.html``; returns a
-    small summary to XCom. Without ground truth for the window the task is skipped (``skip_if_no_ground_truth``,
-    default) or succeeds with ``status: skipped``; the reason is logged and written to the summary.
+    small summary to XCom (:class:`~airflow_mlops.monitoring.monitor.PerformanceXCom`). Without ground truth
+    for the window the task is skipped (``skip_if_no_ground_truth``, default) or succeeds with
+    ``status: skipped``; the reason is logged and written to the summary.
 
     Example::
 
@@ -163,7 +167,7 @@ class PerformanceMonitorOperator(MLOpsBaseOperator):
         self.send_alerts = send_alerts
         self.skip_if_no_ground_truth = skip_if_no_ground_truth
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> PerformanceXCom:
         from airflow_mlops.monitoring.monitor import monitor_performance, performance_xcom, raise_alerts
         from airflow_mlops.store.datasets import DataError
 

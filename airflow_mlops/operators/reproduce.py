@@ -10,6 +10,8 @@ from airflow_mlops.operators.base import MLOpsBaseOperator
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_mlops.governance.reproduce import ReproduceXCom
+
 
 class ReproduceModelOperator(MLOpsBaseOperator):
     """Reproducibility check of a registered version
@@ -35,8 +37,8 @@ class ReproduceModelOperator(MLOpsBaseOperator):
 
         ReproduceModelOperator(task_id="reproduce", config_path="dags/configs/churn.yaml", version=3)
 
-    XCom: ``{"model", "version", "verdict", "summary", "tolerance", "max_abs_diff", "report_uri",
-    "metrics_off", "libraries_differing", "data_changed"}``.
+    XCom: :class:`~airflow_mlops.governance.reproduce.ReproduceXCom` (``{"model", "version", "verdict",
+    "summary", "tolerance", "max_abs_diff", "report_uri", "metrics_off", "libraries_differing", "data_changed"}``).
     """
 
     template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields, "version", "model")
@@ -50,7 +52,7 @@ class ReproduceModelOperator(MLOpsBaseOperator):
         self.tolerance = tolerance
         self.fail_on = tuple(fail_on)
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> ReproduceXCom:
         from airflow_mlops.config.model import ConfigError
         from airflow_mlops.governance.reproduce import ReproduceError, reproduce_version, summary_for_xcom
         from airflow_mlops.operators.base import fail

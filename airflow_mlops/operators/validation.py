@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow_mlops.operators.base import MLOpsBaseOperator, fail
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from airflow_mlops.validation.run import ValidationSummary
 
 
 class DataValidationOperator(MLOpsBaseOperator):
@@ -35,7 +37,9 @@ class DataValidationOperator(MLOpsBaseOperator):
 
         DataValidationOperator(task_id="validate", config_path="dags/configs/churn.yaml")
 
-    XCom: ``{"success", "rows", "evaluated", "failed", "result_uri", "report_uri", "suite"}``.
+    XCom: :class:`~airflow_mlops.validation.run.ValidationSummary` (``{"success", "rows", "evaluated", "failed",
+    "result_uri", "report_uri", "suite"}``, + ``quarantine_removed``; ``{"success", "skipped", "rows"}`` without
+    a suite).
     """
 
     template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields,)
@@ -46,7 +50,7 @@ class DataValidationOperator(MLOpsBaseOperator):
         super().__init__(**kwargs)
         self.with_target = with_target
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> ValidationSummary:
         from airflow_mlops.config.locations import Locations
         from airflow_mlops.operators.base import integrity_check
         from airflow_mlops.registry.lifecycle import GateFailed, validate_partition
@@ -62,7 +66,9 @@ class DataValidationOperator(MLOpsBaseOperator):
         except DataError as e:
             fail(f"{self.config.name} {ds}: {e}")
         try:
-            return validate_partition(self.config, self.store, ds, with_target=self.with_target, dataset=dataset)
+            # validate_partition (registry.lifecycle) builds a ValidationSummary; it is annotated dict[str, Any] there
+            return cast("ValidationSummary", validate_partition(self.config, self.store, ds,
+                                                                with_target=self.with_target, dataset=dataset))
         except GateFailed as e:
             fail(str(e))
         except RegistryError as e:  # the champion whose reference infers the suite cannot be trusted

@@ -48,24 +48,21 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from airflow_mlops.registry.model_registry import ModelRegistry, PolicyError, RegistryError
+from airflow_mlops.registry.model_registry import ModelRegistry
+from airflow_mlops.scoring.assemble import BatchAssembler
 from airflow_mlops.scoring.io import BackgroundWriter, file_schema, iter_batches, local_file, prefetch
-from airflow_mlops.scoring.policies import FallbackScorer, canary_mask, fallback_baseline, segment_mask, switch_is_on
+from airflow_mlops.scoring.plan import KillSwitch, ScoringPlan, build_plan
 from airflow_mlops.scoring.schema import (
-    CANARY,
-    FALLBACK,
     check_input_schema,
     csv_column_types,
     mismatch_error,
     physical_schema,
     prediction_log_schema,
-    proba_columns,
 )
-from airflow_mlops.scoring.scorer import ConstantColumns, Scorer, has_proba_columns, to_arrow, unfit_reason
-from airflow_mlops.scoring.selection import select_model
 from airflow_mlops.store.artifacts import ArtifactStore, join
 from airflow_mlops.store.datasets import DataError, Dataset, EmptyPartitionError, partition_name
 from airflow_mlops.store.dates import logical_ds
@@ -77,7 +74,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_BATCH_SIZE", "partition_input_files", "predictions_dataset", "score_partition", "scoring_input"]
+__all__ = ["DEFAULT_BATCH_SIZE", "ScoringSummary", "partition_input_files", "predictions_dataset", "score_partition",
+           "scoring_input"]
 
 DEFAULT_BATCH_SIZE = 131072
 PARTS_DIR = "_parts"
@@ -118,6 +116,45 @@ def partition_input_files(config: ModelConfig, store: ArtifactStore, ds: str,
 # ------------------------------------------------------------------------------------------
 # scoring
 # ------------------------------------------------------------------------------------------
+class ScoringSummary(TypedDict):
+    """What :func:`score_partition` returns (and :class:`BatchInferenceOperator` pushes to XCom): JSON only,
+    counts and URIs, never row values."""
+
+    model: str
+    version: int
+    #: alias that scored (``champion``...), ``pinned``, ``first_version`` or ``fallback``
+    scored_by: str
+    #: ``version``, ``alias``, ``alias_as_of`` or ``alias_first``
+    selection: str
+    as_of: str | None
+    rows: int
+    files: int
+    output_files: int
+    output_uri: str
+    output_key: str
+    input_uri: str
+    seconds: float
+    shadow_alias: str | None
+    shadow_version: int | None
+    shadow_error: str | None
+    scored_at: str
+    run_id: str
+    ds: str
+    #: True when a part (file subset or segment) was written for :func:`merge_parts`
+    part: bool
+    canary_alias: str | None
+    canary_version: int | None
+    canary_share: float | None
+    canary_rows: int
+    canary_error: str | None
+    kill_switch: KillSwitch | None
+    #: ``{"source", "rows", "prediction", "proba"}`` of the kill switch's fallback
+    fallback: dict[str, Any] | None
+    #: ``{"top_k", "requested", "method", "seconds", "setup_seconds", "rows"[, "canary_method"]}``
+    explain: dict[str, Any] | None
+    segment: str | None
+
+
 def _part_id(files: Sequence[str]) -> str:
     stem = os.path.splitext(files[0].rsplit("/", 1)[-1])[0]
     stem = re.sub(r"[^A-Za-z0-9_.=-]", "_", stem)[:80] or "part"
@@ -147,7 +184,7 @@ def score_partition(
     disabled_source: str = "caller",
     explain: ExplainConfig | bool | None = None,
     segment: tuple[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> ScoringSummary:
     """Score the input partition ``ds`` with a registered model into the prediction log.
 
     :param config: the model config (name, input dataset, keys, ``canary``, ``explain``).
@@ -199,320 +236,34 @@ def score_partition(
     :raises RegistryError: unknown model/version/alias, retired version (naming who retired it and
         why), integrity failure.
     """
-    import numpy as np
-    import pyarrow as pa
-
-    from airflow_mlops.config.model import ExplainConfig
-    from airflow_mlops.registry.model_registry import LifecycleError
-
     started = time.perf_counter()
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     ds = logical_ds(ds)
     partition_name(ds)  # validates the date
     registry = ModelRegistry(store)
-    name = config.name
     dataset = input_dataset or scoring_input(config, store)
-    in_store = dataset.store
     input_uri = dataset.uri(ds)
-
-    # -- rollout settings --------------------------------------------------------------------
-    if canary_alias is None and config.canary is not None:
-        canary_alias = config.canary.alias
-    if canary_share is None:
-        canary_share = config.canary.share if config.canary is not None else 0.0
-    canary_share = float(canary_share)
-    if not 0.0 <= canary_share <= 1.0:
-        raise ValueError(f"canary_share must be between 0 and 1, got {canary_share}")
-    if explain is None:
-        explain = config.explain
-    elif explain is True:
-        explain = config.explain or ExplainConfig()
-    elif explain is False:
-        explain = None
-
-    chosen = select_model(registry, name, ds, alias=alias, version=version, as_of=as_of,
-                          as_of_logical_date=as_of_logical_date, if_alias_missing=if_alias_missing)
-
-    # -- kill switch ---------------------------------------------------------------------------
-    kill: dict[str, Any] | None = None
-    flag = registry.is_model_disabled(name)
-    if flag:
-        kill = {"source": "registry", "by": flag.get("by"), "at": flag.get("at"), "reason": flag.get("reason")}
-    elif switch_is_on(disabled):
-        kill = {"source": disabled_source, "by": None, "at": None, "reason": str(disabled)}
-
-    scorer: Scorer | FallbackScorer
-    fallback: dict[str, Any] | None = None
-    if kill is not None:
-        meta = registry.get_metadata(name, chosen["version"])
-        fallback = fallback_baseline(registry, name, chosen["version"], meta)
-        scorer = FallbackScorer(name, chosen["version"], meta, fallback,
-                                 has_proba_columns(registry, name, chosen["version"], meta))
-        chosen = {**chosen, "scored_by": FALLBACK}
-        log.warning("kill switch of %s is ON (%s%s): writing the naive fallback (%s from %s, v%d's training "
-                    "baseline) instead of scoring with the model", name, kill["source"],
-                    f", by {kill['by']}" if kill.get("by") else "", fallback["prediction"], fallback["source"],
-                    chosen["version"])
-    else:
-        try:
-            # the promotion policy first (retired, rejected, awaiting approval), then the signed, hash-verified,
-            # type-checked load: a refused model never has a row scored
-            registry.check_serving(name, chosen["version"], role=str(chosen["scored_by"]))
-            scorer = Scorer.load(registry, name, chosen["version"])
-        except (LifecycleError, PolicyError) as e:
-            how = {"version": "pinned with version=", "alias": f"alias {chosen['alias']!r}",
-                   "alias_as_of": f"alias {chosen['alias']!r} as of {chosen['as_of']}",
-                   "alias_first": f"first version of alias {chosen['alias']!r}"}.get(chosen["selection"], "")
-            raise type(e)(f"cannot score {input_uri} for {ds}: {name} v{chosen['version']} ({how}) - {e}. "
-                          f"Score with an allowed version (version=<n>) or point the alias elsewhere") from None
-    keys = list(scorer.meta.get("keys") or config.keys)
-
-    all_files = partition_input_files(config, store, ds, dataset)
-    if files is not None:
-        files = [files] if isinstance(files, str) else list(files)
-        unknown = [f for f in files if f not in all_files]
-        if unknown or not files:
-            raise DataError(f"file(s) {unknown or files} are not data files of partition {input_uri}; "
-                            f"its files: {all_files}")
-    part = files is not None or segment is not None
-    if files is None:
-        files = all_files
-
-    # -- shadow and canary models (never with the kill switch on) ---------------------------------
-    shadow: Scorer | None = None
-    shadow_version: int | None = None
-    shadow_error: str | None = None
-    if shadow_alias and kill is None:
-        try:
-            sel = select_model(registry, name, ds, alias=shadow_alias, as_of=chosen["as_of"])
-            shadow_version = sel["version"]
-            shadow = Scorer.load(registry, name, shadow_version)
-            if (shadow.task == "regression") != (scorer.task == "regression"):
-                raise RegistryError(f"shadow v{shadow_version} is a {shadow.task} model, "
-                                    f"v{scorer.version} a {scorer.task} model")
-        except RegistryError as e:
-            shadow, shadow_error = None, f"{type(e).__name__}: {e}"
-            log.warning("shadow alias %r of %s not used: %s; shadow columns are null", shadow_alias, name, e)
-    elif shadow_alias:
-        shadow_error = "kill switch on: no model scored"
-
-    canary: Scorer | None = None
-    canary_version: int | None = None
-    canary_error: str | None = None
-    if canary_alias and canary_share > 0:
-        if kill is not None:
-            canary_error = "kill switch on: every row got the fallback"
-        else:
-            assert isinstance(scorer, Scorer)  # kill switch off: the model itself scores
-            try:
-                sel = select_model(registry, name, ds, alias=canary_alias, as_of=chosen["as_of"])
-                canary_version = sel["version"]
-                if canary_version == scorer.version:
-                    raise RegistryError(f"alias {canary_alias!r} points to v{canary_version}, the version scoring "
-                                        "every row already")
-                registry.check_serving(name, canary_version, role="canary")  # canary rows are real predictions
-                canary = Scorer.load(registry, name, canary_version)
-                if canary.task != scorer.task or list(canary.classes or []) != list(scorer.classes or []):
-                    raise RegistryError(f"canary v{canary_version} ({canary.task}, classes {canary.classes}) does "
-                                        f"not predict like v{scorer.version} ({scorer.task}, classes {scorer.classes})")
-                if canary.has_proba != scorer.has_proba:
-                    raise RegistryError(f"canary v{canary_version} and v{scorer.version} differ in predict_proba")
-            except RegistryError as e:
-                canary, canary_error = None, f"{type(e).__name__}: {e}"
-            if canary is None:
-                log.warning("canary alias %r of %s not used: %s; every row scored by v%d", canary_alias, name,
-                            canary_error, scorer.version)
-
-    # -- explanations ----------------------------------------------------------------------------
-    explain_k = int(explain.top_k) if explain is not None else 0
-    explain_info: dict[str, Any] | None = None
-    if explain is not None:
-        explain_info = {"top_k": explain_k, "requested": explain.method, "method": None, "seconds": 0.0,
-                        "setup_seconds": 0.0, "rows": 0}
-        if kill is None:
-            assert isinstance(scorer, Scorer)  # kill switch off: the model itself scores
-            from airflow_mlops.scoring.explain import ExplainError, make_explainer
-
-            t = time.perf_counter()
-            for sc in (scorer, canary):
-                if sc is None:
-                    continue
-                try:
-                    sc.explainer = make_explainer(sc.pipeline, sc.meta, registry.load_reference(name, sc.version),
-                                                  explain.method)
-                except ExplainError as e:
-                    raise DataError(f"explanations for {name} v{sc.version} cannot be computed: {e}") from None
-            explain_info["setup_seconds"] = round(time.perf_counter() - t, 3)
-            explain_info["method"] = scorer.explainer.describe()
-            if canary is not None:
-                explain_info["canary_method"] = canary.explainer.describe()
-
-    # -- schema check of every file BEFORE writing anything ----------------------------------
+    plan = build_plan(config, registry, ds, input_uri, alias=alias, version=version, as_of=as_of,
+                      as_of_logical_date=as_of_logical_date, if_alias_missing=if_alias_missing,
+                      shadow_alias=shadow_alias, canary_alias=canary_alias, canary_share=canary_share,
+                      disabled=disabled, disabled_source=disabled_source, explain=explain)
+    files, part = _select_files(config, store, ds, dataset, files, segment)
+    output = predictions_dataset(config, store, output_prefix)
+    out_key = _output_key(output, ds, files, part, segment)
+    scored_at = dt.datetime.now(dt.UTC)
+    run_id = run_id or f"manual__{scored_at.isoformat()}"
     tmpdir = tempfile.mkdtemp(prefix="mlops-score-")
     try:
-        schemas: dict[str, pa.Schema] = {}
-        diffs: list[dict[str, str]] = []
-        if in_store.is_local:  # footers are cheap to read: check all files up front
-            for f in files:
-                schemas[f] = file_schema(in_store.local_path(f), dataset.fmt, in_store.uri(f))
-                diffs += check_input_schema(schemas[f], scorer.meta, keys=keys, source=in_store.uri(f))
-        else:  # remote: check the first file now, the others as they are downloaded (before commit)
-            with local_file(in_store, files[0], tmpdir) as p:
-                schemas[files[0]] = file_schema(p, dataset.fmt, in_store.uri(files[0]))
-            diffs += check_input_schema(schemas[files[0]], scorer.meta, keys=keys, source=in_store.uri(files[0]))
-        if diffs:
-            raise mismatch_error(diffs, name, scorer.version, input_uri)
-        if shadow is not None:
-            shadow_error = unfit_reason("shadow", shadow.meta, scorer.meta, schemas[files[0]], keys) or shadow_error
-            if shadow_error:
-                log.warning("shadow %s v%s not used: %s", name, shadow_version, shadow_error)
-                shadow = None
-        if canary is not None:
-            canary_error = unfit_reason("canary", canary.meta, scorer.meta, schemas[files[0]], keys) or canary_error
-            if canary_error:
-                log.warning("canary %s v%s not used: %s; every row scored by v%d", name, canary_version,
-                            canary_error, scorer.version)
-                canary = None
-        first = schemas[files[0]]
-        key_types = {k: first.field(k).type for k in keys}
-        needed = list(dict.fromkeys([*keys, *scorer.features, *(shadow.features if shadow else []),
-                                     *(canary.features if canary else []), *([segment[0]] if segment else [])]))
-        has_proba = scorer.has_proba
-        schema = prediction_log_schema(scorer.meta, key_types, has_proba=has_proba, explain_k=explain_k)
-        proba_cols = proba_columns(scorer.meta) if has_proba else []
-        pred_type = schema.field("prediction").type
-        write_options = _write_options(schema, keys)
-        physical = physical_schema(schema)
-        dtypes = {**((shadow.meta.get("feature_dtypes") or {}) if shadow else {}),
-                  **((canary.meta.get("feature_dtypes") or {}) if canary else {}),
-                  **(scorer.meta.get("feature_dtypes") or {})}
-        # explanation feature names: one dictionary for every batch (main model's features first)
-        explain_names = list(dict.fromkeys([*scorer.features, *(canary.features if canary else [])]))
-        explain_dict = pa.array(explain_names, type=pa.string())
-        explain_pos = {f: i for i, f in enumerate(explain_names)}
-
-        scored_at = dt.datetime.now(dt.UTC)
-        run_id = run_id or f"manual__{scored_at.isoformat()}"
-        consts = ConstantColumns(physical, {
-            "model_name": name, "model_version": scorer.version, "scored_by": chosen["scored_by"],
-            "logical_date": ds, "scored_at": scored_at, "run_id": run_id,
-            **({"shadow_prediction": None, "shadow_model_version": None} if shadow is None
-               else {"shadow_model_version": shadow_version}),
-        })
-        scored_by_dict = pa.array([chosen["scored_by"], CANARY], type=pa.string())
-        index_type = physical.field("scored_by").type.index_type
-
-        def explain_arrays(contrib: Any, features: list[str]) -> tuple[Any, Any]:
-            """(global feature index, value) of the top-k, (n, explain_k), -1 / nan where absent."""
-            from airflow_mlops.scoring.explain import top_k
-
-            idx, val = top_k(contrib, explain_k)
-            gidx = np.full((len(contrib), explain_k), -1, dtype=np.int32)
-            gval = np.full((len(contrib), explain_k), np.nan)
-            remap = np.array([explain_pos[f] for f in features], dtype=np.int32)
-            gidx[:, :idx.shape[1]] = remap[idx]
-            gval[:, :idx.shape[1]] = val
-            return gidx, gval
-
-        output = predictions_dataset(config, store, output_prefix)
-        part_id = _part_id(files) if segment is None else f"seg={_segment_slug(segment[1])}--{_part_id(files)}"
-        out_key = (join(output.prefix, PARTS_DIR, partition_name(ds), part_id) if part
-                   else output.key(ds))
-        canary_salt = name
-        manifest = {"model": name, "version": scorer.version, "scored_by": chosen["scored_by"],
-                    "selection": chosen["selection"], "as_of": chosen["as_of"], "ds": ds, "run_id": run_id,
-                    "scored_at": scored_at.isoformat(), "input_uri": input_uri, "input_files": list(files),
-                    "shadow_version": shadow_version if shadow is not None else None, "part": part,
-                    "canary_alias": canary_alias if canary is not None else None,
-                    "canary_version": canary_version if canary is not None else None,
-                    "canary_share": canary_share if canary is not None else None,
-                    "kill_switch": kill, "fallback": fallback,
-                    "explain": ({"top_k": explain_k, "method": explain_info["method"]} if explain_info else None),
-                    "schema": {f.name: str(f.type) for f in schema},
-                    "segment": {"column": segment[0], "value": str(segment[1])} if segment else None}
-        rows = canary_rows = 0
+        schemas = _check_schemas(plan, dataset, files, tmpdir, input_uri)
+        plan.drop_unfit(schemas[files[0]])
+        layout = _LogLayout.of(plan, schemas[files[0]], scored_at, run_id)
+        assembler = BatchAssembler(plan, layout.schema, layout.physical, layout.constants, segment)
+        reader = _Reader(plan, dataset, tmpdir, batch_size, input_uri, schemas,
+                         plan.needed_columns(segment[0] if segment else None))
+        manifest = _manifest(plan, layout, input_uri, files, part, segment)
         with store.partition_writer(out_key, **manifest) as w:
-            for f in files:
-                uri = in_store.uri(f)
-                with local_file(in_store, f, tmpdir) as path:
-                    if f not in schemas:
-                        schemas[f] = file_schema(path, dataset.fmt, uri)
-                        d = check_input_schema(schemas[f], scorer.meta, keys=keys, source=uri)
-                        if d:
-                            raise mismatch_error(d, name, scorer.version, input_uri)
-                    csv_types = csv_column_types(schemas[f], needed, dtypes) if dataset.fmt == "csv" else None
-                    writer = BackgroundWriter(w.new_file(), physical, write_options)
-                    batches = prefetch(functools.partial(iter_batches, path, dataset.fmt, needed, batch_size,
-                                                          uri, csv_types))
-                    try:
-                        for batch in batches:
-                            if segment is not None:
-                                batch = batch.filter(segment_mask(batch.column(segment[0]), segment[1]))
-                            n = batch.num_rows
-                            if n == 0:
-                                continue
-                            nc = 0
-                            if canary is not None:
-                                mask = canary_mask(batch, keys, canary_share, canary_salt)
-                                nc = int(mask.sum())
-                                if nc:  # main rows first, canary rows last: two contiguous slices
-                                    order = np.concatenate([np.flatnonzero(~mask), np.flatnonzero(mask)])
-                                    batch = batch.take(pa.array(order))
-                            pieces = []
-                            if n - nc:
-                                pieces.append((scorer, *scorer.predict(batch.slice(0, n - nc) if nc else batch)))
-                            if nc and canary is not None:  # nc > 0 only with a canary
-                                pieces.append((canary, *canary.predict(batch.slice(n - nc))))
-                            cols: dict[str, pa.Array] = {}
-                            for k in keys:
-                                col = batch.column(k)
-                                cols[k] = col if col.type == schema.field(k).type else col.cast(schema.field(k).type)
-                            pred = (pieces[0][1] if len(pieces) == 1
-                                    else np.concatenate([np.asarray(p[1], dtype=object if pred_type == pa.string()
-                                                                    else None) for p in pieces]))
-                            cols["prediction"] = to_arrow(pred, pred_type)
-                            for c in proba_cols:
-                                cols[c] = pa.array(np.concatenate([p[2][c].to_numpy() for p in pieces]),
-                                                   type=pa.float64())
-                            cols.update(consts.get(n))
-                            if nc:
-                                cols["scored_by"] = pa.DictionaryArray.from_arrays(
-                                    pa.array(np.r_[np.zeros(n - nc, np.int32), np.ones(nc, np.int32)],
-                                             type=index_type), scored_by_dict)
-                                cols["model_version"] = pa.array(
-                                    np.r_[np.full(n - nc, scorer.version),
-                                          np.full(nc, canary_version)].astype(np.int64))
-                                canary_rows += nc
-                            if shadow is not None:
-                                spred, _, _ = shadow.predict(batch)
-                                cols["shadow_prediction"] = to_arrow(spred, pred_type)
-                            if explain_k:
-                                if pieces[0][0].explainer is None:  # kill switch: no model, no explanation
-                                    for i in range(1, explain_k + 1):
-                                        cols[f"explain_{i}_feature"] = pa.nulls(
-                                            n, type=physical.field(f"explain_{i}_feature").type)
-                                        cols[f"explain_{i}_value"] = pa.nulls(n, type=pa.float64())
-                                else:
-                                    parts_ = [explain_arrays(p[3], p[0].features) for p in pieces]
-                                    gidx = np.concatenate([g for g, _ in parts_])
-                                    gval = np.concatenate([v for _, v in parts_])
-                                    for i in range(explain_k):
-                                        absent = gidx[:, i] < 0
-                                        cols[f"explain_{i + 1}_feature"] = pa.DictionaryArray.from_arrays(
-                                            pa.array(gidx[:, i], type=pa.int32(), mask=absent), explain_dict)
-                                        cols[f"explain_{i + 1}_value"] = pa.array(gval[:, i], type=pa.float64(),
-                                                                                  mask=absent)
-                            writer.write(pa.record_batch([cols[fld.name] for fld in physical], schema=physical))
-                            rows += n
-                        writer.close()
-                    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
-                        raise DataError(f"{uri}: cannot convert a batch to the prediction log schema "
-                                        f"({str(e).splitlines()[0]})") from None
-                    finally:
-                        batches.close()
-                        with contextlib.suppress(Exception):
-                            writer.close()
+            rows = sum(_score_file(reader, assembler, layout, f, w.new_file) for f in files)
             if rows == 0 and not part:
                 raise EmptyPartitionError(f"partition {input_uri} is empty (0 rows in {len(files)} file(s)); "
                                           "nothing written")
@@ -521,45 +272,214 @@ def score_partition(
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
 
-    seconds = time.perf_counter() - started
-    if explain_info is not None:
-        explain_info["seconds"] = round(scorer.explain_seconds + (canary.explain_seconds if canary else 0.0), 3)
-        explain_info["rows"] = rows if kill is None else 0
-    summary = {
-        "model": name, "version": scorer.version, "scored_by": chosen["scored_by"],
+    summary = _summary(plan, layout, rows=rows, canary_rows=assembler.canary_rows, files=files, n_out=n_out,
+                       output_uri=store.uri(out_key), out_key=out_key, input_uri=input_uri, part=part,
+                       seconds=time.perf_counter() - started, shadow_alias=shadow_alias, segment=segment)
+    _log_outcome(plan, summary, input_uri)
+    return summary
+
+
+# ------------------------------------------------------------------------------------------
+# steps of score_partition
+# ------------------------------------------------------------------------------------------
+def _select_files(config: ModelConfig, store: ArtifactStore, ds: str, dataset: Dataset,
+                  files: Sequence[str] | str | None, segment: tuple[str, Any] | None) -> tuple[list[str], bool]:
+    """``(files to score, whether the output is a part)``: the given files must be data files of the
+    partition; a part is written for a file subset or a segment (merged later by :func:`merge_parts`)."""
+    all_files = partition_input_files(config, store, ds, dataset)
+    if files is None:
+        return all_files, segment is not None
+    chosen = [files] if isinstance(files, str) else list(files)
+    unknown = [f for f in chosen if f not in all_files]
+    if unknown or not chosen:
+        raise DataError(f"file(s) {unknown or chosen} are not data files of partition {dataset.uri(ds)}; "
+                        f"its files: {all_files}")
+    return chosen, True
+
+
+def _output_key(output: Dataset, ds: str, files: Sequence[str], part: bool, segment: tuple[str, Any] | None) -> str:
+    """``<prefix>/ds=<ds>`` for a whole partition, ``<prefix>/_parts/ds=<ds>/<part-id>`` for a part."""
+    if not part:
+        return output.key(ds)
+    part_id = _part_id(files) if segment is None else f"seg={_segment_slug(segment[1])}--{_part_id(files)}"
+    return join(output.prefix, PARTS_DIR, partition_name(ds), part_id)
+
+
+def _check_schemas(plan: ScoringPlan, dataset: Dataset, files: Sequence[str], tmpdir: str,
+                   input_uri: str) -> dict[str, pa.Schema]:
+    """Check the input schema against the model's BEFORE writing anything: every file of a local
+    dataset (footers are cheap), the first file of a remote one (the others as they are downloaded,
+    before the commit). Every difference is listed in one :class:`SchemaMismatchError`."""
+    in_store = dataset.store
+    schemas: dict[str, pa.Schema] = {}
+    diffs: list[dict[str, str]] = []
+    if in_store.is_local:
+        for f in files:
+            schemas[f] = file_schema(in_store.local_path(f), dataset.fmt, in_store.uri(f))
+            diffs += check_input_schema(schemas[f], plan.scorer.meta, keys=plan.keys, source=in_store.uri(f))
+    else:
+        with local_file(in_store, files[0], tmpdir) as p:
+            schemas[files[0]] = file_schema(p, dataset.fmt, in_store.uri(files[0]))
+        diffs += check_input_schema(schemas[files[0]], plan.scorer.meta, keys=plan.keys,
+                                    source=in_store.uri(files[0]))
+    if diffs:
+        raise mismatch_error(diffs, plan.name, plan.scorer.version, input_uri)
+    return schemas
+
+
+@dataclass
+class _LogLayout:
+    """The output of one run: prediction-log schema, its physical form, Parquet options, constants."""
+
+    schema: pa.Schema
+    physical: pa.Schema
+    write_options: dict[str, Any]
+    constants: dict[str, Any]
+    scored_at: dt.datetime
+    run_id: str
+
+    @classmethod
+    def of(cls, plan: ScoringPlan, first: pa.Schema, scored_at: dt.datetime, run_id: str) -> _LogLayout:
+        key_types = {k: first.field(k).type for k in plan.keys}
+        schema = prediction_log_schema(plan.scorer.meta, key_types, has_proba=plan.scorer.has_proba,
+                                       explain_k=plan.explain_k)
+        shadow = plan.shadow.scorer
+        constants = {
+            "model_name": plan.name, "model_version": plan.scorer.version, "scored_by": plan.scored_by,
+            "logical_date": plan.ds, "scored_at": scored_at, "run_id": run_id,
+            **({"shadow_prediction": None, "shadow_model_version": None} if shadow is None
+               else {"shadow_model_version": plan.shadow.version}),
+        }
+        return cls(schema, physical_schema(schema), _write_options(schema, plan.keys), constants, scored_at, run_id)
+
+
+@dataclass
+class _Reader:
+    """Reads one input file (downloaded to ``tmpdir`` when remote) as record batches of the needed columns,
+    checking the schema of a file not checked up front."""
+
+    plan: ScoringPlan
+    dataset: Dataset
+    tmpdir: str
+    batch_size: int
+    input_uri: str
+    schemas: dict[str, pa.Schema]
+    needed: list[str]
+
+    @contextlib.contextmanager
+    def batches(self, f: str) -> Iterator[tuple[str, Any]]:
+        """``(uri, prefetched batch iterator)`` of file ``f``."""
+        in_store = self.dataset.store
+        uri = in_store.uri(f)
+        with local_file(in_store, f, self.tmpdir) as path:
+            if f not in self.schemas:
+                self.schemas[f] = file_schema(path, self.dataset.fmt, uri)
+                d = check_input_schema(self.schemas[f], self.plan.scorer.meta, keys=self.plan.keys, source=uri)
+                if d:
+                    raise mismatch_error(d, self.plan.name, self.plan.scorer.version, self.input_uri)
+            csv_types = (csv_column_types(self.schemas[f], self.needed, self.plan.feature_dtypes())
+                         if self.dataset.fmt == "csv" else None)
+            batches = prefetch(functools.partial(iter_batches, path, self.dataset.fmt, self.needed, self.batch_size,
+                                                 uri, csv_types))
+            try:
+                yield uri, batches
+            finally:
+                batches.close()
+
+
+def _score_file(reader: _Reader, assembler: BatchAssembler, layout: _LogLayout, f: str,
+                new_file: Callable[[], str]) -> int:
+    """Score one input file into one output file (written by a background thread); returns its rows."""
+    import pyarrow as pa
+
+    rows = 0
+    with reader.batches(f) as (uri, batches):
+        writer = BackgroundWriter(new_file(), layout.physical, layout.write_options)
+        try:
+            for batch in batches:
+                out = assembler.assemble(batch)
+                if out is not None:
+                    writer.write(out)
+                    rows += out.num_rows
+            writer.close()
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
+            raise DataError(f"{uri}: cannot convert a batch to the prediction log schema "
+                            f"({str(e).splitlines()[0]})") from None
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+    return rows
+
+
+def _manifest(plan: ScoringPlan, layout: _LogLayout, input_uri: str, files: Sequence[str], part: bool,
+              segment: tuple[str, Any] | None) -> dict[str, Any]:
+    """The ``_SUCCESS`` manifest fields of the output partition (or part)."""
+    chosen, canary, info = plan.chosen, plan.canary, plan.explain_info
+    return {"model": plan.name, "version": plan.scorer.version, "scored_by": plan.scored_by,
+            "selection": chosen["selection"], "as_of": chosen["as_of"], "ds": plan.ds, "run_id": layout.run_id,
+            "scored_at": layout.scored_at.isoformat(), "input_uri": input_uri, "input_files": list(files),
+            "shadow_version": plan.shadow.version if plan.shadow.scorer is not None else None, "part": part,
+            "canary_alias": canary.alias if canary.scorer is not None else None,
+            "canary_version": canary.version if canary.scorer is not None else None,
+            "canary_share": plan.canary_share if canary.scorer is not None else None,
+            "kill_switch": plan.kill, "fallback": plan.fallback,
+            "explain": {"top_k": plan.explain_k, "method": info["method"]} if info else None,
+            "schema": {f.name: str(f.type) for f in layout.schema},
+            "segment": {"column": segment[0], "value": str(segment[1])} if segment else None}
+
+
+def _summary(plan: ScoringPlan, layout: _LogLayout, *, rows: int, canary_rows: int, files: Sequence[str],
+             n_out: int, output_uri: str, out_key: str, input_uri: str, part: bool, seconds: float,
+             shadow_alias: str | None, segment: tuple[str, Any] | None) -> ScoringSummary:
+    """The JSON-safe summary returned to XCom (see :class:`ScoringSummary`)."""
+    chosen, canary, shadow = plan.chosen, plan.canary, plan.shadow
+    info = plan.explain_info
+    if info is not None:
+        canary_seconds = canary.scorer.explain_seconds if canary.scorer is not None else 0.0
+        info["seconds"] = round(plan.scorer.explain_seconds + canary_seconds, 3)
+        info["rows"] = rows if plan.kill is None else 0
+    fallback = None
+    if plan.fallback is not None:  # JSON-safe (numpy scalars from the target column)
+        fallback = {k: plan.fallback[k] for k in ("source", "rows", "prediction", "proba")}
+        fallback["prediction"] = _plain_value(fallback["prediction"])
+    return {
+        "model": plan.name, "version": plan.scorer.version, "scored_by": plan.scored_by,
         "selection": chosen["selection"], "as_of": chosen["as_of"], "rows": rows, "files": len(files),
-        "output_files": n_out, "output_uri": store.uri(out_key), "output_key": out_key,
+        "output_files": n_out, "output_uri": output_uri, "output_key": out_key,
         "input_uri": input_uri, "seconds": round(seconds, 3),
-        "shadow_alias": shadow_alias, "shadow_version": shadow_version if shadow is not None else None,
-        "shadow_error": shadow_error, "scored_at": scored_at.isoformat(), "run_id": run_id, "ds": ds,
-        "part": part,
-        "canary_alias": canary_alias if canary_share > 0 else None,
-        "canary_version": canary_version if canary is not None else None,
-        "canary_share": canary_share if canary_alias else None, "canary_rows": canary_rows,
-        "canary_error": canary_error, "kill_switch": kill,
-        "fallback": ({k: fallback[k] for k in ("source", "rows", "prediction", "proba")} if fallback else None),
-        "explain": explain_info,
+        "shadow_alias": shadow_alias, "shadow_version": shadow.version if shadow.scorer is not None else None,
+        "shadow_error": shadow.error, "scored_at": layout.scored_at.isoformat(), "run_id": layout.run_id,
+        "ds": plan.ds, "part": part,
+        "canary_alias": canary.alias if plan.canary_share > 0 else None,
+        "canary_version": canary.version if canary.scorer is not None else None,
+        "canary_share": plan.canary_share if canary.alias else None, "canary_rows": canary_rows,
+        "canary_error": canary.error, "kill_switch": plan.kill, "fallback": fallback, "explain": info,
         "segment": str(segment[1]) if segment else None,
     }
-    if fallback is not None:  # JSON-safe (numpy scalars from the target column)
-        summary["fallback"]["prediction"] = _plain_value(fallback["prediction"])
-    log.info("scored %s with %s v%d (%s): %d row(s) from %d file(s) in %.1f s -> %s", input_uri, name,
-             scorer.version, chosen["scored_by"], rows, len(files), seconds, summary["output_uri"])
-    if canary_alias and canary_share > 0:
-        if canary is not None:
-            log.info("canary %r v%s scored %d of %d row(s) (%.2f%%, share %.3f)", canary_alias, canary_version,
-                     canary_rows, rows, 100.0 * canary_rows / max(rows, 1), canary_share)
+
+
+def _log_outcome(plan: ScoringPlan, summary: ScoringSummary, input_uri: str) -> None:
+    """Counts and URIs only (never row values): rows, files, versions, canary share, fallback, timings."""
+    rows, version = summary["rows"], plan.scorer.version
+    log.info("scored %s with %s v%d (%s): %d row(s) from %d file(s) in %.1f s -> %s", input_uri, plan.name,
+             version, plan.scored_by, rows, summary["files"], summary["seconds"], summary["output_uri"])
+    canary = plan.canary
+    if canary.alias and plan.canary_share > 0:
+        if canary.scorer is not None:
+            log.info("canary %r v%s scored %d of %d row(s) (%.2f%%, share %.3f)", canary.alias, canary.version,
+                     summary["canary_rows"], rows, 100.0 * summary["canary_rows"] / max(rows, 1), plan.canary_share)
         else:
-            log.warning("canary %r not used, all %d row(s) scored by v%d: %s", canary_alias, rows, scorer.version,
-                        canary_error)
-    if kill is not None and fallback is not None:  # the kill switch always has its fallback
-        log.warning("kill switch ON (%s): %d fallback row(s) (prediction %s, from %s)", kill["source"], rows,
-                    summary["fallback"]["prediction"], fallback["source"])
-    if explain_info is not None and explain_info["method"]:
+            log.warning("canary %r not used, all %d row(s) scored by v%d: %s", canary.alias, rows, version,
+                        canary.error)
+    fallback = summary["fallback"]
+    if plan.kill is not None and fallback is not None:  # the kill switch always has its fallback
+        log.warning("kill switch ON (%s): %d fallback row(s) (prediction %s, from %s)", plan.kill["source"], rows,
+                    fallback["prediction"], fallback["source"])
+    info = summary["explain"]
+    if info is not None and info["method"]:
         log.info("explanations (%s, top %d): %.2f s for %d row(s) (setup %.2f s) of %.2f s scoring",
-                 explain_info["method"]["method"], explain_k, explain_info["seconds"], rows,
-                 explain_info["setup_seconds"], seconds)
-    return summary
+                 info["method"]["method"], plan.explain_k, info["seconds"], rows, info["setup_seconds"],
+                 summary["seconds"])
 
 
 def _segment_slug(value: Any) -> str:

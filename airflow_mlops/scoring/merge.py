@@ -7,8 +7,8 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from airflow_mlops.scoring.batch import PARTS_DIR, partition_input_files, predictions_dataset
 from airflow_mlops.scoring.io import copy_local
@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 # ------------------------------------------------------------------------------------------
 # fan-out merge
 # ------------------------------------------------------------------------------------------
-def _part_key(part: str | dict[str, Any]) -> str:
-    if isinstance(part, dict):
+def _part_key(part: str | Mapping[str, Any]) -> str:
+    if isinstance(part, Mapping):
         if "output_key" not in part:
             raise DataError(f"part summary {part!r} has no output_key")
         key: str = part["output_key"]
@@ -34,9 +34,32 @@ def _part_key(part: str | dict[str, Any]) -> str:
     return str(part)
 
 
-def merge_parts(config: ModelConfig, store: ArtifactStore, ds: str, parts: Sequence[str | dict[str, Any]], *,
+class MergeSummary(TypedDict):
+    """What :func:`merge_parts` returns (XCom of the merge task): counts and URIs."""
+
+    model: str
+    #: None for a segmented model (one version per segment: see ``segments``)
+    version: int | None
+    scored_by: str | None
+    #: the parts' selection, or ``segments``
+    selection: str | None
+    rows: int
+    files: int
+    parts: int
+    #: ``{value: {"model", "version", "rows"}}`` for segment parts, else None
+    segments: dict[str, dict[str, Any]] | None
+    output_files: int
+    output_uri: str
+    output_key: str
+    input_uri: str | None
+    shadow_version: int | None
+    seconds: float
+    ds: str
+
+
+def merge_parts(config: ModelConfig, store: ArtifactStore, ds: str, parts: Sequence[str | Mapping[str, Any]], *,
                 output_prefix: str | None = None, input_dataset: Dataset | None = None,
-                require_complete: bool = True, cleanup: bool = True) -> dict[str, Any]:
+                require_complete: bool = True, cleanup: bool = True) -> MergeSummary:
     """Commit the prediction partition ``ds`` atomically from parts written by
     ``score_partition(files=...)``.
 
@@ -108,7 +131,7 @@ def _check_parts(config: ModelConfig, ds: str, segment: Any, manifests: list[dic
 
 def _merge_files(config: ModelConfig, store: ArtifactStore, ds: str, keys: list[str], manifests: list[dict[str, Any]],
                  output_prefix: str | None, cleanup: bool, started: float,
-                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                 extra: dict[str, Any] | None = None) -> MergeSummary:
     import pyarrow.parquet as pq
 
     covered: list[str] = list(dict.fromkeys(f for m in manifests for f in m.get("input_files", [])))
@@ -137,7 +160,7 @@ def _merge_files(config: ModelConfig, store: ArtifactStore, ds: str, keys: list[
             for leftover in (join(output.prefix, PARTS_DIR, partition_name(ds)), join(output.prefix, PARTS_DIR)):
                 with contextlib.suppress(OSError):
                     os.rmdir(store.local_path(leftover))
-    summary = {"model": extra_manifest["model"], "version": extra_manifest["version"],
+    summary: MergeSummary = {"model": extra_manifest["model"] or config.name, "version": extra_manifest["version"],
                "scored_by": extra_manifest["scored_by"], "selection": extra_manifest["selection"], "rows": rows,
                "files": len(covered), "parts": len(keys), "segments": extra_manifest.get("segments"),
                "output_files": n_out, "output_uri": output.uri(ds), "output_key": output.key(ds),
@@ -153,4 +176,4 @@ def _json_key(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-__all__ = ["merge_parts"]
+__all__ = ["MergeSummary", "merge_parts"]

@@ -24,7 +24,8 @@ The DAG factory maps these steps over the segment values with dynamic task mappi
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from airflow_mlops.config.locations import Locations
 from airflow_mlops.config.segments import (
@@ -45,8 +46,41 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from airflow_mlops.config.model import ModelConfig
+    from airflow_mlops.scoring.batch import ScoringSummary
+    from airflow_mlops.scoring.merge import MergeSummary
 
 log = logging.getLogger(__name__)
+
+__all__ = ["SegmentScoringPlan", "SegmentTrainingPlan", "SkippedSegment", "list_training_segments",
+           "merge_segment_parts", "plan_segment_scoring", "promote_segment", "score_segment", "score_segments",
+           "train_segment"]
+
+
+class SkippedSegment(TypedDict):
+    """A segment :func:`list_training_segments` leaves out, and why."""
+
+    segment: str
+    rows: int  #: rows in the training window
+    min_rows: int  #: ``segments.min_rows``
+    reason: str
+
+
+class SegmentTrainingPlan(TypedDict):
+    """What :func:`list_training_segments` returns (the training Dag's ``list_segments`` task returns
+    ``segments``, the mapped list, and pushes ``skipped`` and ``rows`` to XCom)."""
+
+    segments: list[str]  #: the values to train, one mapped task group each
+    skipped: list[SkippedSegment]
+    rows: dict[str, int]  #: rows per value, skipped ones included
+
+
+class SegmentScoringPlan(TypedDict):
+    """What :func:`plan_segment_scoring` returns (the scoring Dag's ``plan_segments`` task returns ``tasks``,
+    the kwargs of the mapped scoring tasks, and pushes ``versions`` and ``rows`` to XCom)."""
+
+    tasks: list[dict[str, Any]]  #: ``{"segment"}``, + ``"files"`` with ``segments.map_files``
+    versions: dict[str, int]  #: the version of each segment's model that scores
+    rows: dict[str, int]  #: rows per value in the scoring partition
 
 def _value_counts(frame: pd.DataFrame, column: str, where: str) -> dict[str, int]:
     col = frame[column]
@@ -61,7 +95,7 @@ def _value_counts(frame: pd.DataFrame, column: str, where: str) -> dict[str, int
 # ------------------------------------------------------------------------------------------
 # training
 # ------------------------------------------------------------------------------------------
-def list_training_segments(config: ModelConfig, store: ArtifactStore, ds: str) -> dict[str, Any]:
+def list_training_segments(config: ModelConfig, store: ArtifactStore, ds: str) -> SegmentTrainingPlan:
     """The segment values of the training window ending at ``ds`` (only the segment column is read).
 
     Returns ``{"segments": [trainable values], "skipped": [{"segment", "rows", "min_rows", "reason"}],
@@ -74,7 +108,8 @@ def list_training_segments(config: ModelConfig, store: ArtifactStore, ds: str) -
     counts = _value_counts(df, column, f"the training window of {dataset.uri()} ending {logical_ds(ds)}")
     check_slugs(config, list(counts))
     min_rows = segments_section(config).min_rows
-    keep, skipped = [], []
+    keep: list[str] = []
+    skipped: list[SkippedSegment] = []
     for value, n in counts.items():
         reason = _skip_reason(config, segment_rows(df, column, value))
         if reason:
@@ -138,7 +173,7 @@ def promote_segment(config: ModelConfig, store: ArtifactStore, value: Any, train
 # ------------------------------------------------------------------------------------------
 def plan_segment_scoring(config: ModelConfig, store: ArtifactStore, ds: str, *, alias: str = "champion",
                          as_of_logical_date: bool = True, if_alias_missing: str = "fail",
-                         input_dataset: Dataset | None = None, map_files: bool | None = None) -> dict[str, Any]:
+                         input_dataset: Dataset | None = None, map_files: bool | None = None) -> SegmentScoringPlan:
     """The mapped scoring tasks of ``ds``: ``{"tasks": [{"segment"} (+ "files" per input file with
     ``segments.map_files``) per segment value in the scoring partition], "versions": {value: version},
     "rows": {value: rows}}``. Every segment must have a version for ``alias`` (as of the end of the
@@ -184,7 +219,7 @@ def plan_segment_scoring(config: ModelConfig, store: ArtifactStore, ds: str, *, 
 
 def score_segment(config: ModelConfig, store: ArtifactStore, ds: str, value: Any, *, version: int | str | None = None,
                   files: list[str] | str | None = None, output_prefix: str | None = None,
-                  **kwargs: Any) -> dict[str, Any]:
+                  **kwargs: Any) -> ScoringSummary:
     """Score the rows of one segment of ``ds`` with that segment's model into a part of the model's
     prediction partition (``predictions/<model>/_parts/...``); :func:`merge_segment_parts` commits it.
     ``kwargs`` go to :func:`~airflow_mlops.scoring.batch.score_partition` (``alias``, ``as_of_logical_date``...)."""
@@ -198,8 +233,8 @@ def score_segment(config: ModelConfig, store: ArtifactStore, ds: str, value: Any
                            **kwargs)
 
 
-def merge_segment_parts(config: ModelConfig, store: ArtifactStore, ds: str, parts: list[dict[str, Any]], *,
-                        output_prefix: str | None = None, input_dataset: Dataset | None = None) -> dict[str, Any]:
+def merge_segment_parts(config: ModelConfig, store: ArtifactStore, ds: str, parts: Sequence[Mapping[str, Any]], *,
+                        output_prefix: str | None = None, input_dataset: Dataset | None = None) -> MergeSummary:
     """Commit ``predictions/<model>/ds=<ds>/`` from the segment parts, after checking that the parts cover
     every segment value of the input partition (one model per segment, every file once per segment)."""
     from airflow_mlops.scoring.batch import scoring_input
@@ -220,7 +255,7 @@ def merge_segment_parts(config: ModelConfig, store: ArtifactStore, ds: str, part
 
 def score_segments(config: ModelConfig, store: ArtifactStore, ds: str, *, alias: str = "champion",
                    as_of_logical_date: bool = True, run_id: str = "", map_files: bool | None = None,
-                   **kwargs: Any) -> dict[str, Any]:
+                   **kwargs: Any) -> MergeSummary:
     """Plan, score every segment and merge, in this process (what the mapped DAG does across workers)."""
     plan = plan_segment_scoring(config, store, ds, alias=alias, as_of_logical_date=as_of_logical_date,
                                 map_files=map_files)

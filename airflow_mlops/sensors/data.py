@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_mlops.store.datasets import Dataset
+    from airflow_mlops.triggers.storage import DataPartitionEvent
 
 
 class PartitionNotArrived(AirflowSensorTimeout):
@@ -183,12 +184,12 @@ class DataPartitionSensor(BaseSensorOperator):
         except AirflowSensorTimeout:
             self._time_out(context, f"sensor timeout of {float(self.timeout):g}s reached")
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> None:
+    def execute_complete(self, context: Context, event: DataPartitionEvent | None = None) -> None:
         if event and event.get("status") == "timeout":
             self._time_out(context, f"freshness deadline {event.get('deadline')} ({self.deadline_hours:g} h after "
                                     "the end of the logical day) has passed")
         if not event or event.get("status") != "success":
             from airflow.sdk.exceptions import AirflowException
 
-            raise AirflowException(f"waiting for the partition failed: {(event or {}).get('message')}")
+            raise AirflowException(f"waiting for the partition failed: {event.get('message') if event else None}")
         self.log.info("partition ds=%s arrived", event.get("ds"))

@@ -14,7 +14,8 @@ from airflow_mlops.store.dates import logical_ds
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_mlops.triggers.storage import StorageKeyTrigger
+    from airflow_mlops.monitoring.monitor import DriftXCom
+    from airflow_mlops.triggers.storage import StorageKeyEvent, StorageKeyTrigger
 
 
 class DriftSensor(PokeOnceThenDefer, BaseSensorOperator):
@@ -26,7 +27,8 @@ class DriftSensor(PokeOnceThenDefer, BaseSensorOperator):
         when False (default) succeed on any verdict.
     :param deferrable: wait in the triggerer (default ``[operators] default_deferrable``).
 
-    XCom: the drift summary's small form (share, threshold, drifted columns, report URI).
+    XCom: the drift summary's small form (share, threshold, drifted columns, report URI):
+    :class:`~airflow_mlops.monitoring.monitor.DriftXCom`.
 
     Example::
 
@@ -48,7 +50,7 @@ class DriftSensor(PokeOnceThenDefer, BaseSensorOperator):
 
         return logical_ds(self.ds or context_ds(context))
 
-    def _verdict(self, summary: dict[str, Any]) -> dict[str, Any]:
+    def _verdict(self, summary: dict[str, Any]) -> DriftXCom:
         from airflow.sdk.exceptions import AirflowFailException
 
         from airflow_mlops.monitoring.monitor import xcom_summary
@@ -79,9 +81,9 @@ class DriftSensor(PokeOnceThenDefer, BaseSensorOperator):
         return StorageKeyTrigger(storage_uri=store.root, key=drift_key(self.model, self._ds(context)),
                                  aws_conn_id=self.aws_conn_id, poke_interval=float(self.poke_interval))
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+    def execute_complete(self, context: Context, event: StorageKeyEvent | None = None) -> DriftXCom:
         if not event or event.get("status") != "success":
             from airflow.sdk.exceptions import AirflowException
 
-            raise AirflowException(f"waiting for the drift verdict failed: {(event or {}).get('message')}")
+            raise AirflowException(f"waiting for the drift verdict failed: {event.get('message') if event else None}")
         return self._verdict(event["content"])

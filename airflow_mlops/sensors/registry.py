@@ -14,7 +14,7 @@ from airflow_mlops.sensors.data import default_deferrable
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_mlops.triggers.registry import ApprovalTrigger
+    from airflow_mlops.triggers.registry import ApprovalEvent, ApprovalTrigger
 
 
 class ModelApprovalSensor(PokeOnceThenDefer, BaseSensorOperator):
@@ -118,11 +118,11 @@ class ModelApprovalSensor(PokeOnceThenDefer, BaseSensorOperator):
         return ApprovalTrigger(storage_uri=self.storage_uri, aws_conn_id=self.aws_conn_id, model=model,
                                version=version, poke_interval=float(self.poke_interval))
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    def execute_complete(self, context: Context, event: ApprovalEvent | None = None) -> dict[str, Any] | None:
         if self.promote_task_id:  # a resumed task is a new instance: model/version come from the gate again
             self._gate_result(context)
         if not event or event.get("status") != "decided":
             from airflow.sdk.exceptions import AirflowException
 
-            raise AirflowException(f"waiting for the approval failed: {(event or {}).get('message')}")
+            raise AirflowException(f"waiting for the approval failed: {event.get('message') if event else None}")
         return self._judge(event["verdict"]).xcom_value

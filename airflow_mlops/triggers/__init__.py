@@ -6,8 +6,11 @@ from airflow_mlops import lazy_exports
 
 #: public name -> the module defining it (imported on first access: importing the package stays cheap)
 _MODULES = {
+    "ApprovalEvent": "airflow_mlops.triggers.registry",
     "ApprovalTrigger": "airflow_mlops.triggers.registry",
+    "DataPartitionEvent": "airflow_mlops.triggers.storage",
     "DataPartitionTrigger": "airflow_mlops.triggers.storage",
+    "StorageKeyEvent": "airflow_mlops.triggers.storage",
     "StorageKeyTrigger": "airflow_mlops.triggers.storage",
 }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -12,6 +12,16 @@ from airflow_mlops.hooks.registry import ModelRegistryHook
 
 # The ``# type: ignore[no-untyped-call]`` below: airflow's BaseTrigger.__init__ and TriggerEvent.__init__
 # are unannotated (a gap in airflow's own typing).
+
+
+class ApprovalEvent(TypedDict):
+    """The event of :class:`ApprovalTrigger`: ``decided`` (with ``verdict``, the version's approval record:
+    ``status`` ``approved``, ``rejected`` or ``not_required``, ``by``, ``at``, ``reason``) or ``error`` (with
+    ``message``)."""
+
+    status: Literal["decided", "error"]
+    verdict: NotRequired[dict[str, Any]]
+    message: NotRequired[str]
 
 
 class ApprovalTrigger(BaseTrigger):
@@ -37,9 +47,9 @@ class ApprovalTrigger(BaseTrigger):
             try:
                 verdict = await asyncio.to_thread(self._verdict)
             except Exception as e:
-                yield TriggerEvent({"status": "error", "message": str(e)})  # type: ignore[no-untyped-call]
+                yield TriggerEvent(ApprovalEvent(status="error", message=str(e)))  # type: ignore[no-untyped-call]
                 return
             if verdict.get("status") in ("approved", "rejected", "not_required"):
-                yield TriggerEvent({"status": "decided", "verdict": verdict})  # type: ignore[no-untyped-call]
+                yield TriggerEvent(ApprovalEvent(status="decided", verdict=verdict))  # type: ignore[no-untyped-call]
                 return
             await asyncio.sleep(self.poke_interval)

@@ -4,12 +4,32 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 # The ``# type: ignore[no-untyped-call]`` below: airflow's BaseTrigger.__init__ and TriggerEvent.__init__
 # are unannotated (a gap in airflow's own typing).
+
+
+class DataPartitionEvent(TypedDict):
+    """The event of :class:`DataPartitionTrigger`: ``success`` (with ``ds``), ``timeout`` (with ``ds`` and
+    ``deadline``) or ``error`` (with ``message``)."""
+
+    status: Literal["success", "timeout", "error"]
+    ds: NotRequired[str]
+    deadline: NotRequired[str | None]
+    message: NotRequired[str]
+
+
+class StorageKeyEvent(TypedDict):
+    """The event of :class:`StorageKeyTrigger`: ``success`` (with ``key`` and ``content``: the key's JSON,
+    or True when not read) or ``error`` (with ``message``)."""
+
+    status: Literal["success", "error"]
+    key: NotRequired[str]
+    content: NotRequired[Any]
+    message: NotRequired[str]
 
 
 class DataPartitionTrigger(BaseTrigger):
@@ -57,13 +77,13 @@ class DataPartitionTrigger(BaseTrigger):
         while True:
             try:
                 if await asyncio.to_thread(self._exists):
-                    yield TriggerEvent({"status": "success", "ds": self.ds})  # type: ignore[no-untyped-call]
+                    yield TriggerEvent(DataPartitionEvent(status="success", ds=self.ds))  # type: ignore[no-untyped-call]
                     return
                 if self._deadline_passed():
-                    yield TriggerEvent({"status": "timeout", "ds": self.ds, "deadline": self.deadline})  # type: ignore[no-untyped-call]
+                    yield TriggerEvent(DataPartitionEvent(status="timeout", ds=self.ds, deadline=self.deadline))  # type: ignore[no-untyped-call]
                     return
             except Exception as e:  # report, let the sensor fail with the message
-                yield TriggerEvent({"status": "error", "message": str(e)})  # type: ignore[no-untyped-call]
+                yield TriggerEvent(DataPartitionEvent(status="error", message=str(e)))  # type: ignore[no-untyped-call]
                 return
             await asyncio.sleep(self.poke_interval)
 
@@ -99,9 +119,9 @@ class StorageKeyTrigger(BaseTrigger):
             try:
                 found, content = await asyncio.to_thread(self._check)
                 if found:
-                    yield TriggerEvent({"status": "success", "key": self.key, "content": content})  # type: ignore[no-untyped-call]
+                    yield TriggerEvent(StorageKeyEvent(status="success", key=self.key, content=content))  # type: ignore[no-untyped-call]
                     return
             except Exception as e:
-                yield TriggerEvent({"status": "error", "message": str(e)})  # type: ignore[no-untyped-call]
+                yield TriggerEvent(StorageKeyEvent(status="error", message=str(e)))  # type: ignore[no-untyped-call]
                 return
             await asyncio.sleep(self.poke_interval)

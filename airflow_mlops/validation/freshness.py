@@ -22,12 +22,14 @@ import datetime as dt
 import math
 import statistics
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from airflow_mlops.store.dates import logical_date
 
 __all__ = [
     "MIN_VOLUME_HISTORY",
+    "DuplicateCheck",
+    "FreshnessCheck",
     "duplicate_check",
     "freshness_check",
     "freshness_deadline",
@@ -38,6 +40,24 @@ __all__ = [
 MIN_VOLUME_HISTORY = 3
 
 
+class FreshnessCheck(TypedDict):
+    """What :func:`freshness_check` returns."""
+
+    status: Literal["ok", "waiting", "late"]
+    alert: bool  #: True when ``late``
+    deadline: str  #: ISO timestamp (UTC)
+    hours_late: float | None  #: set when ``late``
+
+
+class DuplicateCheck(TypedDict):
+    """What :func:`duplicate_check` returns."""
+
+    status: Literal["ok", "duplicate", "skipped"]
+    alert: bool  #: True when ``duplicate``
+    duplicate_of: list[str]  #: earlier dates with the same content hash, newest first
+    n_compared: int  #: earlier days with a content hash
+
+
 def freshness_deadline(ds: str | dt.date, deadline_hours: float) -> dt.datetime:
     """``deadline_hours`` after the end of the logical day ``ds`` (UTC)."""
     day = logical_date(ds)
@@ -46,7 +66,7 @@ def freshness_deadline(ds: str | dt.date, deadline_hours: float) -> dt.datetime:
 
 
 def freshness_check(ds: str | dt.date, present: bool, deadline_hours: float,
-                    now: dt.datetime | None = None) -> dict[str, Any]:
+                    now: dt.datetime | None = None) -> FreshnessCheck:
     """Is the partition of ``ds`` late?
 
     Returns ``{"status": "ok" | "waiting" | "late", "alert": bool, "deadline": iso, "hours_late": float | None}``:
@@ -110,7 +130,7 @@ def volume_check(rows: int, history: Mapping[str, int], *, min_ratio: float, max
             "z": round(z, 3), "reasons": reasons}
 
 
-def duplicate_check(content_hash: str | None, history: Mapping[str, str | None]) -> dict[str, Any]:
+def duplicate_check(content_hash: str | None, history: Mapping[str, str | None]) -> DuplicateCheck:
     """Earlier days whose content hash equals today's.
 
     Args:

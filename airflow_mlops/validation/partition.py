@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 from airflow_mlops.config.data_check import check_config_against_data
 from airflow_mlops.config.model import ConfigError
@@ -13,8 +13,17 @@ if TYPE_CHECKING:
     from airflow_mlops.config.model import ModelConfig
 
 
+class PartitionCheck(TypedDict):
+    """What :func:`check_partition` returns: the partition checked and its size."""
+
+    partition: str  #: the partition's URI
+    files: int  #: data files in the partition
+    rows: int
+    columns: int
+
+
 def check_partition(config: ModelConfig, dataset: Dataset, ds: str | dt.date, *,
-                    with_target: bool = True) -> dict[str, Any]:
+                    with_target: bool = True) -> PartitionCheck:
     """Run-time check of the config against one partition (columns, target, dtypes, classes).
 
     Returns ``{"partition", "files", "rows", "columns"}``. Raises :class:`DataMismatchError` naming the
@@ -24,7 +33,8 @@ def check_partition(config: ModelConfig, dataset: Dataset, ds: str | dt.date, *,
     table = dataset.read_table(ds)  # missing/empty/corrupt -> DataError naming the partition
     schema = {f.name: str(f.type) for f in table.schema}
     where = dataset.store.uri(files[0]) if len(files) == 1 else f"{dataset.uri(ds)} ({len(files)} files)"
-    summary = {"partition": dataset.uri(ds), "files": len(files), "rows": table.num_rows, "columns": len(schema)}
+    summary: PartitionCheck = {"partition": dataset.uri(ds), "files": len(files), "rows": table.num_rows,
+                               "columns": len(schema)}
     if not with_target:
         needed = [*config.keys, *(config.features or ())]
         missing = [c for c in needed if c not in schema]
@@ -41,4 +51,4 @@ def check_partition(config: ModelConfig, dataset: Dataset, ds: str | dt.date, *,
     return summary
 
 
-__all__ = ["check_partition"]
+__all__ = ["PartitionCheck", "check_partition"]

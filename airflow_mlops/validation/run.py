@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from airflow_mlops.validation.infer import normalize_frame
 from airflow_mlops.validation.suites import (
@@ -37,6 +37,43 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from airflow_mlops.validation.suites import SuiteSource
 
 log = logging.getLogger(__name__)
+
+__all__ = ["FailedExpectation", "ValidationOutcome", "ValidationSummary", "summarize_failures", "validate_dataframe"]
+
+
+class FailedExpectation(TypedDict):
+    """One failed expectation in :attr:`ValidationOutcome.failed` (no row values)."""
+
+    expectation_type: str
+    column: str | None
+    kwargs: dict[str, Any]  #: lists longer than 20 items replaced by ``"<list of N items>"``
+    summary: str
+    unexpected_count: int | None
+    unexpected_percent: float | None  #: None for aggregates
+    observed_value: Any  #: only for aggregates that are not row values
+    row_level: bool
+    error: bool
+    severity: str
+
+
+class ValidationSummary(TypedDict):
+    """The XCom of ``DataValidationOperator``, built by
+    :func:`airflow_mlops.registry.lifecycle.validate_partition` (a failed validation raises instead).
+
+    Without a suite to run: ``{"success": True, "skipped": True, "rows"}``. Otherwise the counts, the
+    URIs of ``result.json`` and ``report.html`` and the suite's name, plus ``quarantine_removed`` when a
+    quarantine partition of the date left by an earlier failed run was removed.
+    """
+
+    success: bool
+    rows: int
+    skipped: NotRequired[bool]
+    evaluated: NotRequired[int]  #: expectations evaluated
+    failed: NotRequired[int]  #: expectations that failed
+    result_uri: NotRequired[str]
+    report_uri: NotRequired[str]
+    suite: NotRequired[str | None]  #: the suite's name
+    quarantine_removed: NotRequired[str]  #: URI of the removed quarantine partition
 
 
 @dataclass
@@ -69,7 +106,7 @@ class ValidationOutcome:
     success: bool
     evaluated: int
     successful: int
-    failed: list[dict[str, Any]]
+    failed: list[FailedExpectation]
     failing_row_mask: np.ndarray
     batch_level_failure: bool
     result_json: dict[str, Any]
@@ -188,7 +225,7 @@ def validate_dataframe(df: pd.DataFrame, suite: SuiteSource, *, name: str = "bat
     evaluated = len(final)
     successful = evaluated - len(failed_records)
     success = not failed_records
-    failed = [
+    failed: list[FailedExpectation] = [
         {
             "expectation_type": r["expectation_type"],
             "column": r["column"],
