@@ -175,6 +175,9 @@ class EstimatorConfig:
 
     class_path: str
     params: FrozenDict = field(default_factory=FrozenDict)
+    #: further types (fully qualified) the model's file may contain beyond the estimator class itself,
+    #: e.g. the team's own transformer classes; trusted when loading this model's versions only
+    trusted_types: tuple[str, ...] = ()
 
     @property
     def is_linear(self) -> bool:
@@ -457,7 +460,8 @@ class ModelConfig:
         for name in TOP_FIELDS:  # the documented order
             value = getattr(self, name)
             if name == "estimator":
-                out[name] = {"class": value.class_path, "params": thaw(value.params)}
+                out[name] = {"class": value.class_path, "params": thaw(value.params),
+                             **({"trusted_types": list(value.trusted_types)} if value.trusted_types else {})}
             elif dataclasses.is_dataclass(value):
                 out[name] = {f.name: thaw(getattr(value, f.name)) for f in dataclasses.fields(value)}
             else:

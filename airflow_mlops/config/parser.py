@@ -15,34 +15,31 @@ Importing this module is cheap: PyYAML and scikit-learn are imported inside func
 from __future__ import annotations
 
 import difflib
-import importlib
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
+from airflow_mlops.config.estimators import EstimatorParser
+from airflow_mlops.config.fields import SECTION_FIELDS
 from airflow_mlops.config.model import (
     ALERT_CHECKS,
     DATA_FORMATS,
     DATASET_RE,
-    DEFAULT_ESTIMATORS,
     DEFAULT_PRIMARY_METRIC,
-    DISTRIBUTIONS,
     DRIFT_CLAUSES,
     DRIFT_RULES,
     EXPLAIN_METHODS,
     FAIRNESS_METRICS,
     NAME_RE,
     SCHEDULE_PRESETS,
-    SEARCH_METHODS,
     TOP_FIELDS,
     AlertsConfig,
     CanaryConfig,
     ConfigError,
     DataConfig,
     DriftConfig,
-    EstimatorConfig,
     ExplainConfig,
     FairnessConfig,
     MetricsConfig,
@@ -50,13 +47,11 @@ from airflow_mlops.config.model import (
     MonitoringConfig,
     PromotionConfig,
     SchedulesConfig,
-    SearchConfig,
     SegmentsConfig,
     TrainingConfig,
     ValidationConfig,
     freeze,
     resolve_relative,
-    thaw,
 )
 from airflow_mlops.evaluation.metrics import (
     METRICS_BY_TASK,
@@ -142,175 +137,8 @@ def parse_model_config(raw: Mapping[str, Any], source: str = "<dict>", *,
     return _Parser(source, check_estimator=check_estimator).parse(raw)
 
 
-def _module_exists(name: str) -> bool:
-    """Whether module ``name`` can be found on ``sys.path``, without executing it or its parent packages."""
-    import importlib.machinery
-    import sys
-
-    path = None
-    parts = name.split(".")
-    for i in range(len(parts)):
-        qualified = ".".join(parts[:i + 1])
-        module = sys.modules.get(qualified)
-        if module is not None:
-            path = getattr(module, "__path__", None)
-            continue
-        try:
-            spec = importlib.machinery.PathFinder.find_spec(qualified, path)
-        except (ImportError, ValueError):
-            return False
-        if spec is None:
-            return False
-        path = spec.submodule_search_locations
-        if path is None and i < len(parts) - 1:
-            return False
-    return True
-
-
-_SECTION_FIELDS: dict[str, tuple[str, ...]] = {
-    "data": ("dataset", "uri", "format", "conn_id", "training_window_days", "ground_truth_dataset",
-             "scoring_dataset", "example_rows"),
-    "estimator": ("class", "params"),
-    "search": ("method", "n_iter", "space"),
-    "training": ("test_size", "cv_folds", "seed", "reference_sample_size"),
-    "metrics": ("primary", "floors", "ceilings"),
-    "promotion": ("min_improvement", "require_approval", "allow_self_approval", "approval_poke_seconds",
-                  "approval_timeout_hours"),
-    "validation": ("suite", "mostly"),
-    "schedules": ("training", "nightly_retraining", "scoring", "monitoring", "start_date", "max_active_runs",
-                  "scoring_catchup"),
-    "drift": ("threshold", "sample_size", "stattest_threshold", "rule", "top_k"),
-    "monitoring": ("min_slice_size", "performance_window_days", "max_relative_change", "drift_cooldown_days",
-                   "freshness_deadline_hours", "volume_window_days", "volume_min_ratio", "volume_max_ratio",
-                   "volume_max_z"),
-    "fairness": ("metric", "max_gap", "max_primary_gap"),
-    "explain": ("top_k", "method"),
-    "canary": ("alias", "share"),
-    "alerts": ("email", "smtp_conn_id", "webhook", "checks"),
-    "segments": ("column", "min_rows", "map_files"),
-}
-
-
-_MISSING = object()
-
-
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
-
-
-class _Parser:
+class _Parser(EstimatorParser):
     """Validates one config; every error names the field and the source."""
-
-    def __init__(self, source: str, check_estimator: bool = True) -> None:
-        self.source = source
-        self.check_estimator = check_estimator
-
-    # -- primitives ---------------------------------------------------------------------------
-
-    def error(self, field_path: str | None, reason: str) -> ConfigError:
-        return ConfigError(reason, field=field_path, source=self.source)
-
-    def mapping(self, value: Any, path: str, allowed: Sequence[str] | None) -> Mapping[str, Any]:
-        if not isinstance(value, Mapping):
-            raise self.error(path or None, f"must be a mapping, got {type(value).__name__} {value!r}")
-        for key in value:
-            if not isinstance(key, str):
-                raise self.error(path or None, f"field names must be strings, got {key!r}")
-            if allowed is not None and key not in allowed:
-                close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise self.error(
-                    _join(path, key), f"unknown field {key!r}{hint}; allowed fields: {', '.join(allowed)}"
-                )
-        return value
-
-    def get(self, section: Mapping[str, Any], name: str, path: str, default: Any = _MISSING) -> Any:
-        if name in section:
-            return section[name]
-        if default is _MISSING:
-            raise self.error(_join(path, name), "required field is missing")
-        return default
-
-    def string(self, value: Any, path: str, *, nullable: bool = False, nonempty: bool = True,
-               pattern: re.Pattern[str] | None = None, choices: Sequence[str] | None = None) -> Any:
-        if value is None and nullable:
-            return None
-        if not isinstance(value, str):
-            raise self.error(path, f"must be a string{' or null' if nullable else ''}, got {value!r}")
-        if nonempty and not value.strip():
-            raise self.error(path, "must not be empty")
-        if choices is not None and value not in choices:
-            close = difflib.get_close_matches(value, choices, n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise self.error(path, f"must be one of {', '.join(choices)}; got {value!r}{hint}")
-        if pattern is not None and not pattern.match(value):
-            raise self.error(path, f"{value!r} does not match {pattern.pattern}")
-        return value
-
-    def text(self, value: Any, path: str) -> str:
-        if value is None:
-            return ""
-        if not isinstance(value, str):
-            raise self.error(path, f"must be a string, got {value!r}")
-        return value
-
-    def boolean(self, value: Any, path: str) -> bool:
-        if not isinstance(value, bool):
-            raise self.error(path, f"must be true or false, got {value!r}")
-        return value
-
-    def integer(self, value: Any, path: str, low: int | None = None, high: int | None = None) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(path, f"must be an integer, got {value!r}")
-        self._check_range(value, path, low, high, low_open=False, high_open=False)
-        return value
-
-    def number(self, value: Any, path: str, low: float | None = None, high: float | None = None, *,
-               low_open: bool = False, high_open: bool = False, nullable: bool = False) -> Any:
-        if value is None and nullable:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.error(path, f"must be a number{' or null' if nullable else ''}, got {value!r}")
-        if not math.isfinite(value):
-            raise self.error(path, f"must be a finite number, got {value!r}")
-        self._check_range(value, path, low, high, low_open=low_open, high_open=high_open)
-        return float(value)
-
-    def _check_range(self, value: float, path: str, low: float | None, high: float | None, *,
-                     low_open: bool, high_open: bool) -> None:
-        too_low = low is not None and (value <= low if low_open else value < low)
-        too_high = high is not None and (value >= high if high_open else value > high)
-        if too_low or too_high:
-            left = "(" if low_open else "["
-            right = ")" if high_open else "]"
-            lo = "-inf" if low is None else repr(low)
-            hi = "inf" if high is None else repr(high)
-            raise self.error(path, f"must be in {left}{lo}, {hi}{right}; got {value!r}")
-
-    def columns(self, value: Any, path: str, *, nullable: bool, min_len: int = 1) -> tuple[str, ...] | None:
-        if value is None and nullable:
-            return None
-        if not isinstance(value, (list, tuple)):
-            raise self.error(path, f"must be a list of column names{' or null' if nullable else ''}, got {value!r}")
-        if len(value) < min_len:
-            raise self.error(path, f"must list at least {min_len} column(s)")
-        for i, item in enumerate(value):
-            if not isinstance(item, str) or not item.strip():
-                raise self.error(f"{path}[{i}]", f"must be a non-empty column name, got {item!r}")
-        dupes = sorted({c for c in value if list(value).count(c) > 1})
-        if dupes:
-            raise self.error(path, f"duplicate column(s): {', '.join(dupes)}")
-        return tuple(value)
-
-    def section(self, raw: Mapping[str, Any], name: str, *, required: bool = False) -> Mapping[str, Any]:
-        value = raw.get(name, _MISSING)
-        if value is _MISSING or value is None:
-            if required:
-                raise self.error(name, "required section is missing")
-            return {}
-        return self.mapping(value, name, _SECTION_FIELDS[name])
-
-    # -- sections -----------------------------------------------------------------------------
 
     def parse(self, raw: Mapping[str, Any]) -> ModelConfig:
         raw = self.mapping(raw, "", TOP_FIELDS)
@@ -411,119 +239,6 @@ class _Parser:
                     raise self.error("categorical_features",
                                      f"column(s) {', '.join(extra)} are not listed in features")
 
-    def parse_estimator(self, sec: Mapping[str, Any], task: str) -> tuple[EstimatorConfig, Any]:
-        class_path = self.string(sec.get("class", DEFAULT_ESTIMATORS[task]), "estimator.class")
-        params_raw = sec.get("params")
-        params = {} if params_raw is None else dict(self.mapping(params_raw, "estimator.params", None))
-        module_name, _, class_name = class_path.rpartition(".")
-        if not module_name:
-            raise self.error("estimator.class", f"must be a full import path like "
-                                                f"'sklearn.ensemble.HistGradientBoostingClassifier', "
-                                                f"got {class_path!r}")
-        if not self.check_estimator:  # structure only: the task that trains checks class and params
-            if not _module_exists(module_name):
-                raise self.error("estimator.class", f"cannot import {class_path!r}: no module named {module_name!r}")
-            return EstimatorConfig(class_path=class_path, params=freeze(params)), None
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise self.error("estimator.class", f"cannot import {class_path!r}: "
-                                                f"{type(exc).__name__}: {exc}") from exc
-        cls = getattr(module, class_name, None)
-        if cls is None:
-            public = [n for n in dir(module) if not n.startswith("_")]
-            close = difflib.get_close_matches(class_name, public, n=1)
-            hint = f" (did you mean {module_name}.{close[0]}?)" if close else ""
-            raise self.error("estimator.class", f"cannot import {class_path!r}: module {module_name!r} "
-                                                f"has no attribute {class_name!r}{hint}")
-        from sklearn.base import BaseEstimator, is_classifier, is_regressor
-
-        if not (isinstance(cls, type) and issubclass(cls, BaseEstimator)):
-            raise self.error("estimator.class", f"{class_path!r} is not a scikit-learn estimator class")
-        try:
-            instance = cls()
-        except Exception as exc:  # noqa: BLE001 - any constructor failure is a config error
-            raise self.error("estimator.class", f"{class_path!r} cannot be constructed without "
-                                                f"arguments: {exc}") from exc
-        if task in ("binary", "multiclass") and not is_classifier(instance):
-            raise self.error("estimator.class", f"task {task!r} needs a classifier; {class_path!r} is not one")
-        if task == "regression" and not is_regressor(instance):
-            raise self.error("estimator.class", f"task 'regression' needs a regressor; {class_path!r} is not one")
-        accepted = instance.get_params(deep=True)
-        for pname in params:
-            self.check_param_name(pname, accepted, class_name, f"estimator.params.{pname}")
-        self.check_param_values(instance, params, "estimator.params")
-        return EstimatorConfig(class_path=class_path, params=freeze(params)), instance
-
-    def check_param_name(self, pname: str, accepted: Mapping[str, Any], class_name: str, path: str) -> None:
-        if pname not in accepted:
-            close = difflib.get_close_matches(pname, list(accepted), n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise self.error(path, f"{class_name} does not accept parameter {pname!r}{hint}; "
-                                   f"accepted: {', '.join(sorted(k for k in accepted if '__' not in k))}")
-
-    def check_param_values(self, instance: Any, params: Mapping[str, Any], path: str) -> None:
-        """Run scikit-learn's own parameter validation (what ``fit`` would do) right now."""
-        from sklearn.base import clone
-
-        try:
-            probe = clone(instance).set_params(**thaw(params))
-        except (TypeError, ValueError) as exc:
-            raise self.error(path, str(exc)) from exc
-        validate = getattr(probe, "_validate_params", None)
-        if validate is None:
-            return
-        try:
-            validate()
-        except (TypeError, ValueError) as exc:
-            match = re.search(r"The '([^']+)' parameter", str(exc))
-            where = f"{path}.{match.group(1)}" if match else path
-            raise self.error(where, str(exc)) from exc
-
-    def parse_search(self, raw: Any, instance: Any) -> SearchConfig | None:
-        if raw is None:
-            return None
-        sec = self.mapping(raw, "search", _SECTION_FIELDS["search"])
-        method = self.string(sec.get("method", "random"), "search.method", choices=SEARCH_METHODS)
-        n_iter = self.integer(sec.get("n_iter", 10), "search.n_iter", low=1)
-        space = self.mapping(self.get(sec, "space", "search"), "search.space", None)
-        if not space:
-            raise self.error("search.space", "must define at least one parameter")
-        # instance None: the estimator was not checked (structure-only parse), nor are the names and values
-        accepted = instance.get_params(deep=True) if instance is not None else None
-        class_name = type(instance).__name__
-        clean: dict[str, Any] = {}
-        for pname, spec in space.items():
-            path = f"search.space.{pname}"
-            if accepted is not None:
-                self.check_param_name(pname, accepted, class_name, path)
-            if isinstance(spec, Mapping):
-                clean[pname] = self.parse_distribution(spec, path)
-            elif isinstance(spec, (list, tuple)):
-                if not spec:
-                    raise self.error(path, "candidate list must not be empty")
-                for value in spec if instance is not None else ():
-                    self.check_param_values(instance, {pname: value}, "search.space")
-                clean[pname] = list(spec)
-            else:
-                raise self.error(path, "must be a list of candidate values or "
-                                       "{distribution: uniform|loguniform|randint, low: x, high: y}")
-        return SearchConfig(method=method, n_iter=n_iter, space=freeze(clean))
-
-    def parse_distribution(self, spec: Mapping[str, Any], path: str) -> dict[str, Any]:
-        spec = self.mapping(spec, path, ("distribution", "low", "high"))
-        kind = self.string(self.get(spec, "distribution", path), f"{path}.distribution", choices=DISTRIBUTIONS)
-        if kind == "randint":
-            low: float = self.integer(self.get(spec, "low", path), f"{path}.low")
-            high: float = self.integer(self.get(spec, "high", path), f"{path}.high")
-        else:
-            low = self.number(self.get(spec, "low", path), f"{path}.low",
-                              low=0.0 if kind == "loguniform" else None, low_open=True)
-            high = self.number(self.get(spec, "high", path), f"{path}.high")
-        if high < low or (high == low and kind != "randint"):
-            raise self.error(f"{path}.high", f"must be greater than low ({low!r}); got {high!r}")
-        return {"distribution": kind, "low": low, "high": high}
-
     def parse_training(self, sec: Mapping[str, Any]) -> TrainingConfig:
         return TrainingConfig(
             test_size=self.number(sec.get("test_size", 0.2), "training.test_size", 0.0, 0.9,
@@ -604,7 +319,7 @@ class _Parser:
     def parse_schedules(self, sec: Mapping[str, Any]) -> SchedulesConfig:
         defaults = SchedulesConfig()
         values: dict[str, Any] = {}
-        for name in _SECTION_FIELDS["schedules"]:
+        for name in SECTION_FIELDS["schedules"]:
             path = f"schedules.{name}"
             if name == "max_active_runs":
                 values[name] = self.integer(sec.get(name, defaults.max_active_runs), path, low=1)
@@ -701,7 +416,7 @@ class _Parser:
     def parse_fairness(self, raw: Any, sensitive: tuple[str, ...]) -> FairnessConfig | None:
         if raw is None:
             return FairnessConfig() if sensitive else None
-        sec = self.mapping(raw, "fairness", _SECTION_FIELDS["fairness"])
+        sec = self.mapping(raw, "fairness", SECTION_FIELDS["fairness"])
         if not sensitive:
             raise self.error("fairness", "needs sensitive_features: the columns holding the groups to compare")
         d = FairnessConfig()
@@ -715,7 +430,7 @@ class _Parser:
     def parse_explain(self, raw: Any) -> ExplainConfig | None:
         if raw is None or raw is False:
             return None
-        sec = self.mapping({} if raw is True else raw, "explain", _SECTION_FIELDS["explain"])
+        sec = self.mapping({} if raw is True else raw, "explain", SECTION_FIELDS["explain"])
         d = ExplainConfig()
         return ExplainConfig(
             top_k=self.integer(sec.get("top_k", d.top_k), "explain.top_k", 1, 50),
@@ -725,7 +440,7 @@ class _Parser:
     def parse_canary(self, raw: Any) -> CanaryConfig | None:
         if raw is None:
             return None
-        sec = self.mapping(raw, "canary", _SECTION_FIELDS["canary"])
+        sec = self.mapping(raw, "canary", SECTION_FIELDS["canary"])
         alias = self.string(sec.get("alias", "challenger"), "canary.alias", pattern=NAME_RE)
         if alias == "champion":
             raise self.error("canary.alias", "the canary must be another alias than champion")
@@ -737,7 +452,7 @@ class _Parser:
                        features: tuple[str, ...] | None) -> SegmentsConfig | None:
         if raw is None:
             return None
-        sec = self.mapping(raw, "segments", _SECTION_FIELDS["segments"])
+        sec = self.mapping(raw, "segments", SECTION_FIELDS["segments"])
         column = self.string(self.get(sec, "column", "segments"), "segments.column")
         if column in keys or column == target:
             raise self.error("segments.column", f"{column!r} is a key or the target; segment by another column")

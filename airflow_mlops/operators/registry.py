@@ -10,6 +10,9 @@ from airflow_mlops.operators.base import MLOpsBaseOperator, pull_same_index
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_mlops.registry.lifecycle import ApprovalSummary, PromotionNotice, PromotionSummary, RollbackSummary
+    from airflow_mlops.segments.flows import SegmentPromotionSkipped, SegmentPromotionSummary
+
 
 def _version_from(context: Context, version: Any, task_id: str | None) -> int:
     if version not in (None, ""):
@@ -36,8 +39,12 @@ class PromoteModelOperator(MLOpsBaseOperator):
     (each check with value and limit) goes to the audit log, to the version's
     ``reports/promotion.json``/``.html`` and to its re-rendered model card.
 
-    XCom: ``{"model", "version", "promote", "alias", "summary", "champion_version", "broken",
-    "model_card"}``; ``broken`` lists each broken constraint as ``"<metric> <value> > ceiling <limit>"``.
+    XCom: :class:`~airflow_mlops.registry.lifecycle.PromotionSummary` (``{"model", "version", "promote", "alias",
+    "summary", "champion_version", "broken", "broken_checks", "awaiting_approval", "primary_metric",
+    "candidate_score", "champion_score", "model_card"}``); ``broken`` lists each broken constraint as
+    ``"<metric> <value> > ceiling <limit>"``. With ``segment``, + ``"segment"``
+    (:class:`~airflow_mlops.segments.flows.SegmentPromotionSummary`), or ``{"segment", "model", "skipped"}`` for a
+    skipped segment.
 
     :param version: candidate version (templated); default: the ``version`` in the XCom of
         ``candidate_task_id``.
@@ -61,7 +68,7 @@ class PromoteModelOperator(MLOpsBaseOperator):
         self.candidate_task_id = candidate_task_id
         self.segment = segment
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> PromotionSummary | SegmentPromotionSummary | SegmentPromotionSkipped:
         from airflow_mlops.registry.lifecycle import promote_candidate
 
         if self.segment not in (None, ""):
@@ -85,6 +92,9 @@ class ApproveModelOperator(MLOpsBaseOperator):
     :param version: the version to approve (templated).
     :param approver: who approves (templated); default: the user who triggered this Dag run (a scheduled
         run acts as ``scheduler``). The audit entry also records the run and its triggering identity.
+
+    XCom: :class:`~airflow_mlops.registry.lifecycle.ApprovalSummary` (``{"model", "version", "approval", "by"}``,
+    + ``"promotion"``, the gate's result, or ``"model_card"``).
     """
 
     template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields, "version", "approver", "reason")
@@ -94,7 +104,7 @@ class ApproveModelOperator(MLOpsBaseOperator):
         super().__init__(**kwargs)
         self.version, self.approver, self.reason, self.reject, self.promote = version, approver, reason, reject, promote
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> ApprovalSummary:
         from airflow_mlops.registry.lifecycle import promote_candidate
 
         name, v = self.config.name, int(self.version)
@@ -106,7 +116,7 @@ class ApproveModelOperator(MLOpsBaseOperator):
                                    details={"via": "dag_run", "dag_id": run_info["dag_id"],
                                             "run_id": run_info["run_id"],
                                             "triggered_by": run_info["triggered_by"]})
-        out = {"model": name, "version": v, "approval": ev["to"], "by": approver}
+        out: ApprovalSummary = {"model": name, "version": v, "approval": ev["to"], "by": approver}
         if self.promote and not self.reject:
             out["promotion"] = promote_candidate(self.config, self.store, v, actor=approver, run_info=run_info)
         else:  # the card shows the approval history: re-render it
@@ -121,7 +131,8 @@ class RollbackModelOperator(MLOpsBaseOperator):
     the version it held before. Recorded in the audit log with the reason. The model cards of both
     versions (the one that lost the alias and the one that gained it) are re-rendered.
 
-    XCom: ``{"model", "alias", "from", "to", "model_cards"}``.
+    XCom: :class:`~airflow_mlops.registry.lifecycle.RollbackSummary` (``{"model", "alias", "from", "to",
+    "model_cards"}``).
     """
 
     template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields, "to_version", "reason")
@@ -131,7 +142,7 @@ class RollbackModelOperator(MLOpsBaseOperator):
         super().__init__(**kwargs)
         self.alias, self.to_version, self.reason = alias, to_version, reason
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> RollbackSummary:
         tv = int(self.to_version) if self.to_version not in (None, "") else None
         run_info = self.run_info(context)
         ev = self.registry.rollback(self.config.name, self.alias, tv, actor=run_info["triggered_by"],
@@ -158,7 +169,8 @@ class NotifyPromotionOperator(MLOpsBaseOperator):
 
     One message per model, check and logical date: a rerun does not send it again.
 
-    XCom: ``{"check", "sent", "message"}``.
+    XCom: :class:`~airflow_mlops.registry.lifecycle.PromotionNotice` (``{"check", "sent", "message"}``, + ``"segment"``
+    with ``segment``).
 
     Example::
 
@@ -177,7 +189,7 @@ class NotifyPromotionOperator(MLOpsBaseOperator):
         self.promote_task_id = promote_task_id
         self.segment = segment
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> PromotionNotice:
         from airflow_mlops.registry.lifecycle import notify_promotion
 
         if self.segment not in (None, ""):

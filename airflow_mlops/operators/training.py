@@ -10,6 +10,9 @@ from airflow_mlops.operators.base import MLOpsBaseOperator
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_mlops.registry.lifecycle import TrainingSummary
+    from airflow_mlops.segments.flows import SegmentTrainingSkipped, SegmentTrainingSummary
+
 
 class TrainModelOperator(MLOpsBaseOperator):
     """Train the model described by a config on the partitions ending at the logical date, and
@@ -33,12 +36,15 @@ class TrainModelOperator(MLOpsBaseOperator):
 
         TrainModelOperator(task_id="train", config_path="dags/configs/churn.yaml")
 
-    XCom: ``{"model", "version", "uri", "primary_metric", "holdout", "baseline", "rows", "fingerprint",
-    "evaluation_report", "model_card", "profile"}`` (+ ``"fairness"`` with sensitive features).
+    XCom: :class:`~airflow_mlops.registry.lifecycle.TrainingSummary` (``{"model", "version", "uri",
+    "primary_metric", "holdout", "baseline", "rows", "fingerprint", "evaluation_report", "model_card",
+    "profile"}``, + ``"fairness"`` with sensitive features).
 
     :param segment: with a config's ``segments`` section, train the model of this segment value on its
-        rows only (``<model>__<slug>``; see :mod:`airflow_mlops.segments.flows`); a segment with fewer than
-        ``segments.min_rows`` rows is not trained (XCom ``{"segment", "model", "skipped", "rows"}``).
+        rows only (``<model>__<slug>``; see :mod:`airflow_mlops.segments.flows`; XCom
+        :class:`~airflow_mlops.segments.flows.SegmentTrainingSummary`); a segment with fewer than
+        ``segments.min_rows`` rows is not trained (XCom ``{"segment", "model", "skipped", "rows"}``,
+        :class:`~airflow_mlops.segments.flows.SegmentTrainingSkipped`).
         Mapped over the values with ``.partial(...).expand(segment=...)``. (templated)
     """
 
@@ -49,7 +55,7 @@ class TrainModelOperator(MLOpsBaseOperator):
         super().__init__(**kwargs)
         self.segment = segment
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> TrainingSummary | SegmentTrainingSummary | SegmentTrainingSkipped:
         from airflow_mlops.config.model import ConfigError
         from airflow_mlops.operators.base import fail
         from airflow_mlops.registry.lifecycle import train_and_register

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.operators.base import MLOpsBaseOperator, fail
 
@@ -66,9 +66,7 @@ class DataValidationOperator(MLOpsBaseOperator):
         except DataError as e:
             fail(f"{self.config.name} {ds}: {e}")
         try:
-            # validate_partition (registry.lifecycle) builds a ValidationSummary; it is annotated dict[str, Any] there
-            return cast("ValidationSummary", validate_partition(self.config, self.store, ds,
-                                                                with_target=self.with_target, dataset=dataset))
+            return validate_partition(self.config, self.store, ds, with_target=self.with_target, dataset=dataset)
         except GateFailed as e:
             fail(str(e))
         except RegistryError as e:  # the champion whose reference infers the suite cannot be trusted

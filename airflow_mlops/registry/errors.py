@@ -54,11 +54,16 @@ class LifecycleError(RegistryError):
     """A lifecycle change or a use of a version that its lifecycle state forbids (retired)."""
 
 
+class ModelImportError(RegistryError, ImportError):
+    """A trusted type of a model file (the team's own class) cannot be imported where the load runs."""
+
+
 class DeprecatedVersionWarning(UserWarning):
     """A deprecated version was loaded: it still works, but should be replaced."""
 
 
 __all__ = [
+    "ModelImportError",
     "AliasNotFoundError", "ApprovalError", "ConcurrentUpdateError", "DeprecatedVersionWarning", "IntegrityError",
     "LifecycleError", "ModelNotFoundError", "PolicyError", "RegistryError", "SignatureMismatchError",
     "UnsignedError", "UntrustedModelError", "VersionNotFoundError",

@@ -7,7 +7,7 @@ Logs carry counts, metrics and URIs, never row values.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict, cast
 
 from airflow_mlops.config.locations import Locations
 from airflow_mlops.registry.model_registry import (
@@ -20,12 +20,14 @@ from airflow_mlops.registry.model_registry import (
 from airflow_mlops.store.artifacts import ArtifactStore, join
 from airflow_mlops.store.datasets import DataError, Dataset
 from airflow_mlops.store.layout import quarantine_prefix, validation_prefix
+from airflow_mlops.trust.types import model_trusted_types
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from airflow_mlops.config.model import ModelConfig
     from airflow_mlops.registry.smoke import SmokeProcess
+    from airflow_mlops.validation.run import ValidationSummary
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +35,135 @@ HOLDOUT_FILE = "holdout.parquet"
 SUITE_FILE = "validation_suite.json"
 
 
+__all__ = ["ApprovalSummary", "ApprovalXCom", "BrokenConstraint", "GateFailed", "HOLDOUT_FILE", "MAX_GATE_ATTEMPTS",
+           "PromotionNotice", "PromotionSummary", "RollbackSummary", "SUITE_FILE", "TrainingFairness",
+           "TrainingSummary", "champion_or_none", "evaluate_on_holdout", "notify_promotion", "promote_candidate",
+           "refresh_cards", "suite_for", "train_and_register", "validate_partition", "write_card"]
+
+
 class GateFailed(Exception):
     """A quality gate failed (validation, promotion constraints): not retryable."""
+
+
+# ------------------------------------------------------------------------------------------
+# XCom summaries
+# ------------------------------------------------------------------------------------------
+class TrainingFairness(TypedDict):
+    """The fairness gaps in a :class:`TrainingSummary` (the full group metrics are in the version's
+    ``metadata["fairness"]``)."""
+
+    metric: str  #: ``fairness.metric``
+    gap: float | None  #: between-group gap of ``metric``; None when not computed (a task that is not binary)
+    max_gap: float  #: ``fairness.max_gap``
+    primary_gap: float | None  #: between-group gap of the primary metric; None with fewer than two groups
+
+
+class TrainingSummary(TypedDict):
+    """What :func:`train_and_register` returns (the XCom of ``TrainModelOperator``): the new version, its
+    primary metric against the naive baseline, URIs and the smoke test's resource profile."""
+
+    model: str
+    version: int
+    uri: str  #: the version's directory
+    primary_metric: str
+    holdout: dict[str, float | None]  #: ``{primary_metric: value}`` on the holdout
+    baseline: dict[str, float | None]  #: ``{primary_metric: value}`` of the naive baseline, same holdout
+    rows: int  #: training rows (the whole window, or the segment's rows)
+    fingerprint: str  #: content hash of the training rows
+    evaluation_report: str  #: URI of ``reports/evaluation.html``
+    model_card: str | None  #: URI of the model card; None when it could not be written
+    #: ``latency_ms_per_10k_rows``, ``model_size_mb``, ``peak_rss_mb`` of the smoke test (None when not measured)
+    profile: dict[str, float | None]
+    fairness: NotRequired[TrainingFairness]  #: with ``sensitive_features`` only
+
+
+class BrokenConstraint(TypedDict):
+    """A constraint the candidate broke, in a :class:`PromotionSummary` (``broken_checks``)."""
+
+    #: ``floor``, ``ceiling``, ``fairness``, ``beats_champion``, ``beats_baseline`` or ``primary_metric``
+    constraint: str
+    metric: str
+    value: float | None  #: None when the candidate has no value for the metric
+    limit: float | None
+    violation: str  #: :meth:`~airflow_mlops.registry.gate.Check.violation`
+
+
+class PromotionSummary(TypedDict):
+    """What :func:`promote_candidate` returns (the XCom of ``PromoteModelOperator``): the gate's decision and
+    the alias the candidate got.
+
+    A candidate that already is the champion is not gated again: ``{"model", "version", "promote": True,
+    "summary": "already champion", "alias": "champion"}``, without the other keys.
+    """
+
+    model: str
+    version: int
+    promote: bool  #: the candidate became ``champion``
+    alias: Literal["champion", "challenger"]
+    summary: str  #: the decision and its reasons, as text
+    champion_version: NotRequired[int | None]  #: the champion it was compared with; None for the first one
+    #: each broken constraint (not the champion comparison) as ``"<metric> <value> > ceiling <limit>"``
+    broken: NotRequired[list[str]]
+    broken_checks: NotRequired[list[BrokenConstraint]]  #: every broken check, the champion comparison included
+    awaiting_approval: NotRequired[bool]  #: passed the gate, kept as challenger until approved
+    primary_metric: NotRequired[str]
+    candidate_score: NotRequired[float | None]  #: the primary metric of the candidate on its holdout
+    champion_score: NotRequired[float | None]  #: the champion's on the same holdout; None without a champion
+    model_card: NotRequired[str | None]  #: URI of the candidate's re-rendered model card
+
+
+class PromotionNotice(TypedDict):
+    """What :func:`notify_promotion` returns (the XCom of ``NotifyPromotionOperator``).
+
+    For a segment's model the operator adds ``segment``; for a skipped segment it sends nothing and returns
+    ``{"segment", "check": None, "sent": False, "skipped"}`` (the keys marked not required below, and no
+    ``message``).
+    """
+
+    check: str | None  #: ``gate``, ``fairness`` or ``promotion``; None for a skipped segment
+    sent: bool  #: delivered now (False when already sent for this model, check and date, or not sent)
+    message: NotRequired[str]
+    segment: NotRequired[str]  #: segmented models only
+    skipped: NotRequired[str]  #: why the segment was not trained (skipped segments only)
+
+
+class ApprovalSummary(TypedDict):
+    """The XCom of ``ApproveModelOperator``: the decision recorded, and then either the promotion gate's
+    result (``promotion``, approved with ``promote=True``) or the re-rendered model card (``model_card``)."""
+
+    model: str
+    version: int
+    approval: str  #: ``approved`` or ``rejected``
+    by: str  #: the approver
+    promotion: NotRequired[PromotionSummary]
+    model_card: NotRequired[str | None]  #: URI of the model card; None when it could not be written
+
+
+_RollbackKeywordKeys = TypedDict("_RollbackKeywordKeys", {"from": int | None})  # "from" is a keyword
+
+
+class RollbackSummary(_RollbackKeywordKeys):
+    """The XCom of ``RollbackModelOperator``: ``{"model", "alias", "from", "to", "model_cards"}``; ``from`` is
+    the version that held the alias (None when none did)."""
+
+    model: str
+    alias: str
+    to: int  #: the version the alias points to now
+    model_cards: dict[str, str | None]  #: ``{version: card URI}`` of both versions (None: not written)
+
+
+class ApprovalXCom(TypedDict):
+    """The XCom of ``ModelApprovalSensor`` once the version may serve: the model, the version and its
+    approval record (:meth:`~airflow_mlops.registry.model_registry.ModelRegistry.approval`)."""
+
+    model: str
+    version: int
+    status: Literal["approved", "not_required"]
+    #: the model's ``promotion.require_approval`` when the version was registered (absent in old records)
+    required: NotRequired[bool]
+    by: NotRequired[str]  #: who approved (``approved`` only)
+    at: NotRequired[str]  #: when, ISO 8601 UTC (``approved`` only)
+    reason: NotRequired[str]  #: (``approved`` only)
 
 
 # ------------------------------------------------------------------------------------------
@@ -91,7 +220,7 @@ def suite_for(config: ModelConfig, registry: ModelRegistry, *, with_target: bool
 
 
 def validate_partition(config: ModelConfig, store: ArtifactStore, ds: str, *, with_target: bool = True,
-                       dataset: Dataset | None = None) -> dict[str, Any]:
+                       dataset: Dataset | None = None) -> ValidationSummary:
     """Validate one input partition. Writes ``validation/<model>/ds=<ds>/result.json`` and
     ``report.html``; on failure writes the failing rows (or the whole batch) under
     ``quarantine/<dataset>/ds=<ds>/`` and raises :class:`GateFailed`. On success, that date's quarantine
@@ -114,9 +243,10 @@ def validate_partition(config: ModelConfig, store: ArtifactStore, ds: str, *, wi
     result.update({"dataset_uri": dataset.uri(ds), "rows": int(len(df))})
     result_uri = store.write_json(join(out_prefix, "result.json"), result)
     report_uri = store.write_bytes(join(out_prefix, "report.html"), outcome.to_html().encode())
-    summary = {"success": bool(outcome.success), "rows": int(len(df)), "evaluated": outcome.evaluated,
-               "failed": len(outcome.failed), "result_uri": result_uri, "report_uri": report_uri,
-               "suite": suite.get("name")}
+    summary: ValidationSummary = {
+        "success": bool(outcome.success), "rows": int(len(df)), "evaluated": outcome.evaluated,
+        "failed": len(outcome.failed), "result_uri": result_uri, "report_uri": report_uri,
+        "suite": suite.get("name")}
     log.info("validated %s: %d rows, %d/%d expectations passed", dataset.uri(ds), len(df),
              outcome.successful, outcome.evaluated)
     qds = Dataset(store, quarantine_prefix(config.data.dataset))
@@ -168,7 +298,7 @@ def _parquet_bytes(df: pd.DataFrame) -> bytes:
 
 def train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_info: dict[str, Any] | None = None,
                        *, actor: str | None = None, segment: tuple[str, Any] | None = None,
-                       smoke: SmokeProcess | None = None) -> dict[str, Any]:
+                       smoke: SmokeProcess | None = None) -> TrainingSummary:
     """Train on the window of partitions ending at ``ds`` and register a new version.
 
     The version carries the model, the drift reference, the holdout (with the training-time
@@ -210,7 +340,7 @@ def train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_i
 def _train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_info: dict[str, Any] | None,
                         actor: str | None, segment: tuple[str, Any] | None, registry: ModelRegistry,
                         dataset: Dataset, df: Any, dates: list[str], fingerprint: dict[str, Any],
-                        smoke: Any) -> dict[str, Any]:
+                        smoke: Any) -> TrainingSummary:
     from airflow_mlops.registry.smoke import smoke_check, training_columns
     from airflow_mlops.reports import html as reports
     from airflow_mlops.training.fairness import evaluate_fairness
@@ -254,10 +384,10 @@ def _train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_
         report = reports.evaluation_html({**mv.metadata, "name": config.name, "version": mv.version})
         return {"reports/evaluation.html": report.encode()}
 
-    # the configured estimator class is named by the config's author: trusted for this model only, recorded
-    # in its signed metadata (loads trust it from there; sklearn helper types and the pipeline helpers are
-    # on the explicit list anyway)
-    own = [] if config.estimator.class_path.startswith("sklearn.") else [_qualified_class(config.estimator.class_path)]
+    # the configured estimator class (with its library's helper types) and the config's estimator.trusted_types
+    # are named by the config's author: trusted for this model only, recorded in its signed metadata (loads
+    # trust them from there; sklearn helper types and the pipeline helpers are on the explicit list anyway)
+    own = model_trusted_types(_qualified_class(config.estimator.class_path), config.estimator.trusted_types)
     meta["trusted_types"] = own
     trusted = [*PIPELINE_CUSTOM_TYPES, *own]
     check = smoke_check(store, features=result.features, task=result.task, classes=result.classes,
@@ -270,14 +400,15 @@ def _train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_
     )
     card = write_card(registry, config.name, mv.version)
     primary = result.primary_metric
-    summary = {"model": config.name, "version": mv.version, "uri": mv.uri, "primary_metric": primary,
-               "holdout": {primary: result.metrics["holdout"].get(primary)},
-               "baseline": {primary: result.metrics["baseline"].get(primary)},
-               "rows": int(len(df)), "fingerprint": fingerprint["content_hash"],
-               "evaluation_report": registry.version_uri(config.name, mv.version, "reports/evaluation.html"),
-               "model_card": card.get("model_card")}
     profile = mv.metadata.get("profile") or {}
-    summary["profile"] = {k: profile.get(k) for k in ("latency_ms_per_10k_rows", "model_size_mb", "peak_rss_mb")}
+    summary: TrainingSummary = {
+        "model": config.name, "version": mv.version, "uri": mv.uri, "primary_metric": primary,
+        "holdout": {primary: result.metrics["holdout"].get(primary)},
+        "baseline": {primary: result.metrics["baseline"].get(primary)},
+        "rows": int(len(df)), "fingerprint": fingerprint["content_hash"],
+        "evaluation_report": registry.version_uri(config.name, mv.version, "reports/evaluation.html"),
+        "model_card": card.get("model_card"),
+        "profile": {k: profile.get(k) for k in ("latency_ms_per_10k_rows", "model_size_mb", "peak_rss_mb")}}
     if fairness is not None:
         summary["fairness"] = {"metric": fairness["metric"], "gap": fairness.get("gap"),
                                "max_gap": fairness["max_gap"], "primary_gap": fairness.get("primary_gap")}
@@ -398,7 +529,7 @@ def _gate(config: ModelConfig, registry: ModelRegistry, meta: dict[str, Any], ve
 
 
 def promote_candidate(config: ModelConfig, store: ArtifactStore, version: int, *, actor: str | None = None,
-                      run_info: dict[str, Any] | None = None) -> dict[str, Any]:
+                      run_info: dict[str, Any] | None = None) -> PromotionSummary:
     """Run the champion/challenger gate for ``version`` and move the aliases accordingly.
 
     The champion is re-scored on the candidate's holdout so both are compared on the same rows.
@@ -452,7 +583,8 @@ def promote_candidate(config: ModelConfig, store: ArtifactStore, version: int, *
     if d["promote"] and champion_v is not None:
         write_card(registry, name, champion_v)  # its aliases changed
     log.info("%s v%d -> %s: %s", name, version, d["alias"], d["summary"])
-    out = {k: d[k] for k in ("model", "version", "promote", "alias", "summary", "champion_version")}
+    out = cast("PromotionSummary",
+               {k: d[k] for k in ("model", "version", "promote", "alias", "summary", "champion_version")})
     out["broken"] = list(decision.violations)
     out["broken_checks"] = details["broken"]
     out["awaiting_approval"] = bool(d.get("awaiting_approval"))
@@ -464,7 +596,7 @@ def promote_candidate(config: ModelConfig, store: ArtifactStore, version: int, *
 
 
 def notify_promotion(config: ModelConfig, store: ArtifactStore, result: dict[str, Any], ds: str, *,
-                     context: Any = None) -> dict[str, Any]:
+                     context: Any = None) -> PromotionNotice:
     """Tell the model's owner what the promotion gate decided (the training DAG's ``notify`` step).
 
     * a broken constraint (floor, ceiling, profile limit) -> a ``gate`` alert, or ``fairness`` when a

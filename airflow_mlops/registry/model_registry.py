@@ -69,6 +69,7 @@ from airflow_mlops.registry.errors import (
     DeprecatedVersionWarning,
     IntegrityError,
     LifecycleError,
+    ModelImportError,
     ModelNotFoundError,
     PolicyError,
     RegistryError,
@@ -449,7 +450,7 @@ __all__ = [
     "LifecycleError", "LIFECYCLE_STATES", "PolicyError", "SERVING_ALIASES", "SignatureMismatchError",
     "UnsignedError",
     "ModelNotFoundError", "ModelRegistry", "ModelVersion", "RegistryError",
-    "StorageError", "UntrustedModelError", "VersionNotFoundError", "load_skops_bytes",
+    "StorageError", "UntrustedModelError", "ModelImportError", "VersionNotFoundError", "load_skops_bytes",
     # defined in this module before the registry was split in modules, still importable from it
     "APPROVAL_STATES", "CANDIDATE_ALIASES", "CLAIM_FILE", "METADATA_FILE", "MODEL_FILE", "REFERENCE_FILE",
     "RESERVED_FILES", "SIGNATURE_FILE", "STATE_FILE", "STATE_SIGNATURE", "default_actor", "dump_skops_bytes",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.registry.errors import IntegrityError, UntrustedModelError
+from airflow_mlops.registry.errors import IntegrityError, ModelImportError, UntrustedModelError
 from airflow_mlops.trust.types import TRUSTED_TYPES, dangerous_types, referenced_types
 
 if TYPE_CHECKING:
@@ -75,10 +75,21 @@ def load_skops_bytes(data: bytes, trusted_types: Iterable[str] = (), source: str
         if refused:
             raise UntrustedModelError(
                 f"{source} contains types outside the trusted list: {refused}. If they are your own classes, name "
-                "them (fully qualified) in the model config's estimator/trusted types; never load files of unknown "
-                "origin."
+                "them (fully qualified) in the model config's estimator.class or estimator.trusted_types; never "
+                "load files of unknown origin."
             )
-        return sio.loads(data, trusted=sorted(set(untrusted)))
+        try:
+            return sio.loads(data, trusted=sorted(set(untrusted)))
+        except ImportError as e:  # a trusted type's module is not importable here
+            import socket
+            import sys
+
+            module = getattr(e, "name", None) or str(e)
+            raise ModelImportError(
+                f"{source} needs module {module!r}, which cannot be imported on worker {socket.gethostname()} "
+                f"({type(e).__name__}: {e}). Install the package that provides it on every worker, or keep the "
+                f"module beside the Dag files (the Dags folder is on sys.path); python: {sys.executable}"
+            ) from None
     finally:
         ctx.__exit__(None, None, None)
 

@@ -37,6 +37,7 @@ from airflow_mlops.config.segments import (
     segment_rows,
     segments_section,
 )
+from airflow_mlops.registry.lifecycle import PromotionSummary, TrainingSummary
 from airflow_mlops.store.artifacts import ArtifactStore
 from airflow_mlops.store.datasets import DataError, Dataset
 from airflow_mlops.store.dates import logical_ds
@@ -51,7 +52,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SegmentScoringPlan", "SegmentTrainingPlan", "SkippedSegment", "list_training_segments",
+__all__ = ["SegmentPromotionSkipped", "SegmentPromotionSummary", "SegmentScoringPlan", "SegmentTrainingPlan",
+           "SegmentTrainingSkipped", "SegmentTrainingSummary", "SkippedSegment", "list_training_segments",
            "merge_segment_parts", "plan_segment_scoring", "promote_segment", "score_segment", "score_segments",
            "train_segment"]
 
@@ -72,6 +74,38 @@ class SegmentTrainingPlan(TypedDict):
     segments: list[str]  #: the values to train, one mapped task group each
     skipped: list[SkippedSegment]
     rows: dict[str, int]  #: rows per value, skipped ones included
+
+
+class SegmentTrainingSummary(TrainingSummary):
+    """What :func:`train_segment` returns for a trained segment (the ``train`` XCom of a mapped segment): the
+    :class:`~airflow_mlops.registry.lifecycle.TrainingSummary` of the segment's model, and the value."""
+
+    segment: str
+
+
+class SegmentTrainingSkipped(TypedDict):
+    """What :func:`train_segment` returns for a segment it does not train (fewer than ``segments.min_rows``
+    rows, or a single class); the promote and notify steps pass it through."""
+
+    segment: str
+    model: str  #: the segment model's name (``<model>__<slug>``)
+    skipped: str  #: why it was not trained
+    rows: int  #: the segment's rows in the training window
+
+
+class SegmentPromotionSummary(PromotionSummary):
+    """What :func:`promote_segment` returns for a trained segment (the ``promote`` XCom of a mapped segment):
+    the :class:`~airflow_mlops.registry.lifecycle.PromotionSummary` of the segment's model, and the value."""
+
+    segment: str
+
+
+class SegmentPromotionSkipped(TypedDict):
+    """What :func:`promote_segment` returns for a segment training skipped (nothing was gated)."""
+
+    segment: str
+    model: str | None  #: the segment model's name, from the training result
+    skipped: str  #: why the segment was not trained
 
 
 class SegmentScoringPlan(TypedDict):
@@ -135,7 +169,8 @@ def _skip_reason(config: ModelConfig, rows: pd.DataFrame) -> str | None:
 
 
 def train_segment(config: ModelConfig, store: ArtifactStore, ds: str, value: Any,
-                  run_info: dict[str, Any] | None = None, *, actor: str | None = None) -> dict[str, Any]:
+                  run_info: dict[str, Any] | None = None, *,
+                  actor: str | None = None) -> SegmentTrainingSummary | SegmentTrainingSkipped:
     """Train and register the model of one segment on the window's rows of that segment.
 
     A segment with fewer than ``segments.min_rows`` rows (or a single class) is not trained: the result is
@@ -158,7 +193,7 @@ def train_segment(config: ModelConfig, store: ArtifactStore, ds: str, value: Any
 
 
 def promote_segment(config: ModelConfig, store: ArtifactStore, value: Any, trained: dict[str, Any], *,
-                    run_info: dict[str, Any] | None = None) -> dict[str, Any]:
+                    run_info: dict[str, Any] | None = None) -> SegmentPromotionSummary | SegmentPromotionSkipped:
     """The promotion gate of one segment's candidate (``trained``: the :func:`train_segment` result)."""
     from airflow_mlops.registry.lifecycle import promote_candidate
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
@@ -14,6 +14,7 @@ from airflow_mlops.sensors.data import default_deferrable
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_mlops.registry.lifecycle import ApprovalXCom
     from airflow_mlops.triggers.registry import ApprovalEvent, ApprovalTrigger
 
 
@@ -30,6 +31,10 @@ class ModelApprovalSensor(PokeOnceThenDefer, BaseSensorOperator):
         tasks after it) instead of holding the run for days. In a mapped task group (segments) the
         result of the same map index is read, and ``model``/``version`` default to that result's.
         (templated)
+
+    XCom: :class:`~airflow_mlops.registry.lifecycle.ApprovalXCom` (``{"model", "version"}`` and the version's
+    approval record: ``status`` ``approved`` or ``not_required``, ``required``, and ``by``, ``at``, ``reason`` of
+    an approval).
 
     Example::
 
@@ -103,8 +108,9 @@ class ModelApprovalSensor(PokeOnceThenDefer, BaseSensorOperator):
             raise AirflowFailException(f"{self.model} v{self.version} was rejected by {verdict.get('by')}: "
                                        f"{verdict.get('reason') or 'no reason given'}")
         done = status in ("approved", "not_required")
-        return PokeReturnValue(is_done=done, xcom_value={"model": self.model, "version": self._version_number(),
-                                                         **verdict} if done else None)
+        xcom_value: ApprovalXCom | None = cast("ApprovalXCom", {"model": self.model, "version": self._version_number(),
+                                                                **verdict}) if done else None
+        return PokeReturnValue(is_done=done, xcom_value=xcom_value)
 
     def poke(self, context: Context) -> PokeReturnValue:
         model, version = self._target()
@@ -118,7 +124,7 @@ class ModelApprovalSensor(PokeOnceThenDefer, BaseSensorOperator):
         return ApprovalTrigger(storage_uri=self.storage_uri, aws_conn_id=self.aws_conn_id, model=model,
                                version=version, poke_interval=float(self.poke_interval))
 
-    def execute_complete(self, context: Context, event: ApprovalEvent | None = None) -> dict[str, Any] | None:
+    def execute_complete(self, context: Context, event: ApprovalEvent | None = None) -> ApprovalXCom | None:
         if self.promote_task_id:  # a resumed task is a new instance: model/version come from the gate again
             self._gate_result(context)
         if not event or event.get("status") != "decided":

@@ -26,6 +26,22 @@ LABELS_FROM_PROBA: frozenset[str] = frozenset({
 })
 
 
+def as_float64_proba(raw: Any) -> np.ndarray:
+    """Class probabilities as float64 rows that sum to 1. Libraries that compute in float32 (xgboost,
+    lightgbm) return rows summing to 1 only within float32 precision; those are renormalised after the
+    cast, so log loss and the prediction log see proper distributions. float64 input is returned as is."""
+    import numpy as np
+
+    arr = np.asarray(raw)
+    if arr.dtype == np.float64:
+        return arr
+    arr = arr.astype(np.float64)
+    if arr.ndim == 2 and arr.shape[1] > 1:
+        sums = arr.sum(axis=1, keepdims=True)
+        np.divide(arr, sums, out=arr, where=sums > 0)
+    return arr
+
+
 def proba_aligned(estimator: Any, X: Any, classes: Sequence[Any] | None,
                    proba: np.ndarray | None = None) -> np.ndarray:
     """``predict_proba`` with columns in the order of ``classes`` (zeros for classes the
@@ -33,7 +49,7 @@ def proba_aligned(estimator: Any, X: Any, classes: Sequence[Any] | None,
     estimator's own ``predict_proba(X)`` when already computed."""
     import numpy as np
 
-    proba = np.asarray(estimator.predict_proba(X) if proba is None else proba, dtype="float64")
+    proba = as_float64_proba(estimator.predict_proba(X) if proba is None else proba)
     seen = list(estimator.classes_)
     if classes is None or list(classes) == seen:
         return proba
@@ -118,5 +134,5 @@ def plain_value(value: Any) -> Any:
     return item() if callable(item) and getattr(value, "shape", None) == () else value
 
 
-__all__ = ["LABELS_FROM_PROBA", "final_step", "labels_and_proba", "plain_value", "predict_frame", "predict_labels",
-           "proba_aligned"]
+__all__ = ["LABELS_FROM_PROBA", "as_float64_proba", "final_step", "labels_and_proba", "plain_value", "predict_frame",
+           "predict_labels", "proba_aligned"]

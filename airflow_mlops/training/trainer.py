@@ -625,9 +625,13 @@ def _importance(pipeline: Any, X: pd.DataFrame, y: np.ndarray, task: str, classe
             order = rng.permutation(len(y))
             if groups is not None:
                 cols = groups[name]
+                if not _writeable(data):  # catboost marks the arrays it predicted on read-only
+                    data = data.copy()
                 saved = data[:, cols].copy()
                 data[:, cols] = saved[order]
                 drops.append(base - scorer(estimator, data, y))
+                if not _writeable(data):
+                    data = data.copy()
                 data[:, cols] = saved
             else:
                 saved = data[name].copy()
@@ -638,6 +642,11 @@ def _importance(pipeline: Any, X: pd.DataFrame, y: np.ndarray, task: str, classe
                      "importance_std": float(np.nan_to_num(np.std(drops)))})
     rows.sort(key=lambda r: (-r["importance_mean"], r["feature"]))
     return rows, metric
+
+
+def _writeable(data: Any) -> bool:
+    flags = getattr(data, "flags", None)
+    return flags is None or bool(flags.writeable)
 
 
 def _encoded_groups(pipeline: Any, features: Sequence[str]) -> dict[str, np.ndarray] | None:

@@ -123,9 +123,34 @@ def referenced_types(data: bytes, source: str = "<bytes>") -> set[str]:
     return found
 
 
+#: Types inside a fitted estimator of a gradient-boosting library, beyond the estimator class itself: skops
+#: stores their state as the library's own model format (xgboost UBJSON, LightGBM model text, CatBoost cbm
+#: bytes) and rebuilds them through ``__setstate__``; no code is named in the file. Trusted only for a model
+#: whose config names an estimator of that library (checked in tests/byo).
+LIBRARY_TYPES: dict[str, tuple[str, ...]] = {
+    "xgboost": ("xgboost.core.Booster",),
+    "lightgbm": ("lightgbm.basic.Booster", "collections.OrderedDict"),
+    "catboost": (),
+}
+
+
+def model_trusted_types(estimator_class: str, extra: Iterable[str] = ()) -> list[str]:
+    """The types one model's file may hold beyond :data:`TRUSTED_TYPES`: the estimator class its config names
+    (as skops names it, ``module.Class`` of the defining module), the helper types of that class's library
+    (:data:`LIBRARY_TYPES`) and the config's ``estimator.trusted_types``. scikit-learn's own estimators need
+    none. A dangerous name is refused here as well (``ValueError``)."""
+    names = [] if estimator_class.startswith("sklearn.") else [estimator_class]
+    names += LIBRARY_TYPES.get(estimator_class.split(".", 1)[0], ())
+    names += [str(t) for t in extra]
+    bad = dangerous_types(names)
+    if bad:
+        raise ValueError(f"type(s) {bad} can run code and are never trusted in a model file")
+    return list(dict.fromkeys(names))
+
+
 def dangerous_types(names: Iterable[str]) -> list[str]:
     return sorted({n for n in names if is_dangerous(n)})
 
 
-__all__ = ["DANGEROUS_MODULES", "DANGEROUS_NAMES", "SAFE_BUILTINS", "TRUSTED_TYPES", "dangerous_types",
-           "is_dangerous", "referenced_types"]
+__all__ = ["DANGEROUS_MODULES", "DANGEROUS_NAMES", "LIBRARY_TYPES", "SAFE_BUILTINS", "TRUSTED_TYPES",
+           "dangerous_types", "is_dangerous", "model_trusted_types", "referenced_types"]

@@ -11,14 +11,17 @@ import datetime as dt
 import json
 import sys
 import time
+from pathlib import Path
 
-from airflow.dag_processing.dagbag import DagBag
+from airflow.dag_processing.dagbag import BundleDagBag
 
 
 def main(dags_folder: str, plan_file: str) -> None:
     with open(plan_file, encoding="utf-8") as fh:
         plan = json.load(fh)
-    bag = DagBag(dag_folder=dags_folder)
+    # as Airflow's task runner and CLI parse a bundle: the Dags folder is on sys.path, so modules beside the
+    # Dag files (a team's own estimator classes) import in the tasks
+    bag = BundleDagBag(dag_folder=dags_folder, bundle_path=Path(dags_folder))
     print("ADOPTION-IMPORT-ERRORS " + json.dumps(bag.import_errors), flush=True)
     for dag_id, ds in plan:
         print(f"ADOPTION-BEGIN {dag_id} {ds}", flush=True)

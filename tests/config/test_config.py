@@ -258,7 +258,7 @@ def test_estimator_kind_must_match_task() -> None:
     expect_error(minimal(estimator={"class": "sklearn.linear_model.Ridge"}),
                  "estimator.class", "needs a classifier")
     expect_error(minimal(estimator={"class": "collections.OrderedDict"}),
-                 "estimator.class", "not a scikit-learn estimator")
+                 "estimator.class", "not a scikit-learn-compatible estimator")
 
 
 def test_estimator_param_not_accepted() -> None:
