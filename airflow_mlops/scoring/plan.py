@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -230,16 +231,8 @@ def load_shadow(registry: ModelRegistry, name: str, ds: str, alias: str | None, 
     if kill is not None:
         slot.error = "kill switch on: no model scored"
         return slot
-    try:
-        slot.version = select_model(registry, name, ds, alias=alias, as_of=as_of)["version"]
-        scorer = Scorer.load(registry, name, int(slot.version))
-        why = shadow_conflict(scorer, main)
-        if why:
-            raise RegistryError(why)
-        slot.scorer = scorer
-    except RegistryError as e:
-        slot.error = f"{type(e).__name__}: {e}"
-        log.warning("shadow alias %r of %s not used: %s; shadow columns are null", alias, name, e)
+    if not _fill_slot(slot, registry, name, ds, as_of, main, shadow_conflict, serving_role=None):
+        log.warning("shadow alias %r of %s not used: %s; shadow columns are null", alias, name, slot.error)
     return slot
 
 
@@ -254,21 +247,34 @@ def load_canary(registry: ModelRegistry, name: str, ds: str, alias: str | None, 
     if kill is not None:
         slot.error = "kill switch on: every row got the fallback"
         return slot
-    try:
-        slot.version = select_model(registry, name, ds, alias=alias, as_of=as_of)["version"]
-        if slot.version == main.version:
-            raise RegistryError(f"alias {alias!r} points to v{slot.version}, the version scoring every row already")
-        registry.check_serving(name, int(slot.version), role="canary")
-        scorer = Scorer.load(registry, name, int(slot.version))
-        why = canary_conflict(scorer, main)
-        if why:
-            raise RegistryError(why)
-        slot.scorer = scorer
-    except RegistryError as e:
-        slot.error = f"{type(e).__name__}: {e}"
+    if not _fill_slot(slot, registry, name, ds, as_of, main, canary_conflict, serving_role="canary"):
         log.warning("canary alias %r of %s not used: %s; every row scored by v%d", alias, name, slot.error,
                     main.version)
     return slot
+
+
+def _fill_slot(slot: ModelSlot, registry: ModelRegistry, name: str, ds: str, as_of: str | None,
+               main: Scorer | FallbackScorer, conflict: Callable[[Scorer, Scorer | FallbackScorer], str | None],
+               serving_role: str | None) -> bool:
+    """Resolve ``slot.alias`` as of ``as_of`` and load its model into the slot; a model that serves rows
+    (``serving_role``) must be another version than the main one and pass the registry's serving policy.
+    False, with ``slot.error`` saying why, when it cannot be used."""
+    try:
+        slot.version = int(select_model(registry, name, ds, alias=str(slot.alias), as_of=as_of)["version"])
+        if serving_role is not None:
+            if slot.version == main.version:
+                raise RegistryError(f"alias {slot.alias!r} points to v{slot.version}, the version scoring every "
+                                    "row already")
+            registry.check_serving(name, slot.version, role=serving_role)
+        scorer = Scorer.load(registry, name, slot.version)
+        why = conflict(scorer, main)
+        if why:
+            raise RegistryError(why)
+        slot.scorer = scorer
+        return True
+    except RegistryError as e:
+        slot.error = f"{type(e).__name__}: {e}"
+        return False
 
 
 def setup_explain(registry: ModelRegistry, name: str, explain: ExplainConfig | None,
