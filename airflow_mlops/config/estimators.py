@@ -189,7 +189,10 @@ class EstimatorParser(FieldParser):
             else:
                 raise self.error(path, "must be a list of candidate values or "
                                        "{distribution: uniform|loguniform|randint, low: x, high: y}")
-        return SearchConfig(method=method, n_iter=n_iter, space=freeze(clean))
+        n_jobs = self.integer(sec.get("n_jobs", 1), "search.n_jobs", low=-1)
+        if n_jobs == 0:
+            raise self.error("search.n_jobs", "must be -1 (every core) or >= 1, got 0")
+        return SearchConfig(method=method, n_iter=n_iter, space=freeze(clean), n_jobs=n_jobs)
 
     def parse_distribution(self, spec: Mapping[str, Any], path: str) -> dict[str, Any]:
         spec = self.mapping(spec, path, ("distribution", "low", "high"))

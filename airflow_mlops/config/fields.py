@@ -18,7 +18,7 @@ SECTION_FIELDS: dict[str, tuple[str, ...]] = {
     "data": ("dataset", "uri", "format", "conn_id", "training_window_days", "ground_truth_dataset",
              "scoring_dataset", "example_rows"),
     "estimator": ("class", "params", "trusted_types"),
-    "search": ("method", "n_iter", "space"),
+    "search": ("method", "n_iter", "space", "n_jobs"),
     "training": ("test_size", "cv_folds", "seed", "reference_sample_size"),
     "metrics": ("primary", "floors", "ceilings"),
     "promotion": ("min_improvement", "require_approval", "allow_self_approval", "approval_poke_seconds",

@@ -211,6 +211,8 @@ class SearchConfig:
     method: str = "random"
     n_iter: int = 10
     space: FrozenDict = field(default_factory=FrozenDict)
+    #: parallel candidate fits (scikit-learn's ``n_jobs``: 1 = in the task's process, -1 = every core)
+    n_jobs: int = 1
 
     def param_distributions(self, prefix: str = "estimator__") -> dict[str, Any]:
         """``space`` as a scikit-learn ``param_distributions`` dict (scipy frozen distributions)."""

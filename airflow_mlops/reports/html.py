@@ -66,7 +66,22 @@ def evaluation_html(meta: Mapping[str, Any]) -> str:
                                                 "rows": fp.get("rows"), "content hash": fp.get("content_hash")})))
     sections.append(("Parameters", kv_table({"params": meta.get("params"), "best_params": meta.get("best_params"),
                                              "cv": meta.get("cv_scheme"), "split": meta.get("split")})))
+    search = meta.get("search") or {}
+    if search.get("trials"):
+        sections.append((f"Search trials ({search.get('method')}, {len(search['trials'])} candidates, "
+                         f"CV {search.get('metric')})", search_trials_table(search["trials"])))
     return page(f"Evaluation: {meta.get('name')} v{meta.get('version')}", sections)
+
+
+def search_trials_table(trials: Sequence[Mapping[str, Any]]) -> str:
+    """One row per search candidate, best rank first: rank, CV mean and std, fit seconds, parameters."""
+    halving = any("iteration" in t for t in trials)
+    header = ["rank", "trial", "cv mean", "cv std", "fit s/fold", *(["iteration", "rows"] if halving else []),
+              "params"]
+    rows = [[t.get("rank"), t.get("trial"), t.get("cv_mean"), t.get("cv_std"), t.get("fit_seconds"),
+             *([t.get("iteration"), t.get("n_resources")] if halving else []), t.get("params")]
+            for t in sorted(trials, key=lambda t: (t.get("rank") or 0, t.get("trial") or 0))]
+    return table(rows, header)
 
 
 def decision_html(name: str, version: int, decision: Mapping[str, Any]) -> str:

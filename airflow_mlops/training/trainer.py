@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -52,7 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 __all__ = [
     "ConfigError",  # re-exported: train_model raises it when the config does not fit the data
     "IMPORTANCE_MAX_ROWS", "IMPORTANCE_REPEATS", "ONE_HOT_MAX_CATEGORIES", "ONE_HOT_MIN_FREQUENCY", "TrainResult",
-    "split_features", "train_model",
+    "search_trials", "split_features", "train_model",
 ]
 
 #: Categories seen fewer times than this in training are grouped into one "infrequent" column.
@@ -558,7 +558,8 @@ def _search(config: ModelConfig, pipeline: Any, X: Any, y: Any, splitter: Any,
     assert search_cfg is not None
     seed = config.training.seed
     distributions = search_cfg.param_distributions(prefix="estimator__")
-    common = {"scoring": scorer, "cv": splitter, "random_state": seed, "refit": False, "error_score": np.nan}
+    common = {"scoring": scorer, "cv": splitter, "random_state": seed, "refit": False, "error_score": np.nan,
+              "n_jobs": search_cfg.n_jobs}
     if search_cfg.method == "halving":
         from sklearn.experimental import enable_halving_search_cv  # noqa: F401
         from sklearn.model_selection import HalvingRandomSearchCV
@@ -588,8 +589,29 @@ def _search(config: ModelConfig, pipeline: Any, X: Any, y: Any, splitter: Any,
     if search_cfg.method == "halving":
         info["n_iterations"] = int(search.n_iterations_)
         info["n_resources"] = [int(r) for r in search.n_resources_]
+    info["trials"] = search_trials(search.cv_results_, scorer.sign)
     # use the raw best values (not the JSON-safe copies) to refit
     return {k.removeprefix("estimator__"): v for k, v in search.best_params_.items()}, {**info, "best_params": best}
+
+
+def search_trials(cv_results: Mapping[str, Any], sign: float) -> list[dict[str, Any]]:
+    """Every candidate of a search, in the order it was tried: its parameters, the CV mean and standard deviation
+    of the search metric (in the metric's own direction; None for a failed candidate), the mean fit seconds per
+    fold and its rank; ``iteration`` and ``n_resources`` (rows) for successive halving."""
+    import math
+
+    trials = []
+    for i, params in enumerate(cv_results["params"]):
+        mean, std = float(cv_results["mean_test_score"][i]), float(cv_results["std_test_score"][i])
+        trial = {"trial": i, "params": {k.removeprefix("estimator__"): _json_safe(v) for k, v in params.items()},
+                 "cv_mean": sign * mean if math.isfinite(mean) else None,
+                 "cv_std": std if math.isfinite(std) else None,
+                 "fit_seconds": round(float(cv_results["mean_fit_time"][i]), 4),
+                 "rank": int(cv_results["rank_test_score"][i])}
+        if "iter" in cv_results:
+            trial.update(iteration=int(cv_results["iter"][i]), n_resources=int(cv_results["n_resources"][i]))
+        trials.append(trial)
+    return trials
 
 
 def _importance(pipeline: Any, X: pd.DataFrame, y: np.ndarray, task: str, classes: list[Any] | None,

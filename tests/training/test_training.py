@@ -425,6 +425,34 @@ def test_hyperparameter_search_records_best_params(method: str) -> None:
         assert result.search["n_iterations"] >= 2
     beats_baseline(result, "roc_auc", 0.15)
     assert_json_safe(result.summary())
+    # every trial is kept: parameters, CV mean/std in the metric's direction, fit time, rank
+    trials = result.search["trials"]
+    assert len(trials) == result.search["n_candidates"] and [t["trial"] for t in trials] == list(range(len(trials)))
+    for t in trials:
+        assert set(t["params"]) == {"learning_rate", "max_depth"} and t["fit_seconds"] > 0
+        assert 0.0 <= t["cv_std"] and 0.5 < t["cv_mean"] <= 1.0 and t["rank"] >= 1
+        assert (("iteration" in t) and ("n_resources" in t)) == (method == "halving")
+    last_round = [t for t in trials if t.get("iteration", 0) == max(t.get("iteration", 0) for t in trials)]
+    best = min(last_round, key=lambda t: t["rank"])
+    assert best["params"] == result.best_params and best["cv_mean"] == pytest.approx(result.search["best_score"])
+    from airflow_mlops.reports.html import evaluation_html
+
+    report = evaluation_html({**result.summary(), "name": "m", "version": 1})
+    assert f"Search trials ({method}, {len(trials)} candidates, CV roc_auc)" in report
+    assert report.count("<tr>") >= len(trials)
+
+
+def test_search_n_jobs_is_checked_and_used() -> None:
+    space = {"max_depth": [2, 3]}
+    cfg = make_config("binary", "churned", {"class": "sklearn.ensemble.HistGradientBoostingClassifier",
+                                            "params": {"max_iter": 10}},
+                      search={"n_iter": 2, "space": space, "n_jobs": 2})
+    assert cfg.search is not None and cfg.search.n_jobs == 2
+    result = train_model(cfg, binary_frame(n=200, seed=2))
+    assert len(result.search["trials"]) == 2
+    with pytest.raises(ConfigError) as info:
+        make_config("binary", "churned", HGB_CLF, search={"space": space, "n_jobs": 0})
+    assert info.value.field == "search.n_jobs"
 
 
 def test_config_errors_against_the_data() -> None:
