@@ -19,7 +19,7 @@ SECTION_FIELDS: dict[str, tuple[str, ...]] = {
              "scoring_dataset", "example_rows"),
     "estimator": ("class", "params", "trusted_types"),
     "search": ("method", "n_iter", "space", "n_jobs"),
-    "training": ("test_size", "cv_folds", "seed", "reference_sample_size"),
+    "training": ("test_size", "cv_folds", "seed", "reference_sample_size", "split", "holdout_days"),
     "metrics": ("primary", "floors", "ceilings"),
     "promotion": ("min_improvement", "require_approval", "allow_self_approval", "approval_poke_seconds",
                   "approval_timeout_hours"),

@@ -42,6 +42,8 @@ SCHEDULE_PRESETS = frozenset(
      "@midnight"}
 )
 SEARCH_METHODS = ("random", "halving")
+#: ``training.split``: a random (stratified) holdout, or the last ``holdout_days`` of the window
+TRAINING_SPLITS = ("random", "time")
 FAIRNESS_METRICS = ("demographic_parity_difference", "equalized_odds_difference")
 #: The clauses a drift rule is made of, in the order they are reported.
 DRIFT_CLAUSES = ("share", "prediction", "top_features")
@@ -243,6 +245,10 @@ class TrainingConfig:
     cv_folds: int = 5
     seed: int = 42
     reference_sample_size: int = 5000
+    #: ``random``: a random holdout of ``test_size`` and shuffled folds; ``time``: the last ``holdout_days`` of
+    #: the training window are the holdout and the CV folds are forward-chaining in time
+    split: str = "random"
+    holdout_days: int = 1
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from airflow_mlops.config.model import (
     NAME_RE,
     SCHEDULE_PRESETS,
     TOP_FIELDS,
+    TRAINING_SPLITS,
     AlertsConfig,
     CanaryConfig,
     ConfigError,
@@ -155,6 +156,9 @@ class _Parser(EstimatorParser):
         estimator, instance = self.parse_estimator(self.section(raw, "estimator"), task)
         search = self.parse_search(raw.get("search"), instance)
         training = self.parse_training(self.section(raw, "training"))
+        if training.split == "time" and training.holdout_days >= data.training_window_days:
+            raise self.error("training.holdout_days", f"{training.holdout_days} day(s) of holdout leave no training "
+                                                      f"day in data.training_window_days={data.training_window_days}")
         metrics = self.parse_metrics(self.section(raw, "metrics"), task)
         sensitive = self.columns(raw.get("sensitive_features") or [], "sensitive_features", nullable=False,
                                  min_len=0)
@@ -247,6 +251,8 @@ class _Parser(EstimatorParser):
             seed=self.integer(sec.get("seed", 42), "training.seed", 0, 2**32 - 1),
             reference_sample_size=self.integer(sec.get("reference_sample_size", 5000),
                                                "training.reference_sample_size", low=1),
+            split=self.string(sec.get("split", "random"), "training.split", choices=TRAINING_SPLITS),
+            holdout_days=self.integer(sec.get("holdout_days", 1), "training.holdout_days", low=1),
         )
 
     def parse_metrics(self, sec: Mapping[str, Any], task: str) -> MetricsConfig:

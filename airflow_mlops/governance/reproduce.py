@@ -170,20 +170,25 @@ def _read_training_data(meta: dict[str, Any], config: ModelConfig,
     import pandas as pd
 
     from airflow_mlops.store.artifacts import ArtifactStore
-    from airflow_mlops.store.datasets import Dataset
+    from airflow_mlops.store.datasets import PARTITION_DATE_COLUMN, Dataset
 
     td = meta["training_data"]
     dataset = Dataset(ArtifactStore(td["uri"], conn_id=config.data.conn_id or conn_id), "", config.data.format)
     present = set(dataset.partitions())
     wanted = list(td.get("partitions") or [])
+    time_split = config.training.split == "time"  # the time split needs each row's partition date
     if not wanted and td.get("window_end"):  # partitions not recorded: the window the pipeline reads
-        df, dates = dataset.read_window(td["window_end"], config.data.training_window_days, require_end=False)
+        df, dates = dataset.read_window(td["window_end"], config.data.training_window_days, require_end=False,
+                                        partition_column=PARTITION_DATE_COLUMN if time_split else None)
         return df, dates, []
     missing = [d for d in wanted if d not in present or not dataset.exists(d)]
     read = [d for d in wanted if d not in missing]
     if not read:
         return None, read, missing
-    return pd.concat([dataset.read(d) for d in read], ignore_index=True), read, missing
+    frames = [dataset.read(d) for d in read]
+    if time_split:
+        frames = [f.assign(**{PARTITION_DATE_COLUMN: d}) for f, d in zip(frames, read)]
+    return pd.concat(frames, ignore_index=True), read, missing
 
 
 def _holdout_check(registry: ModelRegistry, name: str, version: int, result: Any,
@@ -243,6 +248,7 @@ def reproduce_version(registry: ModelRegistry, name: str, version: int, *, toler
         ``predictions``, ``data``, ``libraries``, ``report_uri``).
     """
     from airflow_mlops.store.artifacts import ArtifactStore
+    from airflow_mlops.store.datasets import pop_partition_dates
     from airflow_mlops.store.fingerprint import fingerprint_table
     from airflow_mlops.training.trainer import library_versions, train_model
 
@@ -268,6 +274,9 @@ def reproduce_version(registry: ModelRegistry, name: str, version: int, *, toler
     }
 
     df, read, missing = _read_training_data(meta, cfg, registry.store.conn_id)
+    row_dates = None
+    if df is not None:
+        df, row_dates = pop_partition_dates(df)
     current_fp = fingerprint_table(df, keys=list(cfg.keys)) if df is not None else None
     data = {"uri": td["uri"], "partitions": td.get("partitions"), "missing_partitions": missing,
             "recorded_fingerprint": recorded_fp.get("content_hash"),
@@ -294,7 +303,8 @@ def reproduce_version(registry: ModelRegistry, name: str, version: int, *, toler
                               "dataset: python -m airflow_mlops.cli lineage <uri>)."),
         })
     else:
-        result = train_model(cfg, df, importance=False)  # metrics and predictions are compared, not importance
+        # metrics and predictions are compared, not importance
+        result = train_model(cfg, df, importance=False, row_dates=row_dates)
         reproduced = result.summary()
         rows = compare_metrics(meta.get("metrics") or {}, reproduced["metrics"], tolerance)
         diffs = [r["abs_diff"] for r in rows if r["abs_diff"] is not None]

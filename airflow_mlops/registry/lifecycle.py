@@ -18,7 +18,7 @@ from airflow_mlops.registry.model_registry import (
     RegistryError,
 )
 from airflow_mlops.store.artifacts import ArtifactStore, join
-from airflow_mlops.store.datasets import DataError, Dataset
+from airflow_mlops.store.datasets import PARTITION_DATE_COLUMN, DataError, Dataset, pop_partition_dates
 from airflow_mlops.store.layout import quarantine_prefix, validation_prefix
 from airflow_mlops.trust.types import model_trusted_types
 
@@ -324,30 +324,34 @@ def train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_i
 
     registry = ModelRegistry(store)
     dataset = Locations(config, store).input
-    df, dates = dataset.read_window(ds, config.data.training_window_days)
+    time_split = config.training.split == "time"  # the holdout is the last days: each row's date is needed
+    df, dates = dataset.read_window(ds, config.data.training_window_days,
+                                    partition_column=PARTITION_DATE_COLUMN if time_split else None)
     if segment is not None:
         from airflow_mlops.config.segments import segment_rows
 
         df = segment_rows(df, *segment)
+    df, row_dates = pop_partition_dates(df)
     fingerprint = fingerprint_table(df, keys=list(config.keys))
     log.info("training %s on %d rows from %d partition(s) of %s", config.name, len(df), len(dates), dataset.uri())
     # the caller's process, or a fresh interpreter started now that imports the scoring libraries while we train
     with nullcontext(smoke) if smoke is not None else SmokeProcess() as process:
         return _train_and_register(config, store, ds, run_info, actor, segment, registry, dataset, df, dates,
-                                   fingerprint, process)
+                                   fingerprint, process, row_dates)
 
 
 def _train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_info: dict[str, Any] | None,
                         actor: str | None, segment: tuple[str, Any] | None, registry: ModelRegistry,
                         dataset: Dataset, df: Any, dates: list[str], fingerprint: dict[str, Any],
-                        smoke: Any) -> TrainingSummary:
+                        smoke: Any, row_dates: Any = None) -> TrainingSummary:
     from airflow_mlops.registry.smoke import smoke_check, training_columns
     from airflow_mlops.reports import html as reports
     from airflow_mlops.training.fairness import evaluate_fairness
     from airflow_mlops.training.steps import PIPELINE_CUSTOM_TYPES
     from airflow_mlops.training.trainer import compute_importance, library_versions, train_model
 
-    result = train_model(config, df, importance=False)  # importance is computed while the smoke test runs
+    # importance is computed while the smoke test runs
+    result = train_model(config, df, importance=False, row_dates=row_dates)
     holdout = result.holdout.reset_index(drop=True).copy()
     for col, values in training_columns(result.holdout_predictions, result.holdout_proba, result.classes).items():
         holdout[col] = values

@@ -124,11 +124,12 @@ class Dataset:
             ) from None
 
     def read_window(self, end: str | dt.date, days: int, columns: list[str] | None = None,
-                    require_end: bool = True) -> tuple[pd.DataFrame, list[str]]:
+                    require_end: bool = True, partition_column: str | None = None) -> tuple[pd.DataFrame, list[str]]:
         """Partitions in ``(end - days, end]`` concatenated, with the list of dates actually read.
 
         An unreadable partition other than ``end`` is skipped with a warning and left out of the
         returned dates (lineage must not claim data that was not used); ``end`` itself must be readable.
+        ``partition_column``: add a column of that name holding each row's partition date (``YYYY-MM-DD``).
         """
         import pandas as pd
 
@@ -142,12 +143,18 @@ class Dataset:
         frames, used = [], []
         for d in dates:
             try:
-                frames.append(self.read(d, columns))
+                frame = self.read(d, columns)
             except DataError as e:
                 if d == end_date.isoformat():
                     raise
                 log.warning("skipping partition %s: %s", d, e)
                 continue
+            if partition_column is not None:
+                if partition_column in frame.columns:
+                    raise DataError(f"{self.uri(d)} has a column {partition_column!r}, the name reserved for the "
+                                    "partition date of each row")
+                frame[partition_column] = d
+            frames.append(frame)
             used.append(d)
         return pd.concat(frames, ignore_index=True), used
 
@@ -195,5 +202,16 @@ class DataMismatchError(DataError):
     the task, ...): the config or the data must change, re-reading cannot help."""
 
 
-__all__ = ["ArtifactNotFoundError", "DataError", "DataMismatchError", "Dataset", "EmptyPartitionError", "StorageError",
-           "partition_name", "redact_parse_error"]
+#: the column :meth:`Dataset.read_window` adds for a time-ordered split (each row's partition date)
+PARTITION_DATE_COLUMN = "_mlops_partition_ds"
+
+
+def pop_partition_dates(df: pd.DataFrame) -> tuple[pd.DataFrame, Any]:
+    """``(df without the partition-date column, that column's values)``; ``(df, None)`` without it."""
+    if PARTITION_DATE_COLUMN not in df.columns:
+        return df, None
+    return df.drop(columns=[PARTITION_DATE_COLUMN]), df[PARTITION_DATE_COLUMN].to_numpy(dtype=object)
+
+
+__all__ = ["PARTITION_DATE_COLUMN", "ArtifactNotFoundError", "DataError", "DataMismatchError", "Dataset",
+           "EmptyPartitionError", "StorageError", "partition_name", "pop_partition_dates", "redact_parse_error"]

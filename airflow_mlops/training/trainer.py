@@ -357,7 +357,8 @@ def _class_list(y: np.ndarray) -> list[Any]:
 # --------------------------------------------------------------------------------------------
 
 
-def train_model(config: ModelConfig, df: pd.DataFrame, *, importance: bool = True) -> TrainResult:
+def train_model(config: ModelConfig, df: pd.DataFrame, *, importance: bool = True,
+                row_dates: Sequence[str] | None = None) -> TrainResult:
     """Train, cross-validate and evaluate the configured model on ``df``.
 
     Deterministic: the same config and data give identical metrics, params and predictions.
@@ -371,7 +372,6 @@ def train_model(config: ModelConfig, df: pd.DataFrame, *, importance: bool = Tru
     """
     import numpy as np
     import pandas as pd
-    from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
     started = time.perf_counter()
     task = config.task
@@ -402,26 +402,21 @@ def train_model(config: ModelConfig, df: pd.DataFrame, *, importance: bool = Tru
         y = y.astype("float64")
         classes = None
 
-    n_usable = len(data)
     folds = config.training.cv_folds
     _check_trainable(y, n_dropped, folds, classification)
 
     # -- split ----------------------------------------------------------------------------------
-    positions = np.arange(n_usable)
-    try:
-        train_pos, hold_pos = train_test_split(
-            positions, test_size=config.training.test_size, random_state=seed, shuffle=True,
-            stratify=y if classification else None,
-        )
-    except ValueError as exc:
-        raise TrainingError(f"cannot split the data (test_size={config.training.test_size}): {exc}") from exc
-    train_pos = np.sort(train_pos)
-    hold_pos = np.sort(hold_pos)
+    if config.training.split == "time":
+        if row_dates is None or len(row_dates) != n_rows:
+            raise TrainingError("training.split: time needs the partition date of every row (row_dates)")
+        dates = np.asarray(row_dates, dtype=object)[~target_missing]
+        train_pos, hold_pos, splitter, split_info, cv_scheme = _time_split(dates, config.training.holdout_days,
+                                                                           folds)
+    else:
+        train_pos, hold_pos, splitter, split_info, cv_scheme = _random_split(y, config.training.test_size, folds,
+                                                                             classification, seed)
     X_train, y_train = X.iloc[train_pos], y[train_pos]
     X_hold, y_hold = X.iloc[hold_pos], y[hold_pos]
-    if len(train_pos) < folds:
-        raise TrainingError(f"the train part has {len(train_pos)} rows, fewer than cv_folds={folds}")
-    splitter = (StratifiedKFold if classification else KFold)(n_splits=folds, shuffle=True, random_state=seed)
 
     pipeline = build_pipeline(config, numeric, categorical)
     primary = config.metrics.primary
@@ -470,9 +465,8 @@ def train_model(config: ModelConfig, df: pd.DataFrame, *, importance: bool = Tru
                  "per_class": per_class},
         params=_json_safe(estimator.get_params(deep=False)),
         best_params=_json_safe(best_params) if best_params is not None else None,
-        cv_scheme={"kind": type(splitter).__name__, "folds": folds, "shuffle": True, "seed": seed},
-        split={"test_size": config.training.test_size, "stratified": classification, "seed": seed,
-               "n_train": int(len(train_pos)), "n_holdout": int(len(hold_pos))},
+        cv_scheme=cv_scheme,
+        split=split_info,
         n_rows=n_rows,
         n_dropped_nan_target=n_dropped,
         feature_importance=[],
@@ -493,6 +487,74 @@ def train_model(config: ModelConfig, df: pd.DataFrame, *, importance: bool = Tru
         compute_importance(result)
     result.train_seconds = float(time.perf_counter() - started)
     return result
+
+
+def _random_split(y: np.ndarray, test_size: float, folds: int, classification: bool,
+                  seed: int) -> tuple[np.ndarray, np.ndarray, Any, dict[str, Any], dict[str, Any]]:
+    """``training.split: random``: a random (stratified for classification) holdout of ``test_size`` and
+    shuffled (stratified) K folds on the rest."""
+    import numpy as np
+    from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+
+    try:
+        train_pos, hold_pos = train_test_split(np.arange(len(y)), test_size=test_size, random_state=seed,
+                                               shuffle=True, stratify=y if classification else None)
+    except ValueError as exc:
+        raise TrainingError(f"cannot split the data (test_size={test_size}): {exc}") from exc
+    train_pos, hold_pos = np.sort(train_pos), np.sort(hold_pos)
+    if len(train_pos) < folds:
+        raise TrainingError(f"the train part has {len(train_pos)} rows, fewer than cv_folds={folds}")
+    splitter = (StratifiedKFold if classification else KFold)(n_splits=folds, shuffle=True, random_state=seed)
+    split = {"method": "random", "test_size": test_size, "stratified": classification, "seed": seed,
+             "n_train": int(len(train_pos)), "n_holdout": int(len(hold_pos))}
+    cv = {"kind": type(splitter).__name__, "folds": folds, "shuffle": True, "seed": seed}
+    return train_pos, hold_pos, splitter, split, cv
+
+
+class ForwardChainingSplit:
+    """Forward-chaining CV folds over rows in time order (scikit-learn's ``TimeSeriesSplit`` on the rows sorted
+    by date): every fold trains on earlier rows and validates on the next block, never on the past. Rows of one
+    day keep their order; a fold boundary may fall inside a day."""
+
+    def __init__(self, dates: np.ndarray, n_splits: int) -> None:
+        import numpy as np
+
+        self.order = np.argsort(np.asarray(dates, dtype=str), kind="stable")
+        self.n_splits = n_splits
+
+    def get_n_splits(self, X: Any = None, y: Any = None, groups: Any = None) -> int:
+        return self.n_splits
+
+    def split(self, X: Any, y: Any = None, groups: Any = None) -> Any:
+        from sklearn.model_selection import TimeSeriesSplit
+
+        for train, test in TimeSeriesSplit(n_splits=self.n_splits).split(self.order):
+            yield self.order[train], self.order[test]
+
+
+def _time_split(dates: np.ndarray, holdout_days: int,
+                folds: int) -> tuple[np.ndarray, np.ndarray, Any, dict[str, Any], dict[str, Any]]:
+    """``training.split: time``: the rows of the last ``holdout_days`` dates of the window are the holdout (an
+    out-of-time holdout the promotion gate scores champion and candidate on), forward-chaining folds on the
+    earlier rows."""
+    import numpy as np
+
+    days = sorted({str(d) for d in dates})
+    if len(days) <= holdout_days:
+        raise TrainingError(f"training.split: time holds out the last {holdout_days} day(s), but the training "
+                            f"window has data for {len(days)} day(s) ({', '.join(days)}); widen "
+                            "data.training_window_days or lower training.holdout_days")
+    hold_days = days[-holdout_days:]
+    is_hold = np.isin(np.asarray(dates, dtype=str), hold_days)
+    train_pos, hold_pos = np.flatnonzero(~is_hold), np.flatnonzero(is_hold)
+    if len(train_pos) < folds + 1:
+        raise TrainingError(f"the days before the holdout have {len(train_pos)} rows, too few for "
+                            f"{folds} forward-chaining folds")
+    splitter = ForwardChainingSplit(np.asarray(dates, dtype=str)[train_pos], folds)
+    split = {"method": "time", "holdout_days": holdout_days, "holdout_dates": hold_days,
+             "train_dates": days[:-holdout_days], "n_train": int(len(train_pos)), "n_holdout": int(len(hold_pos))}
+    cv = {"kind": "ForwardChainingSplit", "folds": folds, "shuffle": False}
+    return train_pos, hold_pos, splitter, split, cv
 
 
 def _check_trainable(y: np.ndarray, n_dropped: int, folds: int, classification: bool) -> None:

@@ -79,6 +79,8 @@ def loop(tmp_path_factory):
         path = dags / "configs" / f"{name}.yaml"
         config = yaml.safe_load(path.read_text())
         config["estimator"] = estimator
+        if name == "bc_xgb":  # an out-of-time holdout: the last day of the window, forward-chaining folds
+            config.setdefault("training", {}).update(split="time", holdout_days=1)
         path.write_text(yaml.safe_dump(config, sort_keys=False))
     plan = [run for name in MODELS for run in ((f"{name}_training", TRAIN_DAYS[-1]),
                                                 (f"{name}_batch_scoring", SCORE_DAY),
@@ -111,6 +113,10 @@ def test_the_loop_runs_for_every_library_and_the_teams_own_class(loop):
         meta = registry.get_metadata(name, 1)
         assert set(meta["trusted_types"]) == trusted, (name, meta["trusted_types"])
         assert meta["profile"]["latency_ms_per_10k_rows"] > 0  # the fresh-process smoke test loaded and timed it
+        if name == "bc_xgb":
+            assert meta["split"]["method"] == "time" and meta["split"]["holdout_dates"] == [TRAIN_DAYS[-1]]
+            assert meta["split"]["n_holdout"] == len(loop["frames"][name][TRAIN_DAYS[-1]])
+            assert meta["cv_scheme"]["kind"] == "ForwardChainingSplit"
         # scored: one prediction per input row of the later day, in the prediction log
         log_frame = pd.read_parquet(Path(loop["af"].home / "mlops" / "predictions" / name / f"ds={SCORE_DAY}"))
         assert len(log_frame) == len(loop["frames"][name][SCORE_DAY]) and set(log_frame.model_version) == {1}

@@ -547,3 +547,54 @@ def test_metric_direction_and_ranges() -> None:
     with pytest.raises(ValueError):
         higher_is_better("bogus")
     assert metric_range("accuracy") == (0.0, 1.0) and metric_range("r2")[1] == 1.0
+
+
+def test_time_split_holds_out_the_last_days_and_chains_folds_forward() -> None:
+    from airflow_mlops.training.trainer import ForwardChainingSplit, TrainingError
+
+    df = binary_frame(n=600, seed=4)
+    days = np.array([f"2024-01-0{1 + i // 100}" for i in range(600)], dtype=object)  # 6 days x 100 rows
+    shuffled = np.random.default_rng(0).permutation(600)  # rows arrive in any order
+    df, days = df.iloc[shuffled].reset_index(drop=True), days[shuffled]
+    df["churned"] = df["churned"].astype(object)
+    df.loc[:4, "churned"] = None  # rows without a label are dropped with their dates
+    cfg = make_config("binary", "churned", HGB_CLF, training={"split": "time", "holdout_days": 2, "cv_folds": 3,
+                                                            "seed": 11, "reference_sample_size": 100})
+    result = train_model(cfg, df, row_dates=days)
+    labelled = ~df["churned"].isna().to_numpy()
+    held = np.isin(days, ["2024-01-05", "2024-01-06"]) & labelled
+    assert result.split == {"method": "time", "holdout_days": 2, "holdout_dates": ["2024-01-05", "2024-01-06"],
+                            "train_dates": ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"],
+                            "n_train": int((~held & labelled).sum()), "n_holdout": int(held.sum())}
+    assert sorted(result.holdout["customer_id"]) == sorted(df.loc[held, "customer_id"])
+    assert result.cv_scheme == {"kind": "ForwardChainingSplit", "folds": 3, "shuffle": False}
+    beats_baseline(result, "roc_auc", 0.1)
+    # forward chaining: every validation row is later than (or on the day of the boundary with) every training row
+    train_days = days[~held & labelled]
+    folds = list(ForwardChainingSplit(train_days, 3).split(train_days))
+    assert len(folds) == 3 and all(len(te) for _, te in folds)
+    for tr, te in folds:
+        assert train_days[tr].max() <= train_days[te].min() and not set(tr) & set(te)
+    assert [len(tr) for tr, _ in folds] == sorted(len(tr) for tr, _ in folds)  # the past grows fold by fold
+    # deterministic
+    again = train_model(cfg, df, row_dates=days)
+    assert again.metrics["holdout"] == result.metrics["holdout"]
+    with pytest.raises(TrainingError, match="needs the partition date of every row"):
+        train_model(cfg, df)
+    with pytest.raises(TrainingError, match=r"data for 2 day\(s\) \(2024-01-01, 2024-01-02\)"):
+        few = days.copy()
+        few[:] = np.where(np.isin(days, ["2024-01-01", "2024-01-02", "2024-01-03"]), "2024-01-01", "2024-01-02")
+        train_model(cfg, df, row_dates=few)
+
+
+def test_time_split_config_is_checked() -> None:
+    with pytest.raises(ConfigError) as info:
+        make_config("binary", "churned", HGB_CLF, training={"split": "chronological"})
+    assert info.value.field == "training.split"
+    with pytest.raises(ConfigError) as info:
+        make_config("binary", "churned", HGB_CLF, data={"dataset": "synthetic", "training_window_days": 3},
+                    training={"split": "time", "holdout_days": 3})
+    assert info.value.field == "training.holdout_days" and "leave no training day" in str(info.value)
+    cfg = make_config("binary", "churned", HGB_CLF, training={"split": "time", "holdout_days": 2})
+    assert (cfg.training.split, cfg.training.holdout_days) == ("time", 2)
+    assert parse_model_config(cfg.to_dict()) == cfg
