@@ -25,8 +25,12 @@ Methods (``explain.method``):
   than exact TreeSHAP, but only an approximation of it: on the example churn model the top feature
   agrees with exact TreeSHAP on ~85% of rows and the whole top 3 on ~55%. For when exact shap does
   not fit the scoring time budget (see ``benchmarks/explain.py --method``).
-* ``auto`` (default): ``shap`` when shap is installed and the estimator is supported, else
-  ``perturbation``.
+* ``native``: the gradient-boosting library's own exact TreeSHAP, on the transformed features: xgboost
+  ``Booster.predict(pred_contribs=True)``, LightGBM ``predict(pred_contrib=True)``, CatBoost
+  ``get_feature_importance(type="ShapValues")``. Same values as shap's TreeExplainer on these models (raw
+  output space: log-odds for binary classifiers), computed by the library's C++ code; needs no shap.
+* ``auto`` (default): ``native`` for xgboost, LightGBM and CatBoost estimators; else ``shap`` when shap is
+  installed and the estimator is supported, else ``perturbation``.
 
 What a contribution refers to: binary classifiers - the second class in ``metadata["classes"]``
 (e.g. ``1``/churn); multiclass - the row's predicted class; regression - the prediction.
@@ -40,7 +44,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.config.model import EXPLAIN_METHODS  # ("auto", "shap", "shap_approximate", "perturbation")
+from airflow_mlops.config.model import EXPLAIN_METHODS  # ("auto", "native", "shap", "shap_approximate", ...)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -48,7 +52,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EXPLAIN_METHODS", "ExplainError", "Explainer", "explain_columns", "make_explainer", "top_k"]
+__all__ = ["EXPLAIN_METHODS", "ExplainError", "Explainer", "NativeExplainer", "explain_columns", "make_explainer",
+           "native_library", "top_k"]
 
 
 #: estimators shap's TreeExplainer handles (class names, scikit-learn and the usual boosting libraries)
@@ -197,17 +202,8 @@ class ShapExplainer(Explainer):
             raise ExplainError(f"shap has no fast exact explainer for {type(self.estimator).__name__} here "
                                f"(tree ensembles: {', '.join(TREE_ESTIMATORS[:6])}...; linear models); "
                                "use explain.method: perturbation (or auto)")
-        if self.pre is not None:
-            sample = reference[self.features].head(2) if reference is not None and len(reference) else None
-            if sample is None:
-                raise ExplainError("the model's reference sample is empty; cannot size the transformed features")
-            n_out = int(np.asarray(self.pre.transform(sample)).shape[1])
-            groups = feature_groups(self.pre, self.features, n_out)
-        else:
-            groups = np.arange(len(self.features))
         #: (n_transformed, n_features) 0/1 matrix: shap values @ it = per input feature sums
-        self.group_matrix = np.zeros((len(groups), len(self.features)), dtype="float64")
-        self.group_matrix[np.arange(len(groups)), groups] = 1.0
+        self.group_matrix = group_matrix(self.pre, self.features, reference)
         if self.kind == "tree":
             self.explainer = shap.TreeExplainer(self.estimator)
         else:
@@ -235,7 +231,90 @@ class ShapExplainer(Explainer):
             values = self.explainer.shap_values(xt)
         values = _select_output(values, self.task, self.classes, getattr(self.estimator, "classes_", None),
                                 prediction, len(xt))
-        return values @ self.group_matrix  # sum the transformed columns of each input feature
+        summed: np.ndarray = values @ self.group_matrix  # sum the transformed columns of each input feature
+        return summed
+
+
+def group_matrix(pre: Any, features: Sequence[str], reference: pd.DataFrame | None) -> np.ndarray:
+    """``(n_transformed, n_features)`` 0/1 matrix mapping the preprocessing's output columns to the input
+    feature each comes from: per-column contributions ``@`` it are per-feature sums."""
+    import numpy as np
+
+    if pre is not None:
+        sample = reference[list(features)].head(2) if reference is not None and len(reference) else None
+        if sample is None:
+            raise ExplainError("the model's reference sample is empty; cannot size the transformed features")
+        n_out = int(np.asarray(pre.transform(sample)).shape[1])
+        groups = feature_groups(pre, features, n_out)
+    else:
+        groups = np.arange(len(features))
+    matrix = np.zeros((len(groups), len(features)), dtype="float64")
+    matrix[np.arange(len(groups)), groups] = 1.0
+    return matrix
+
+
+#: the estimator's top-level package -> its native contribution call (see :class:`NativeExplainer`)
+NATIVE_LIBRARIES = ("xgboost", "lightgbm", "catboost")
+
+
+def native_library(estimator: Any) -> str | None:
+    """``xgboost``, ``lightgbm`` or ``catboost`` when the estimator comes from that library, else None."""
+    package = type(estimator).__module__.split(".", 1)[0]
+    return package if package in NATIVE_LIBRARIES else None
+
+
+class NativeExplainer(Explainer):
+    """Exact TreeSHAP values from the gradient-boosting library itself, summed per input feature."""
+
+    method = "native"
+
+    def __init__(self, pipeline: Any, features: Sequence[str], task: str, classes: Sequence[Any] | None,
+                 reference: pd.DataFrame | None) -> None:
+        super().__init__(pipeline, features, task, classes)
+        self.pre, self.estimator = _split(pipeline)
+        library = native_library(self.estimator)
+        if library is None:
+            raise ExplainError(f"explain.method 'native' is for xgboost, LightGBM and CatBoost estimators; "
+                               f"{type(self.estimator).__name__} is not one (use auto, shap or perturbation)")
+        self.library = library
+        self.group_matrix = group_matrix(self.pre, self.features, reference)
+
+    def describe(self) -> dict[str, Any]:
+        call = {"xgboost": "Booster.predict(pred_contribs=True)", "lightgbm": "predict(pred_contrib=True)",
+                "catboost": "get_feature_importance(type='ShapValues')"}[self.library]
+        return {"method": self.method, "explainer": f"{self.library} {call}"}
+
+    def raw_contributions(self, xt: np.ndarray) -> np.ndarray:
+        """The library's answer as ``(n, k, n_transformed + 1)`` (k = 1 for binary and regression), the last
+        column being the expected value (bias)."""
+        import numpy as np
+
+        n = len(xt)
+        if self.library == "xgboost":
+            import xgboost
+
+            out = self.estimator.get_booster().predict(xgboost.DMatrix(xt), pred_contribs=True)
+        elif self.library == "lightgbm":
+            out = self.estimator.predict(xt, pred_contrib=True)
+        else:
+            from catboost import Pool
+
+            out = self.estimator.get_feature_importance(data=Pool(xt), type="ShapValues")
+        arr = np.asarray(out, dtype="float64")
+        width = xt.shape[1] + 1
+        return arr.reshape(n, -1, width)
+
+    def contributions(self, frame: pd.DataFrame, transformed: Any = None, prediction: Any = None) -> np.ndarray:
+        import numpy as np
+
+        if transformed is None:
+            transformed = self.pre.transform(frame[self.features]) if self.pre is not None else frame[self.features]
+        xt = np.asarray(transformed, dtype="float64")
+        per_class = self.raw_contributions(xt)[:, :, :-1]  # drop the bias column
+        values = _select_output(np.transpose(per_class, (0, 2, 1)), self.task, self.classes,
+                                getattr(self.estimator, "classes_", None), prediction, len(xt))
+        summed: np.ndarray = values @ self.group_matrix
+        return summed
 
 
 def _select_output(values: Any, task: str, classes: Sequence[Any] | None, est_classes: Any, prediction: Any,
@@ -331,6 +410,12 @@ def make_explainer(pipeline: Any, meta: dict[str, Any], reference: pd.DataFrame 
     task = meta.get("task", "binary")
     classes = meta.get("classes")
     name = f"{meta.get('name')} v{meta.get('version')}"
+    _, final = _split(pipeline)
+    if method == "native" or (method == "auto" and native_library(final) is not None):
+        try:
+            return NativeExplainer(pipeline, features, task, classes, reference)
+        except ExplainError as e:
+            raise ExplainError(f"{name}: {e}") from None
     if method == "shap_approximate":
         if not shap_available():
             raise ExplainError("explain.method is 'shap_approximate' but shap is not installed; "

@@ -81,6 +81,8 @@ def loop(tmp_path_factory):
         config["estimator"] = estimator
         if name == "bc_xgb":  # an out-of-time holdout: the last day of the window, forward-chaining folds
             config.setdefault("training", {}).update(split="time", holdout_days=1)
+        if name in ("penguins_lgbm", "diabetes_cat"):  # per-row explanations from the library itself
+            config["explain"] = {"top_k": 2}
         path.write_text(yaml.safe_dump(config, sort_keys=False))
     plan = [run for name in MODELS for run in ((f"{name}_training", TRAIN_DAYS[-1]),
                                                 (f"{name}_batch_scoring", SCORE_DAY),
@@ -120,6 +122,12 @@ def test_the_loop_runs_for_every_library_and_the_teams_own_class(loop):
         # scored: one prediction per input row of the later day, in the prediction log
         log_frame = pd.read_parquet(Path(loop["af"].home / "mlops" / "predictions" / name / f"ds={SCORE_DAY}"))
         assert len(log_frame) == len(loop["frames"][name][SCORE_DAY]) and set(log_frame.model_version) == {1}
+        if name in ("penguins_lgbm", "diabetes_cat"):
+            assert log_frame.explain_1_feature.notna().all() and log_frame.explain_2_value.notna().all()
+            assert set(log_frame.explain_1_feature.astype(str)) <= set(meta["features"])
+            manifest = json.loads((loop["af"].home / "mlops" / "predictions" / name / f"ds={SCORE_DAY}" / "_SUCCESS")
+                                  .read_text())
+            assert manifest["explain"]["method"]["method"] == "native", manifest["explain"]
         drift = json.loads((loop["af"].home / "mlops" / "monitoring" / name / f"ds={SCORE_DAY}" / "drift.json")
                            .read_text())
         assert drift["version"] == 1 and drift["rows_scored_by_version"] == len(log_frame) and drift["n_features"] > 0
