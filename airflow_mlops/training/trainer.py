@@ -42,7 +42,9 @@ from typing import TYPE_CHECKING, Any
 from airflow_mlops.config.data_check import check_config_against_data, is_categorical_dtype
 from airflow_mlops.config.model import ConfigError, ModelConfig
 from airflow_mlops.evaluation.metrics import PROBA_METRICS, compute_metrics, higher_is_better, per_class_metrics
+from airflow_mlops.training.errors import TrainingError
 from airflow_mlops.training.predict import final_step, plain_value, predict_frame, predict_labels, proba_aligned
+from airflow_mlops.training.splits import random_split, time_split
 from airflow_mlops.training.steps import categorical_as_strings, numeric_as_float
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -62,10 +64,6 @@ ONE_HOT_MAX_CATEGORIES = 50
 #: Permutation importance uses at most this many holdout rows.
 IMPORTANCE_MAX_ROWS = 2000
 IMPORTANCE_REPEATS = 5
-
-
-class TrainingError(ValueError):
-    """The data cannot be trained on as configured (too few rows, a class with one row, ...)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -410,10 +408,10 @@ def train_model(config: ModelConfig, df: pd.DataFrame, *, importance: bool = Tru
         if row_dates is None or len(row_dates) != n_rows:
             raise TrainingError("training.split: time needs the partition date of every row (row_dates)")
         dates = np.asarray(row_dates, dtype=object)[~target_missing]
-        train_pos, hold_pos, splitter, split_info, cv_scheme = _time_split(dates, config.training.holdout_days,
+        train_pos, hold_pos, splitter, split_info, cv_scheme = time_split(dates, config.training.holdout_days,
                                                                            folds)
     else:
-        train_pos, hold_pos, splitter, split_info, cv_scheme = _random_split(y, config.training.test_size, folds,
+        train_pos, hold_pos, splitter, split_info, cv_scheme = random_split(y, config.training.test_size, folds,
                                                                              classification, seed)
     X_train, y_train = X.iloc[train_pos], y[train_pos]
     X_hold, y_hold = X.iloc[hold_pos], y[hold_pos]
@@ -487,74 +485,6 @@ def train_model(config: ModelConfig, df: pd.DataFrame, *, importance: bool = Tru
         compute_importance(result)
     result.train_seconds = float(time.perf_counter() - started)
     return result
-
-
-def _random_split(y: np.ndarray, test_size: float, folds: int, classification: bool,
-                  seed: int) -> tuple[np.ndarray, np.ndarray, Any, dict[str, Any], dict[str, Any]]:
-    """``training.split: random``: a random (stratified for classification) holdout of ``test_size`` and
-    shuffled (stratified) K folds on the rest."""
-    import numpy as np
-    from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
-
-    try:
-        train_pos, hold_pos = train_test_split(np.arange(len(y)), test_size=test_size, random_state=seed,
-                                               shuffle=True, stratify=y if classification else None)
-    except ValueError as exc:
-        raise TrainingError(f"cannot split the data (test_size={test_size}): {exc}") from exc
-    train_pos, hold_pos = np.sort(train_pos), np.sort(hold_pos)
-    if len(train_pos) < folds:
-        raise TrainingError(f"the train part has {len(train_pos)} rows, fewer than cv_folds={folds}")
-    splitter = (StratifiedKFold if classification else KFold)(n_splits=folds, shuffle=True, random_state=seed)
-    split = {"method": "random", "test_size": test_size, "stratified": classification, "seed": seed,
-             "n_train": int(len(train_pos)), "n_holdout": int(len(hold_pos))}
-    cv = {"kind": type(splitter).__name__, "folds": folds, "shuffle": True, "seed": seed}
-    return train_pos, hold_pos, splitter, split, cv
-
-
-class ForwardChainingSplit:
-    """Forward-chaining CV folds over rows in time order (scikit-learn's ``TimeSeriesSplit`` on the rows sorted
-    by date): every fold trains on earlier rows and validates on the next block, never on the past. Rows of one
-    day keep their order; a fold boundary may fall inside a day."""
-
-    def __init__(self, dates: np.ndarray, n_splits: int) -> None:
-        import numpy as np
-
-        self.order = np.argsort(np.asarray(dates, dtype=str), kind="stable")
-        self.n_splits = n_splits
-
-    def get_n_splits(self, X: Any = None, y: Any = None, groups: Any = None) -> int:
-        return self.n_splits
-
-    def split(self, X: Any, y: Any = None, groups: Any = None) -> Any:
-        from sklearn.model_selection import TimeSeriesSplit
-
-        for train, test in TimeSeriesSplit(n_splits=self.n_splits).split(self.order):
-            yield self.order[train], self.order[test]
-
-
-def _time_split(dates: np.ndarray, holdout_days: int,
-                folds: int) -> tuple[np.ndarray, np.ndarray, Any, dict[str, Any], dict[str, Any]]:
-    """``training.split: time``: the rows of the last ``holdout_days`` dates of the window are the holdout (an
-    out-of-time holdout the promotion gate scores champion and candidate on), forward-chaining folds on the
-    earlier rows."""
-    import numpy as np
-
-    days = sorted({str(d) for d in dates})
-    if len(days) <= holdout_days:
-        raise TrainingError(f"training.split: time holds out the last {holdout_days} day(s), but the training "
-                            f"window has data for {len(days)} day(s) ({', '.join(days)}); widen "
-                            "data.training_window_days or lower training.holdout_days")
-    hold_days = days[-holdout_days:]
-    is_hold = np.isin(np.asarray(dates, dtype=str), hold_days)
-    train_pos, hold_pos = np.flatnonzero(~is_hold), np.flatnonzero(is_hold)
-    if len(train_pos) < folds + 1:
-        raise TrainingError(f"the days before the holdout have {len(train_pos)} rows, too few for "
-                            f"{folds} forward-chaining folds")
-    splitter = ForwardChainingSplit(np.asarray(dates, dtype=str)[train_pos], folds)
-    split = {"method": "time", "holdout_days": holdout_days, "holdout_dates": hold_days,
-             "train_dates": days[:-holdout_days], "n_train": int(len(train_pos)), "n_holdout": int(len(hold_pos))}
-    cv = {"kind": "ForwardChainingSplit", "folds": folds, "shuffle": False}
-    return train_pos, hold_pos, splitter, split, cv
 
 
 def _check_trainable(y: np.ndarray, n_dropped: int, folds: int, classification: bool) -> None:

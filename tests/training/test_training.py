@@ -550,7 +550,8 @@ def test_metric_direction_and_ranges() -> None:
 
 
 def test_time_split_holds_out_the_last_days_and_chains_folds_forward() -> None:
-    from airflow_mlops.training.trainer import ForwardChainingSplit, TrainingError
+    from airflow_mlops.training.splits import ForwardChainingSplit
+    from airflow_mlops.training.trainer import TrainingError
 
     df = binary_frame(n=600, seed=4)
     days = np.array([f"2024-01-0{1 + i // 100}" for i in range(600)], dtype=object)  # 6 days x 100 rows
