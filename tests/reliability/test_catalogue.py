@@ -450,8 +450,8 @@ def _(ctx):
     msg = str(err.value)
     uri = ctx.store.uri(f"registry/churn/versions/{mv.version}/model.skops")
     assert msg.startswith(f"{uri} contains types outside the trusted list: ['{Untrusted.__module__}.Untrusted']")
-    assert "name them (fully qualified) in the model config's estimator/trusted types; never load files of " \
-           "unknown origin" in msg
+    assert ("name them (fully qualified) in the model config's estimator.class or estimator.trusted_types; never "
+            "load files of unknown origin") in msg
     assert not executed.exists()
     assert_unchanged(ctx.store, before)
 
