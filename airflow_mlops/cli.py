@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -384,4 +385,10 @@ def _reproduce(reg: ModelRegistry, a: argparse.Namespace) -> tuple[dict[str, Any
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # The answer is complete once main() returns: flush it and leave without interpreter teardown. A native
+    # library's thread torn down at exit has aborted the process ("terminate called without an active
+    # exception") after a correct answer, turning exit code 0 into 134 for scripts and CI.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
