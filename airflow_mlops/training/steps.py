@@ -7,6 +7,7 @@ path of a function here must never change. Models registered before the capabili
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -77,5 +78,21 @@ def numeric_as_float(X: Any) -> np.ndarray:
     return np.asarray(X, dtype="float64")
 
 
-__all__ = ["LEGACY_PIPELINE_TYPES", "PIPELINE_CUSTOM_TYPES", "categorical_as_strings", "category_label",
+__all__ = ["LEGACY_PIPELINE_TYPES", "PIPELINE_CUSTOM_TYPES", "categorical_as_strings", "category_label", "json_safe",
            "numeric_as_float"]
+
+
+def json_safe(value: Any) -> Any:
+    """numpy scalars -> Python, tuples -> lists, non-finite floats and objects -> strings."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "shape", None) == ():
+        value = item()
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    return repr(value)

@@ -33,9 +33,8 @@ No Airflow imports; pandas, numpy, scikit-learn and pyarrow are imported inside 
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,8 +43,9 @@ from airflow_mlops.config.model import ConfigError, ModelConfig
 from airflow_mlops.evaluation.metrics import PROBA_METRICS, compute_metrics, higher_is_better, per_class_metrics
 from airflow_mlops.training.errors import TrainingError
 from airflow_mlops.training.predict import final_step, plain_value, predict_frame, predict_labels, proba_aligned
+from airflow_mlops.training.search import run_search
 from airflow_mlops.training.splits import random_split, time_split
-from airflow_mlops.training.steps import categorical_as_strings, numeric_as_float
+from airflow_mlops.training.steps import categorical_as_strings, json_safe, numeric_as_float
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import numpy as np
@@ -54,7 +54,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 __all__ = [
     "ConfigError",  # re-exported: train_model raises it when the config does not fit the data
     "IMPORTANCE_MAX_ROWS", "IMPORTANCE_REPEATS", "ONE_HOT_MAX_CATEGORIES", "ONE_HOT_MIN_FREQUENCY", "TrainResult",
-    "search_trials", "split_features", "train_model",
+    "split_features", "train_model",
 ]
 
 #: Categories seen fewer times than this in training are grouped into one "infrequent" column.
@@ -117,7 +117,7 @@ class TrainResult:
     def summary(self) -> dict[str, Any]:
         """JSON-safe description (for ``metadata.json``): everything but the pipeline, the
         frames and the predictions."""
-        summary: dict[str, Any] = _json_safe({
+        summary: dict[str, Any] = json_safe({
             "task": self.task,
             "target": self.target,
             "keys": self.keys,
@@ -149,22 +149,6 @@ class TrainResult:
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
-
-
-def _json_safe(value: Any) -> Any:
-    """numpy scalars -> Python, tuples -> lists, non-finite floats and objects -> strings."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    item = getattr(value, "item", None)
-    if callable(item) and getattr(value, "shape", None) == ():
-        value = item()
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    return repr(value)
 
 
 def frame_schema(df: pd.DataFrame) -> dict[str, str]:
@@ -424,7 +408,7 @@ def train_model(config: ModelConfig, df: pd.DataFrame, *, importance: bool = Tru
     best_params: dict[str, Any] | None = None
     search_info: dict[str, Any] | None = None
     if config.search is not None:
-        best_params, search_info = _search(config, pipeline, X_train, y_train, splitter, scorer)
+        best_params, search_info = run_search(config, pipeline, X_train, y_train, splitter, scorer)
         pipeline.set_params(**{f"estimator__{k}": v for k, v in best_params.items()})
 
     # -- cross-validation on the train part -------------------------------------------------------
@@ -461,8 +445,8 @@ def train_model(config: ModelConfig, df: pd.DataFrame, *, importance: bool = Tru
         classes=classes,
         metrics={"cv": cv_metrics, "holdout": holdout_metrics, "baseline": baseline_metrics,
                  "per_class": per_class},
-        params=_json_safe(estimator.get_params(deep=False)),
-        best_params=_json_safe(best_params) if best_params is not None else None,
+        params=json_safe(estimator.get_params(deep=False)),
+        best_params=json_safe(best_params) if best_params is not None else None,
         cv_scheme=cv_scheme,
         split=split_info,
         n_rows=n_rows,
@@ -537,73 +521,6 @@ def compute_importance(result: TrainResult) -> None:
     result.feature_importance, result.importance_metric = _importance(
         result.pipeline, result.holdout[result.features], result.holdout_target, result.task, result.classes,
         result.primary_metric, result.seed)
-
-
-def _search(config: ModelConfig, pipeline: Any, X: Any, y: Any, splitter: Any,
-            scorer: _MetricScorer) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Run the configured search; returns ``(best estimator params, search summary)``."""
-    import warnings
-
-    import numpy as np
-
-    search_cfg = config.search
-    assert search_cfg is not None
-    seed = config.training.seed
-    distributions = search_cfg.param_distributions(prefix="estimator__")
-    common = {"scoring": scorer, "cv": splitter, "random_state": seed, "refit": False, "error_score": np.nan,
-              "n_jobs": search_cfg.n_jobs}
-    if search_cfg.method == "halving":
-        from sklearn.experimental import enable_halving_search_cv  # noqa: F401
-        from sklearn.model_selection import HalvingRandomSearchCV
-
-        search = HalvingRandomSearchCV(pipeline, distributions, n_candidates=search_cfg.n_iter, factor=3,
-                                       resource="n_samples", min_resources="exhaust", **common)
-    else:
-        from sklearn.model_selection import RandomizedSearchCV
-
-        search = RandomizedSearchCV(pipeline, distributions, n_iter=search_cfg.n_iter, **common)
-    with warnings.catch_warnings():
-        # a small discrete space triggers "grid smaller than n_iter"; failed candidates are
-        # reported below through their NaN scores
-        warnings.filterwarnings("ignore", message=".*total space of parameters.*")
-        search.fit(X, y)
-    scores = np.asarray(search.cv_results_["mean_test_score"], dtype="float64")
-    if not np.isfinite(scores).any():
-        raise TrainingError(f"every search candidate failed or scored NaN on {scorer.metric}")
-    best = {k.removeprefix("estimator__"): _json_safe(v) for k, v in search.best_params_.items()}
-    info = {
-        "method": search_cfg.method,
-        "n_candidates": int(len(scores)),
-        "n_failed": int((~np.isfinite(scores)).sum()),
-        "metric": scorer.metric,
-        "best_score": float(scorer.sign * search.best_score_),
-    }
-    if search_cfg.method == "halving":
-        info["n_iterations"] = int(search.n_iterations_)
-        info["n_resources"] = [int(r) for r in search.n_resources_]
-    info["trials"] = search_trials(search.cv_results_, scorer.sign)
-    # use the raw best values (not the JSON-safe copies) to refit
-    return {k.removeprefix("estimator__"): v for k, v in search.best_params_.items()}, {**info, "best_params": best}
-
-
-def search_trials(cv_results: Mapping[str, Any], sign: float) -> list[dict[str, Any]]:
-    """Every candidate of a search, in the order it was tried: its parameters, the CV mean and standard deviation
-    of the search metric (in the metric's own direction; None for a failed candidate), the mean fit seconds per
-    fold and its rank; ``iteration`` and ``n_resources`` (rows) for successive halving."""
-    import math
-
-    trials = []
-    for i, params in enumerate(cv_results["params"]):
-        mean, std = float(cv_results["mean_test_score"][i]), float(cv_results["std_test_score"][i])
-        trial = {"trial": i, "params": {k.removeprefix("estimator__"): _json_safe(v) for k, v in params.items()},
-                 "cv_mean": sign * mean if math.isfinite(mean) else None,
-                 "cv_std": std if math.isfinite(std) else None,
-                 "fit_seconds": round(float(cv_results["mean_fit_time"][i]), 4),
-                 "rank": int(cv_results["rank_test_score"][i])}
-        if "iter" in cv_results:
-            trial.update(iteration=int(cv_results["iter"][i]), n_resources=int(cv_results["n_resources"][i]))
-        trials.append(trial)
-    return trials
 
 
 def _importance(pipeline: Any, X: pd.DataFrame, y: np.ndarray, task: str, classes: list[Any] | None,
