@@ -103,6 +103,16 @@ def check_config_against_data(
         missing = [c for c in config.categorical_features if c not in schema]
         if missing:
             raise _missing_error("categorical_features", "categorical feature", missing, columns, src)
+    if config.builtin_preprocess:  # a team's preprocess/pipeline factory decides what it can use itself
+        _check_builtin_dtypes(config, schema, features)
+
+    _check_target(config, schema, target_values)
+
+
+def _check_builtin_dtypes(config: ModelConfig, schema: Mapping[str, str], features: Sequence[str]) -> None:
+    """The feature dtypes the built-in preprocessing can encode."""
+    src = config.source
+    if config.categorical_features is not None:
         categorical = set(config.categorical_features)
         not_numeric = [f for f in features if f not in categorical and not is_numeric_dtype(schema[f])]
         if not_numeric:
@@ -117,6 +127,11 @@ def check_config_against_data(
                           f"categorical columns can be used — list `features` explicitly without them or "
                           f"derive numeric columns upstream", field="features", source=src)
 
+
+def _check_target(config: ModelConfig, schema: Mapping[str, str], target_values: pd.Series | Sequence[Any] | None
+                  ) -> None:
+    """The target fits the task."""
+    src = config.source
     target_dtype = schema[config.target]
     target_numeric = is_numeric_dtype(target_dtype)
     if config.task == "regression" and not target_numeric:

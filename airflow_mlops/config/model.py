@@ -41,7 +41,8 @@ SCHEDULE_PRESETS = frozenset(
     {"@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually",
      "@midnight"}
 )
-SEARCH_METHODS = ("random", "halving")
+#: ``search.method``: random search, successive halving, optuna's TPE sampler (the extra ``airflow-mlops[optuna]``)
+SEARCH_METHODS = ("random", "halving", "optuna")
 #: ``training.split``: a random (stratified) holdout, or the last ``holdout_days`` of the window
 TRAINING_SPLITS = ("random", "time")
 FAIRNESS_METRICS = ("demographic_parity_difference", "equalized_odds_difference")
@@ -208,9 +209,12 @@ class SearchConfig:
 
     ``space`` maps an estimator parameter to a list of candidate values or to a distribution
     ``{distribution: uniform|loguniform|randint, low: x, high: y}`` (``randint`` is inclusive).
+    ``method``: ``random`` (RandomizedSearchCV), ``halving`` (HalvingRandomSearchCV) or ``optuna`` (optuna's
+    TPE sampler seeded with ``training.seed``, ``n_iter`` sequential trials).
     """
 
     method: str = "random"
+    #: candidates sampled (``n_candidates`` for ``halving``, the trial budget for ``optuna``)
     n_iter: int = 10
     space: FrozenDict = field(default_factory=FrozenDict)
     #: parallel candidate fits (scikit-learn's ``n_jobs``: 1 = in the task's process, -1 = every core)
@@ -375,6 +379,36 @@ class SegmentsConfig:
 
 
 @dataclass(frozen=True)
+class FactoryConfig:
+    """``preprocess: {factory: ...}`` or ``pipeline: {factory: ...}``: a function of the team's code that returns
+    an unfitted scikit-learn transformer (preprocess) or the whole unfitted ``Pipeline`` (pipeline).
+
+    ``path`` is ``package.module:function``; ``params`` are passed as keyword arguments, and so are the column
+    lists ``features``, ``numeric`` and ``categorical`` when the function's signature names them.
+    """
+
+    path: str
+    params: FrozenDict = field(default_factory=FrozenDict)
+
+    def load(self) -> Any:
+        """Import and return the factory function."""
+        module_name, _, function = self.path.partition(":")
+        return getattr(importlib.import_module(module_name), function)
+
+    def call(self, features: Iterable[str], numeric: Iterable[str], categorical: Iterable[str]) -> Any:
+        """Call the factory: ``params`` plus the column lists its signature asks for."""
+        import inspect
+
+        function = self.load()
+        kwargs = thaw(self.params)
+        accepted = inspect.signature(function).parameters
+        for name, columns in (("features", features), ("numeric", numeric), ("categorical", categorical)):
+            if name in accepted and name not in kwargs:
+                kwargs[name] = list(columns)
+        return function(**kwargs)
+
+
+@dataclass(frozen=True)
 class AlertsConfig:
     """``alerts``: where alerts go (the config's ``owner`` is always a recipient when it is an
     e-mail address)."""
@@ -408,6 +442,10 @@ class ModelConfig:
         default_factory=lambda: EstimatorConfig(DEFAULT_ESTIMATORS["binary"])
     )
     search: SearchConfig | None = None
+    #: the team's feature engineering (``preprocess: {factory: ...}``); None = the built-in preprocessing
+    preprocess: FactoryConfig | None = None
+    #: the team's whole unfitted Pipeline (``pipeline: {factory: ...}``); its last step is ``estimator.class``
+    pipeline: FactoryConfig | None = None
     training: TrainingConfig = field(default_factory=TrainingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     promotion: PromotionConfig = field(default_factory=PromotionConfig)
@@ -427,6 +465,11 @@ class ModelConfig:
     segments: SegmentsConfig | None = None
     #: where the config came from (file path or ``"<dict>"``); not part of equality
     source: str = field(default="<dict>", compare=False)
+
+    @property
+    def builtin_preprocess(self) -> bool:
+        """Whether the model uses the package's own preprocessing (no ``preprocess`` or ``pipeline`` factory)."""
+        return self.preprocess is None and self.pipeline is None
 
     @property
     def is_classification(self) -> bool:
@@ -470,6 +513,9 @@ class ModelConfig:
             if name == "estimator":
                 out[name] = {"class": value.class_path, "params": thaw(value.params),
                              **({"trusted_types": list(value.trusted_types)} if value.trusted_types else {})}
+            elif name in ("preprocess", "pipeline"):
+                default = "builtin" if name == "preprocess" else None
+                out[name] = default if value is None else {"factory": value.path, "params": thaw(value.params)}
             elif dataclasses.is_dataclass(value):
                 out[name] = {f.name: thaw(getattr(value, f.name)) for f in dataclasses.fields(value)}
             else:
@@ -490,8 +536,8 @@ class ModelConfig:
 # field -> (allowed keys) for the "unknown field" check
 TOP_FIELDS = (
     "name", "owner", "description", "intended_use", "limitations", "data", "keys", "target",
-    "features", "categorical_features", "task", "estimator", "search", "training", "metrics",
-    "promotion", "validation", "schedules", "drift", "monitoring", "slices", "sensitive_features",
+    "features", "categorical_features", "task", "estimator", "preprocess", "pipeline", "search", "training",
+    "metrics", "promotion", "validation", "schedules", "drift", "monitoring", "slices", "sensitive_features",
     "fairness", "explain", "canary", "alerts", "segments",
 )
 

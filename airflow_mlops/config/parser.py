@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow_mlops.config.estimators import EstimatorParser
+from airflow_mlops.config.factories import FactoryParser
 from airflow_mlops.config.fields import SECTION_FIELDS
 from airflow_mlops.config.model import (
     ALERT_CHECKS,
@@ -138,7 +139,7 @@ def parse_model_config(raw: Mapping[str, Any], source: str = "<dict>", *,
     return _Parser(source, check_estimator=check_estimator).parse(raw)
 
 
-class _Parser(EstimatorParser):
+class _Parser(EstimatorParser, FactoryParser):
     """Validates one config; every error names the field and the source."""
 
     def parse(self, raw: Mapping[str, Any]) -> ModelConfig:
@@ -154,6 +155,7 @@ class _Parser(EstimatorParser):
                                    min_len=0)
         self.check_columns(keys, target, features, categorical)  # type: ignore[arg-type]
         estimator, instance = self.parse_estimator(self.section(raw, "estimator"), task)
+        preprocess, pipeline = self.parse_factories(raw)
         search = self.parse_search(raw.get("search"), instance)
         training = self.parse_training(self.section(raw, "training"))
         if training.split == "time" and training.holdout_days >= data.training_window_days:
@@ -180,6 +182,8 @@ class _Parser(EstimatorParser):
             task=task,
             estimator=estimator,
             search=search,
+            preprocess=preprocess,
+            pipeline=pipeline,
             training=training,
             metrics=metrics,
             promotion=self.parse_promotion(self.section(raw, "promotion")),

@@ -125,7 +125,7 @@ def feature_groups(pre: Any, features: Sequence[str], n_out: int) -> np.ndarray:
             break
         ct = ct.steps[0][1]
     if not isinstance(ct, ColumnTransformer):
-        if n_out == len(features):
+        if ct is None or (isinstance(ct, str) and ct == "passthrough") or _keeps_columns(ct, features, n_out):
             return np.arange(n_out)
         raise ExplainError(f"cannot map {n_out} transformed columns back to the {len(features)} input features "
                            f"of a {type(pre).__name__}; use explain.method: perturbation")
@@ -136,13 +136,16 @@ def feature_groups(pre: Any, features: Sequence[str], n_out: int) -> np.ndarray:
             continue
         cols = [cols] if isinstance(cols, str) else list(cols)
         width = sl.stop - sl.start
-        if width == len(cols):
-            groups[sl] = [position[c] for c in cols]
+        if width == len(cols) and (isinstance(trans, str) or _keeps_columns(trans, cols, width)):
+            groups[sl] = [position[c] for c in cols]  # "passthrough" or named one-to-one outputs
             continue
         last = trans.steps[-1][1] if isinstance(trans, Pipeline) else trans
         counts = getattr(last, "_n_features_outs", None)  # OneHotEncoder: outputs per input feature
         if counts is None or sum(counts) != width or len(counts) != len(cols):
-            names = list(last.get_feature_names_out(cols))
+            try:
+                names = list(last.get_feature_names_out(cols))
+            except Exception:  # noqa: BLE001 - a transformer that renames, mixes or does not name its columns
+                names = []
             counts = []
             for c in cols:  # outputs are contiguous per input feature, named "<feature>_<category>"
                 counts.append(sum(1 for n in names[sum(counts):] if n.startswith(f"{c}_")) if names else 0)
@@ -233,6 +236,19 @@ class ShapExplainer(Explainer):
                                 prediction, len(xt))
         summed: np.ndarray = values @ self.group_matrix  # sum the transformed columns of each input feature
         return summed
+
+
+def _keeps_columns(pre: Any, features: Sequence[str], n_out: int) -> bool:
+    """Whether a transformer outside a ColumnTransformer keeps the input features as its columns, in order:
+    its output names (``get_feature_names_out``) are the feature names. Same width alone proves nothing (a
+    team's transformer may mix or replace columns), so an unnamed output is not mapped."""
+    if n_out != len(features):
+        return False
+    try:
+        names = [str(n) for n in pre.get_feature_names_out(list(features))]
+    except Exception:  # noqa: BLE001 - no names, or names that need fitted state it does not have
+        return False
+    return names == list(features)
 
 
 def group_matrix(pre: Any, features: Sequence[str], reference: pd.DataFrame | None) -> np.ndarray:
@@ -415,7 +431,10 @@ def make_explainer(pipeline: Any, meta: dict[str, Any], reference: pd.DataFrame 
         try:
             return NativeExplainer(pipeline, features, task, classes, reference)
         except ExplainError as e:
-            raise ExplainError(f"{name}: {e}") from None
+            if method == "native":
+                raise ExplainError(f"{name}: {e}") from None
+            # e.g. a team's preprocess factory whose output columns do not map back to the input features
+            log.warning("%s: native contributions not used (%s); trying the next method", name, e)
     if method == "shap_approximate":
         if not shap_available():
             raise ExplainError("explain.method is 'shap_approximate' but shap is not installed; "

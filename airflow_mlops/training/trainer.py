@@ -42,6 +42,7 @@ from airflow_mlops.config.data_check import check_config_against_data, is_catego
 from airflow_mlops.config.model import ConfigError, ModelConfig
 from airflow_mlops.evaluation.metrics import PROBA_METRICS, compute_metrics, higher_is_better, per_class_metrics
 from airflow_mlops.training.errors import TrainingError
+from airflow_mlops.training.factories import factory_pipeline
 from airflow_mlops.training.predict import final_step, plain_value, predict_frame, predict_labels, proba_aligned
 from airflow_mlops.training.search import run_search
 from airflow_mlops.training.splits import random_split, time_split
@@ -400,7 +401,12 @@ def train_model(config: ModelConfig, df: pd.DataFrame, *, importance: bool = Tru
     X_train, y_train = X.iloc[train_pos], y[train_pos]
     X_hold, y_hold = X.iloc[hold_pos], y[hold_pos]
 
-    pipeline = build_pipeline(config, numeric, categorical)
+    if config.builtin_preprocess:
+        pipeline = build_pipeline(config, numeric, categorical)
+        grouped = categorical  # the one-hot step's rare-category grouping is decided per fit (_fit)
+    else:  # the team's factory: its transformers are fitted as they are
+        pipeline = factory_pipeline(config, features, numeric, categorical)
+        grouped = []
     primary = config.metrics.primary
     scorer = _MetricScorer(task, primary, classes)
 
@@ -412,11 +418,11 @@ def train_model(config: ModelConfig, df: pd.DataFrame, *, importance: bool = Tru
         pipeline.set_params(**{f"estimator__{k}": v for k, v in best_params.items()})
 
     # -- cross-validation on the train part -------------------------------------------------------
-    cv_metrics = _cross_validate(pipeline, splitter, X_train, y_train, categorical, task, classes)
+    cv_metrics = _cross_validate(pipeline, splitter, X_train, y_train, grouped, task, classes)
 
     # -- final fit, holdout, baseline -------------------------------------------------------------
     fit_start = time.perf_counter()
-    _fit(pipeline, X_train, y_train, categorical)
+    _fit(pipeline, X_train, y_train, grouped)
     fit_seconds = time.perf_counter() - fit_start
     hold_pred, hold_proba = predict_labels(pipeline, X_hold, task, classes)
     holdout_metrics = compute_metrics(task, y_hold, hold_pred, hold_proba, classes)

@@ -44,7 +44,25 @@ MODELS = {
     "bc_team": (breast_cancer, "target", {
         "class": "team_models.ScaledCentroidClassifier", "params": {"temperature": 0.5}},
         {"team_models.ScaledCentroidClassifier"}),
+    # the team's feature engineering: a preprocessing factory in front of a scikit-learn estimator, and a factory
+    # building the whole Pipeline around an XGBoost regressor; their own class and function are declared
+    "penguins_fe": (penguins, "species", {
+        "class": "sklearn.ensemble.HistGradientBoostingClassifier", "params": {"max_iter": 60},
+        "trusted_types": ["team_features.BillShape"]},
+        {"team_features.BillShape"}),
+    "diabetes_pipe": (diabetes, "target", {
+        "class": "xgboost.XGBRegressor", "trusted_types": ["team_features.signed_log"]},
+        {"xgboost.sklearn.XGBRegressor", "xgboost.core.Booster", "team_features.signed_log"}),
 }
+#: name -> the preprocess / pipeline section of its config
+FACTORIES = {
+    "penguins_fe": ("preprocess", {"factory": "team_features:penguin_features", "params": {"clip": 2.5}}),
+    "diabetes_pipe": ("pipeline", {"factory": "team_features:diabetes_pipeline", "params": {"n_estimators": 60}}),
+}
+#: name -> the explanation method its scoring runs must use (explain.method auto)
+EXPLAINED = {"penguins_lgbm": "native", "diabetes_cat": "native",
+             # the factories' columns do not map back to input features: auto falls back to perturbation
+             "penguins_fe": "perturbation", "diabetes_pipe": "perturbation"}
 DAYS = [*TRAIN_DAYS, SCORE_DAY]
 
 
@@ -64,7 +82,8 @@ def loop(tmp_path_factory):
     root = tmp_path_factory.mktemp("byo")
     dags = root / "dags"
     (dags / "configs").mkdir(parents=True)
-    shutil.copy(HERE / "team_models.py", dags / "team_models.py")  # the team's module, beside the Dag files
+    for module in ("team_models.py", "team_features.py"):  # the team's modules, beside the Dag files
+        shutil.copy(HERE / module, dags / module)
     af = AirflowHome(root, configs=dags / "configs", extra_env={"AIRFLOW__CORE__DAGS_FOLDER": str(dags),
                                                                  "OMP_NUM_THREADS": "1"})
     frames = {}
@@ -81,8 +100,10 @@ def loop(tmp_path_factory):
         config["estimator"] = estimator
         if name == "bc_xgb":  # an out-of-time holdout: the last day of the window, forward-chaining folds
             config.setdefault("training", {}).update(split="time", holdout_days=1)
-        if name in ("penguins_lgbm", "diabetes_cat"):  # per-row explanations from the library itself
+        if name in EXPLAINED:
             config["explain"] = {"top_k": 2}
+        if name in FACTORIES:
+            config[FACTORIES[name][0]] = FACTORIES[name][1]
         path.write_text(yaml.safe_dump(config, sort_keys=False))
     plan = [run for name in MODELS for run in ((f"{name}_training", TRAIN_DAYS[-1]),
                                                 (f"{name}_batch_scoring", SCORE_DAY),
@@ -122,12 +143,12 @@ def test_the_loop_runs_for_every_library_and_the_teams_own_class(loop):
         # scored: one prediction per input row of the later day, in the prediction log
         log_frame = pd.read_parquet(Path(loop["af"].home / "mlops" / "predictions" / name / f"ds={SCORE_DAY}"))
         assert len(log_frame) == len(loop["frames"][name][SCORE_DAY]) and set(log_frame.model_version) == {1}
-        if name in ("penguins_lgbm", "diabetes_cat"):
+        if name in EXPLAINED:
             assert log_frame.explain_1_feature.notna().all() and log_frame.explain_2_value.notna().all()
             assert set(log_frame.explain_1_feature.astype(str)) <= set(meta["features"])
             manifest = json.loads((loop["af"].home / "mlops" / "predictions" / name / f"ds={SCORE_DAY}" / "_SUCCESS")
                                   .read_text())
-            assert manifest["explain"]["method"]["method"] == "native", manifest["explain"]
+            assert manifest["explain"]["method"]["method"] == EXPLAINED[name], manifest["explain"]
         drift = json.loads((loop["af"].home / "mlops" / "monitoring" / name / f"ds={SCORE_DAY}" / "drift.json")
                            .read_text())
         assert drift["version"] == 1 and drift["rows_scored_by_version"] == len(log_frame) and drift["n_features"] > 0
@@ -143,7 +164,9 @@ name, uri, data = sys.argv[1:4]
 model, meta = ModelRegistry(ArtifactStore(uri)).load_model(name, alias="champion")
 frame = pd.read_parquet(data)
 out = predict_frame(model, frame, meta["features"], meta["task"], meta.get("classes"))
-print("FRESH " + json.dumps([str(type(model[-1]).__module__), out["prediction"].astype(str).tolist()]))
+pred = out["prediction"]
+values = pred.astype("float64").tolist() if meta["task"] == "regression" else pred.astype(str).tolist()
+print("FRESH " + json.dumps([str(type(model[-1]).__module__), values]))
 """
 
 
@@ -163,10 +186,11 @@ def test_each_version_loads_in_a_fresh_process_and_reproduces_the_prediction_log
                                           if line.startswith("FRESH "))[6:])
     assert module.split(".")[0] == MODELS[name][2]["class"].split(".")[0]
     logged = pd.read_parquet(loop["af"].home / "mlops" / "predictions" / name / f"ds={SCORE_DAY}")
-    keys = {"bc_xgb": "row_id", "bc_team": "row_id", "penguins_lgbm": "penguin_id", "diabetes_cat": "patient_id"}
+    keys = {"bc_xgb": "row_id", "bc_team": "row_id", "penguins_lgbm": "penguin_id", "diabetes_cat": "patient_id",
+            "penguins_fe": "penguin_id", "diabetes_pipe": "patient_id"}
     frame = loop["frames"][name][SCORE_DAY]
     logged = logged.set_index(keys[name]).loc[frame[keys[name]]]
-    if name == "diabetes_cat":
+    if name in ("diabetes_cat", "diabetes_pipe"):
         assert [float(p) for p in predictions] == pytest.approx(logged.prediction.astype(float).tolist(), rel=1e-12)
     else:
         assert predictions == logged.prediction.astype(str).tolist()
