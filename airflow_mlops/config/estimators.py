@@ -166,6 +166,14 @@ class EstimatorParser(FieldParser):
             return None
         sec = self.mapping(raw, "search", SECTION_FIELDS["search"])
         method = self.string(sec.get("method", "random"), "search.method", choices=SEARCH_METHODS)
+        import importlib.util
+
+        # found, not imported (the training task imports it); not checked while a Dag file is parsed (structure
+        # only), like the estimator's library: the Dag processor need not have it
+        if method == "optuna" and self.check_estimator and importlib.util.find_spec("optuna") is None:
+            raise self.error("search.method", "method 'optuna' needs the optuna package: install the optional "
+                                              "extra `pip install \"airflow-mlops[optuna]\"` on every worker "
+                                              "that trains")
         n_iter = self.integer(sec.get("n_iter", 10), "search.n_iter", low=1)
         space = self.mapping(self.get(sec, "space", "search"), "search.space", None)
         if not space:

@@ -1,5 +1,6 @@
 """Hyperparameter search over the estimator's parameters (``search:`` in the model config): random search,
-successive halving, and every trial kept (:func:`search_trials`) for metadata.json and the evaluation report.
+successive halving, Bayesian search with optuna's TPE sampler (:func:`optuna_search`), and every trial kept
+(:func:`search_trials`) for metadata.json and the evaluation report.
 
 ``scorer`` is the trainer's metric scorer: a scikit-learn scorer with ``metric`` (its name) and ``sign``
 (+1 for higher-is-better metrics, -1 otherwise; scores are ``sign * value``)."""
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_mlops.config.model import ModelConfig
+from airflow_mlops.config.model import ModelConfig, thaw
 from airflow_mlops.training.errors import TrainingError
 from airflow_mlops.training.steps import json_safe
 
@@ -23,6 +24,8 @@ def run_search(config: ModelConfig, pipeline: Any, X: Any, y: Any, splitter: Any
 
     search_cfg = config.search
     assert search_cfg is not None
+    if search_cfg.method == "optuna":
+        return optuna_search(config, pipeline, X, y, splitter, scorer)
     seed = config.training.seed
     distributions = search_cfg.param_distributions(prefix="estimator__")
     common = {"scoring": scorer, "cv": splitter, "random_state": seed, "refit": False, "error_score": np.nan,
@@ -61,6 +64,137 @@ def run_search(config: ModelConfig, pipeline: Any, X: Any, y: Any, splitter: Any
     return {k.removeprefix("estimator__"): v for k, v in search.best_params_.items()}, {**info, "best_params": best}
 
 
+def optuna_search(config: ModelConfig, pipeline: Any, X: Any, y: Any, splitter: Any,
+                  scorer: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``search.method: optuna``: ``n_iter`` trials of optuna's TPE sampler seeded with ``training.seed``, run one
+    after the other so that the same config and data give the same trials, parameters and best. Each trial
+    cross-validates a clone of ``pipeline`` on ``splitter`` (the objective, maximised, is the mean of the
+    scorer's ``sign * metric``); a trial whose fits fail or score NaN is kept as failed and never chosen.
+    Returns what :func:`run_search` returns, the trials in the shape of :func:`search_trials`."""
+    import math
+    import warnings
+
+    import numpy as np
+    import optuna
+    from optuna.trial import TrialState
+    from sklearn.base import clone
+    from sklearn.exceptions import FitFailedWarning
+    from sklearn.model_selection import cross_validate
+
+    search_cfg = config.search
+    assert search_cfg is not None
+    seed = config.training.seed
+    space = {name: thaw(spec) for name, spec in search_cfg.space.items()}
+    # candidate lists optuna cannot hold as its own choices (1 and True, duplicates, lists): chosen by index
+    by_index = {name: not _plain_choices(spec) for name, spec in space.items() if not isinstance(spec, dict)}
+    # TPE models the space after its random start-up trials: a third of the budget (at most 10, its default)
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, min(10, search_cfg.n_iter // 3)))
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no INFO line per trial
+    raw_params: list[dict[str, Any]] = []
+    results: list[tuple[float, float, float]] = []  # (mean score, std, mean fit seconds per fold)
+    errors: list[str] = []
+    try:
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        for _ in range(search_cfg.n_iter):
+            trial = study.ask()
+            params: dict[str, Any] = {}
+            for name, spec in space.items():
+                if isinstance(spec, dict):
+                    low, high = spec["low"], spec["high"]
+                    if spec["distribution"] == "randint":
+                        params[name] = trial.suggest_int(name, int(low), int(high))
+                    else:
+                        params[name] = trial.suggest_float(name, float(low), float(high),
+                                                           log=spec["distribution"] == "loguniform")
+                elif by_index[name]:
+                    params[name] = spec[trial.suggest_categorical(name, list(range(len(spec))))]
+                else:
+                    params[name] = trial.suggest_categorical(name, spec)
+            raw_params.append(params)
+            estimator = clone(pipeline).set_params(**{f"estimator__{k}": v for k, v in params.items()})
+            mean = std = fit_seconds = math.nan
+            with warnings.catch_warnings(record=True) as caught:
+                # a fold that fails: one FitFailedWarning per trial, reported once below
+                warnings.simplefilter("always", FitFailedWarning)
+                try:
+                    cv = cross_validate(estimator, X, y, cv=splitter, scoring=scorer, n_jobs=search_cfg.n_jobs,
+                                        error_score=np.nan)
+                except ValueError as exc:  # scikit-learn raises when every fold's fit failed
+                    errors.append(str(exc))
+                else:
+                    scores = np.asarray(cv["test_score"], dtype="float64")
+                    mean, std = float(scores.mean()), float(scores.std())
+                    fit_seconds = float(np.mean(cv["fit_time"]))
+            for w in caught:
+                if issubclass(w.category, FitFailedWarning):
+                    errors.append(str(w.message))
+                else:
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+            results.append((mean, std, fit_seconds))
+            if math.isfinite(mean):
+                study.tell(trial, mean)
+            else:
+                study.tell(trial, state=TrialState.FAIL)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+    means = np.array([r[0] for r in results], dtype="float64")
+    finite = np.isfinite(means)
+    if not finite.any():
+        detail = f": {_last_line(errors[0])}" if errors else ""
+        raise TrainingError(f"every search candidate failed or scored NaN on {scorer.metric}{detail}")
+    n_failed = int((~finite).sum())
+    if n_failed:
+        first = f"; first error: {_last_line(errors[0])}" if errors else ""
+        warnings.warn(f"{n_failed} of {len(means)} optuna trials failed or scored NaN on {scorer.metric} and were "
+                      f"not chosen{first}", FitFailedWarning, stacklevel=2)
+    ranks = _ranks(means)
+    best_index = int(np.flatnonzero(ranks == 1)[0])  # the earliest of equally good trials, like scikit-learn
+    trials = [{"trial": i, "params": {k: json_safe(v) for k, v in params.items()},
+               "cv_mean": scorer.sign * mean if math.isfinite(mean) else None,
+               "cv_std": std if math.isfinite(std) else None,
+               "fit_seconds": round(fit_seconds, 4) if math.isfinite(fit_seconds) else None,
+               "rank": int(ranks[i])}
+              for i, (params, (mean, std, fit_seconds)) in enumerate(zip(raw_params, results))]
+    best = raw_params[best_index]
+    info = {
+        "method": "optuna",
+        "n_candidates": len(trials),
+        "n_failed": n_failed,
+        "metric": scorer.metric,
+        "best_score": float(scorer.sign * means[best_index]),
+        "sampler": type(sampler).__name__,
+        "seed": seed,
+        "trials": trials,
+        "best_params": {k: json_safe(v) for k, v in best.items()},
+    }
+    return dict(best), info
+
+
+def _plain_choices(values: list[Any]) -> bool:
+    """Whether optuna can keep ``values`` as categorical choices and give each back as itself: None, bool, int,
+    float and str only, none equal to an earlier one (``1`` and ``True`` are equal, so is ``1.0``)."""
+    return all(v is None or type(v) in (bool, int, float, str) for v in values) and all(
+        values.index(v) == i for i, v in enumerate(values))
+
+
+def _last_line(error: str) -> str:
+    """The exception line closing scikit-learn's fit-failure report (which quotes whole tracebacks)."""
+    lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else error
+
+
+def _ranks(means: Any) -> Any:
+    """scikit-learn's ``rank_test_score``: 1 = best (ties share the smallest rank), failed candidates last."""
+    import numpy as np
+    from scipy.stats import rankdata
+
+    finite = np.isfinite(means)
+    filled = np.where(finite, means, np.nanmin(means) - 1 if finite.any() else 0.0)
+    return np.asarray(rankdata(-filled, method="min"), dtype=int)
+
+
 def search_trials(cv_results: Mapping[str, Any], sign: float) -> list[dict[str, Any]]:
     """Every candidate of a search, in the order it was tried: its parameters, the CV mean and standard deviation
     of the search metric (in the metric's own direction; None for a failed candidate), the mean fit seconds per
@@ -81,4 +215,4 @@ def search_trials(cv_results: Mapping[str, Any], sign: float) -> list[dict[str, 
     return trials
 
 
-__all__ = ["run_search", "search_trials"]
+__all__ = ["run_search", "optuna_search", "search_trials"]
