@@ -49,7 +49,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from airflow_mlops.registry.model_registry import ModelRegistry
@@ -365,6 +365,11 @@ class _Reader:
     input_uri: str
     schemas: dict[str, pa.Schema]
     needed: list[str]
+    #: training dtypes of the columns read (:meth:`ScoringPlan.feature_dtypes`), for typed CSV reads
+    dtypes: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.dtypes = self.plan.feature_dtypes()
 
     @contextlib.contextmanager
     def batches(self, f: str) -> Iterator[tuple[str, Any]]:
@@ -377,7 +382,7 @@ class _Reader:
                 d = check_input_schema(self.schemas[f], self.plan.scorer.meta, keys=self.plan.keys, source=uri)
                 if d:
                     raise mismatch_error(d, self.plan.name, self.plan.scorer.version, self.input_uri)
-            csv_types = (csv_column_types(self.schemas[f], self.needed, self.plan.feature_dtypes())
+            csv_types = (csv_column_types(self.schemas[f], self.needed, self.dtypes)
                          if self.dataset.fmt == "csv" else None)
             batches = prefetch(functools.partial(iter_batches, path, self.dataset.fmt, self.needed, self.batch_size,
                                                  uri, csv_types))

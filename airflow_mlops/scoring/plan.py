@@ -8,13 +8,15 @@ streams with:
 * the **kill switch** (:func:`kill_switch_state`) and its **fallback** (the training baseline, no model loaded);
 * the **shadow** model (:func:`load_shadow`: recorded beside the prediction, never served);
 * the **canary** (:func:`load_canary`: a stable share of the rows scored for real by another alias's version,
-  refused when it does not predict like the main model: :func:`canary_conflict`);
+  refused when it is the main model's version (:func:`same_version_conflict`) or does not predict like the
+  main model (:func:`canary_conflict`));
 * **explanations** (:func:`setup_explain`).
 
-The rules that need no I/O (:func:`rollout_settings`, :func:`kill_switch_state`, :func:`canary_conflict`,
-:func:`shadow_conflict`, :meth:`ScoringPlan.drop_unfit`) take plain values, so each policy is tested apart from
-the store. The plan is consumed by :class:`~airflow_mlops.scoring.assemble.BatchAssembler` (one record batch
-in, one prediction-log batch out) and by the streaming loop in :mod:`airflow_mlops.scoring.batch`.
+The rules that need no I/O (:func:`rollout_settings`, :func:`kill_switch_state`, :func:`same_version_conflict`,
+:func:`canary_conflict`, :func:`shadow_conflict`, :meth:`ScoringPlan.drop_unfit`) take plain values, so each
+policy is tested apart from the store. The plan is consumed by
+:class:`~airflow_mlops.scoring.assemble.BatchAssembler` (one record batch in, one prediction-log batch out) and
+by the streaming loop in :mod:`airflow_mlops.scoring.batch`.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = ["KillSwitch", "ModelSlot", "ScoringPlan", "build_plan", "canary_conflict", "kill_switch_state",
-           "load_canary", "load_main", "load_shadow", "rollout_settings", "setup_explain", "shadow_conflict"]
+           "load_canary", "load_main", "load_shadow", "rollout_settings", "same_version_conflict", "setup_explain",
+           "shadow_conflict"]
 
 
 class KillSwitch(TypedDict):
@@ -176,11 +179,19 @@ def shadow_conflict(shadow: Scorer | FallbackScorer, main: Scorer | FallbackScor
     return None
 
 
+def same_version_conflict(alias: str | None, version: int, main_version: int) -> str | None:
+    """Why a model serving rows beside the main one (the canary) cannot: its ``alias`` resolves to
+    ``version``, the main model's version, which scores every row already; else None. Checked before the
+    model is loaded."""
+    if version == main_version:
+        return f"alias {alias!r} points to v{version}, the version scoring every row already"
+    return None
+
+
 def canary_conflict(canary: Scorer | FallbackScorer, main: Scorer | FallbackScorer) -> str | None:
-    """Why a canary cannot serve rows of the main model's partition, or None: it must be another version,
-    predict the same task and classes, and have ``predict_proba`` exactly when the main model has."""
-    if canary.version == main.version:
-        return f"the canary alias points to v{canary.version}, the version scoring every row already"
+    """Why a loaded canary cannot serve rows of the main model's partition, or None: it must predict the same
+    task and classes, and have ``predict_proba`` exactly when the main model has (another version than the
+    main one is :func:`same_version_conflict`, checked before loading)."""
     main_classes = list(getattr(main, "classes", None) or [])
     canary_classes = list(getattr(canary, "classes", None) or [])
     if canary.task != main.task or canary_classes != main_classes:
@@ -239,8 +250,8 @@ def load_shadow(registry: ModelRegistry, name: str, ds: str, alias: str | None, 
 def load_canary(registry: ModelRegistry, name: str, ds: str, alias: str | None, share: float, as_of: str | None,
                 main: Scorer | FallbackScorer, kill: KillSwitch | None) -> ModelSlot:
     """The canary model of ``alias`` (as of the main model's moment), checked by the serving policy (canary
-    rows are real predictions) and by :func:`canary_conflict`. When it cannot serve, the slot is empty with
-    the reason and every row is scored by the main model."""
+    rows are real predictions), by :func:`same_version_conflict` and by :func:`canary_conflict`. When it cannot
+    serve, the slot is empty with the reason and every row is scored by the main model."""
     slot = ModelSlot(alias=alias)
     if not alias or share <= 0:
         return slot
@@ -262,9 +273,9 @@ def _fill_slot(slot: ModelSlot, registry: ModelRegistry, name: str, ds: str, as_
     try:
         slot.version = int(select_model(registry, name, ds, alias=str(slot.alias), as_of=as_of)["version"])
         if serving_role is not None:
-            if slot.version == main.version:
-                raise RegistryError(f"alias {slot.alias!r} points to v{slot.version}, the version scoring every "
-                                    "row already")
+            same = same_version_conflict(slot.alias, slot.version, main.version)
+            if same:
+                raise RegistryError(same)
             registry.check_serving(name, slot.version, role=serving_role)
         scorer = Scorer.load(registry, name, slot.version)
         why = conflict(scorer, main)

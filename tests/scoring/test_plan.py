@@ -20,6 +20,7 @@ from airflow_mlops.scoring.plan import (
     canary_conflict,
     kill_switch_state,
     rollout_settings,
+    same_version_conflict,
     shadow_conflict,
 )
 from airflow_mlops.scoring.policies import FallbackScorer, canary_mask
@@ -75,7 +76,9 @@ def test_kill_switch_registry_flag_wins_then_the_callers_value():
 def test_canary_must_be_another_version_predicting_the_same_way():
     main = _scorer(1, LogisticRegression())
     assert canary_conflict(_scorer(2, DecisionTreeClassifier(max_depth=3)), main) is None
-    assert "the version scoring every row already" in canary_conflict(_scorer(1, LogisticRegression()), main)
+    assert same_version_conflict("challenger", 2, main.version) is None
+    assert same_version_conflict("challenger", 1, main.version) == (
+        "alias 'challenger' points to v1, the version scoring every row already")
     other_classes = _scorer(2, LogisticRegression())
     other_classes.classes = [0, 1, 2]
     assert "does not predict like v1" in canary_conflict(other_classes, main)
