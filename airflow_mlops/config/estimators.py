@@ -13,8 +13,10 @@ from typing import Any
 
 from airflow_mlops.config.fields import SECTION_FIELDS, FieldParser
 from airflow_mlops.config.model import (
+    CATEGORICAL_ENCODINGS,
     DEFAULT_ESTIMATORS,
     DISTRIBUTIONS,
+    NATIVE_CATEGORICAL_LIBRARIES,
     SEARCH_METHODS,
     EstimatorConfig,
     SearchConfig,
@@ -61,10 +63,17 @@ class EstimatorParser(FieldParser):
                                                 f"'sklearn.ensemble.HistGradientBoostingClassifier', "
                                                 f"got {class_path!r}")
         trusted = self.trusted_types(sec.get("trusted_types"), "estimator.trusted_types")
+        categorical = self.string(sec.get("categorical", "auto"), "estimator.categorical",
+                                  choices=CATEGORICAL_ENCODINGS)
+        library = class_path.split(".", 1)[0]
+        if categorical == "native" and library not in NATIVE_CATEGORICAL_LIBRARIES:
+            raise self.error("estimator.categorical", f"native categorical splits are for xgboost, LightGBM and "
+                                                      f"CatBoost estimators, not {class_path!r} (use auto or onehot)")
         if not self.check_estimator:  # structure only: the task that trains checks class and params
             if not module_exists(module_name):
                 raise self.error("estimator.class", f"cannot import {class_path!r}: no module named {module_name!r}")
-            return EstimatorConfig(class_path=class_path, params=freeze(params), trusted_types=trusted), None
+            return EstimatorConfig(class_path=class_path, params=freeze(params), trusted_types=trusted,
+                                   categorical=categorical), None
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
@@ -100,7 +109,8 @@ class EstimatorParser(FieldParser):
         self.check_param_values(instance, params, "estimator.params")
         for i, name in enumerate(trusted):
             self.check_importable(name, f"estimator.trusted_types[{i}]")
-        return EstimatorConfig(class_path=class_path, params=freeze(params), trusted_types=trusted), instance
+        return EstimatorConfig(class_path=class_path, params=freeze(params), trusted_types=trusted,
+                                   categorical=categorical), instance
 
     def trusted_types(self, raw: Any, path: str) -> tuple[str, ...]:
         """Fully qualified type names (``package.module.Class``); never a module prefix, never a type that

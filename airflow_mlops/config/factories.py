@@ -43,15 +43,19 @@ class FactoryParser(FieldParser):
         else:
             preprocess = self.parse_factory(preprocess_raw, "preprocess")
         pipeline = None if raw.get("pipeline") is None else self.parse_factory(raw["pipeline"], "pipeline")
+        estimator = raw.get("estimator")
         if preprocess is not None and pipeline is not None:
             raise self.error("pipeline", "set either preprocess (the feature engineering before the estimator) or "
                                          "pipeline (the whole Pipeline), not both")
         if pipeline is not None:
-            estimator = raw.get("estimator")
             if not isinstance(estimator, Mapping) or "class" not in estimator:
                 raise self.error("estimator.class", "with pipeline.factory, name the class of the Pipeline's last "
                                                     "step (e.g. xgboost.XGBClassifier): it is checked against what "
                                                     "the factory returns and trusted when the model is loaded")
+        if (preprocess or pipeline) and isinstance(estimator, Mapping) and estimator.get("categorical") not in (
+                None, "auto"):
+            raise self.error("estimator.categorical", "applies to the built-in preprocessing only; with a "
+                                                      "preprocess or pipeline factory your code encodes categories")
         return preprocess, pipeline
 
     def parse_factory(self, raw: Any, name: str) -> FactoryConfig:

@@ -172,6 +172,12 @@ class DataConfig:
         return f"{storage_root.rstrip('/')}/data/{self.dataset}"
 
 
+#: libraries whose scikit-learn estimators split on category codes natively (``estimator.categorical``)
+NATIVE_CATEGORICAL_LIBRARIES: tuple[str, ...] = ("xgboost", "lightgbm", "catboost")
+#: values of ``estimator.categorical``
+CATEGORICAL_ENCODINGS: tuple[str, ...] = ("auto", "native", "onehot")
+
+
 @dataclass(frozen=True)
 class EstimatorConfig:
     """``estimator:`` the scikit-learn estimator (``class`` in YAML is ``class_path`` here)."""
@@ -181,6 +187,16 @@ class EstimatorConfig:
     #: further types (fully qualified) the model's file may contain beyond the estimator class itself,
     #: e.g. the team's own transformer classes; trusted when loading this model's versions only
     trusted_types: tuple[str, ...] = ()
+    #: how the built-in preprocessing hands categorical features to the estimator: ``onehot`` (one column per
+    #: category), ``native`` (one column per feature that the library treats as categories: codes for xgboost and
+    #: LightGBM, string labels for CatBoost), ``auto`` (native where the library supports it)
+    categorical: str = "auto"
+
+    @property
+    def native_categorical(self) -> bool:
+        """Whether the built-in preprocessing gives this estimator category codes for its own categorical splits."""
+        supported = self.class_path.split(".", 1)[0] in NATIVE_CATEGORICAL_LIBRARIES
+        return self.categorical == "native" or (self.categorical == "auto" and supported)
 
     @property
     def is_linear(self) -> bool:
@@ -512,7 +528,8 @@ class ModelConfig:
             value = getattr(self, name)
             if name == "estimator":
                 out[name] = {"class": value.class_path, "params": thaw(value.params),
-                             **({"trusted_types": list(value.trusted_types)} if value.trusted_types else {})}
+                             **({"trusted_types": list(value.trusted_types)} if value.trusted_types else {}),
+                             **({"categorical": value.categorical} if value.categorical != "auto" else {})}
             elif name in ("preprocess", "pipeline"):
                 default = "builtin" if name == "preprocess" else None
                 out[name] = default if value is None else {"factory": value.path, "params": thaw(value.params)}

@@ -309,13 +309,17 @@ class NativeExplainer(Explainer):
         if self.library == "xgboost":
             import xgboost
 
-            out = self.estimator.get_booster().predict(xgboost.DMatrix(xt), pred_contribs=True)
+            booster = self.estimator.get_booster()
+            types = booster.feature_types  # "c": category codes (estimator.categorical native)
+            matrix = xgboost.DMatrix(xt, feature_types=types, enable_categorical=bool(types and "c" in types))
+            out = booster.predict(matrix, pred_contribs=True)
         elif self.library == "lightgbm":
             out = self.estimator.predict(xt, pred_contrib=True)
         else:
             from catboost import Pool
 
-            out = self.estimator.get_feature_importance(data=Pool(xt), type="ShapValues")
+            cat = list(self.estimator.get_cat_feature_indices())  # string columns (estimator.categorical native)
+            out = self.estimator.get_feature_importance(data=Pool(xt, cat_features=cat or None), type="ShapValues")
         arr = np.asarray(out, dtype="float64")
         width = xt.shape[1] + 1
         return arr.reshape(n, -1, width)
@@ -325,7 +329,9 @@ class NativeExplainer(Explainer):
 
         if transformed is None:
             transformed = self.pre.transform(frame[self.features]) if self.pre is not None else frame[self.features]
-        xt = np.asarray(transformed, dtype="float64")
+        # category labels stay strings for CatBoost's own categorical features; everything else is numbers
+        xt = np.asarray(transformed, dtype=object if self.library == "catboost" and
+                        self.estimator.get_cat_feature_indices() else "float64")
         per_class = self.raw_contributions(xt)[:, :, :-1]  # drop the bias column
         values = _select_output(np.transpose(per_class, (0, 2, 1)), self.task, self.classes,
                                 getattr(self.estimator, "classes_", None), prediction, len(xt))

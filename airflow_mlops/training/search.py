@@ -15,8 +15,8 @@ from airflow_mlops.training.errors import TrainingError
 from airflow_mlops.training.steps import json_safe
 
 
-def run_search(config: ModelConfig, pipeline: Any, X: Any, y: Any, splitter: Any,
-            scorer: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def run_search(config: ModelConfig, pipeline: Any, X: Any, y: Any, splitter: Any, scorer: Any,
+               fit_params: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run the configured search; returns ``(best estimator params, search summary)``."""
     import warnings
 
@@ -25,7 +25,7 @@ def run_search(config: ModelConfig, pipeline: Any, X: Any, y: Any, splitter: Any
     search_cfg = config.search
     assert search_cfg is not None
     if search_cfg.method == "optuna":
-        return optuna_search(config, pipeline, X, y, splitter, scorer)
+        return optuna_search(config, pipeline, X, y, splitter, scorer, fit_params)
     seed = config.training.seed
     distributions = search_cfg.param_distributions(prefix="estimator__")
     common = {"scoring": scorer, "cv": splitter, "random_state": seed, "refit": False, "error_score": np.nan,
@@ -44,7 +44,7 @@ def run_search(config: ModelConfig, pipeline: Any, X: Any, y: Any, splitter: Any
         # a small discrete space triggers "grid smaller than n_iter"; failed candidates are
         # reported below through their NaN scores
         warnings.filterwarnings("ignore", message=".*total space of parameters.*")
-        search.fit(X, y)
+        search.fit(X, y, **(fit_params or {}))
     scores = np.asarray(search.cv_results_["mean_test_score"], dtype="float64")
     if not np.isfinite(scores).any():
         raise TrainingError(f"every search candidate failed or scored NaN on {scorer.metric}")
@@ -64,8 +64,8 @@ def run_search(config: ModelConfig, pipeline: Any, X: Any, y: Any, splitter: Any
     return {k.removeprefix("estimator__"): v for k, v in search.best_params_.items()}, {**info, "best_params": best}
 
 
-def optuna_search(config: ModelConfig, pipeline: Any, X: Any, y: Any, splitter: Any,
-                  scorer: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def optuna_search(config: ModelConfig, pipeline: Any, X: Any, y: Any, splitter: Any, scorer: Any,
+                  fit_params: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """``search.method: optuna``: ``n_iter`` trials of optuna's TPE sampler seeded with ``training.seed``, run one
     after the other so that the same config and data give the same trials, parameters and best. Each trial
     cross-validates a clone of ``pipeline`` on ``splitter`` (the objective, maximised, is the mean of the
@@ -119,7 +119,7 @@ def optuna_search(config: ModelConfig, pipeline: Any, X: Any, y: Any, splitter: 
                 warnings.simplefilter("always", FitFailedWarning)
                 try:
                     cv = cross_validate(estimator, X, y, cv=splitter, scoring=scorer, n_jobs=search_cfg.n_jobs,
-                                        error_score=np.nan)
+                                        error_score=np.nan, params=dict(fit_params or {}))
                 except ValueError as exc:  # scikit-learn raises when every fold's fit failed
                     errors.append(str(exc))
                 else:

@@ -12,9 +12,14 @@
    ``sklearn.svm`` estimators); categorical -> string labels, most-frequent imputation,
    one-hot encoding (unknown categories ignored, rare ones grouped, at most
    :data:`ONE_HOT_MAX_CATEGORIES` columns per feature; a fit whose data has no rare category and
-   no feature over the limit uses a plain encoder, which gives the same columns much faster);
-5. seeded train/holdout split (stratified for classification);
-6. optional hyperparameter search (random or successive halving) with the same CV and seed;
+   no feature over the limit uses a plain encoder, which gives the same columns much faster), or, with
+   ``estimator.categorical`` native (xgboost, LightGBM), one column of category codes per feature that the
+   estimator splits on as categories (:func:`native_categorical_fit_params`). A ``preprocess`` or
+   ``pipeline`` factory of the team's code replaces the preprocessing (:mod:`airflow_mlops.training.factories`);
+5. train/holdout split: seeded random (stratified for classification), or ``time`` (the last
+   ``holdout_days``, forward-chaining folds; :mod:`airflow_mlops.training.splits`);
+6. optional hyperparameter search (random, successive halving or optuna; :mod:`airflow_mlops.training.search`)
+   with the same CV and seed;
 7. K-fold CV on the train part (mean/std of every task metric);
 8. refit on the whole train part, holdout metrics, naive baseline (``DummyClassifier(prior)`` /
    ``DummyRegressor(mean)``) on the same split, per-class metrics;
@@ -24,8 +29,7 @@
 
 The fitted pipeline contains two small functions of :mod:`airflow_mlops.training.steps`
 (:data:`~airflow_mlops.training.steps.PIPELINE_CUSTOM_TYPES`) that normalise input dtypes, so the pipeline behaves
-the same
-whether a column arrives as ``object``, ``string``, ``category``, nullable ``Int64`` or Arrow
+the same whether a column arrives as ``object``, ``string``, ``category``, nullable ``Int64`` or Arrow
 types; a skops loader must list them as trusted.
 
 No Airflow imports; pandas, numpy, scikit-learn and pyarrow are imported inside functions.
@@ -34,7 +38,7 @@ No Airflow imports; pandas, numpy, scikit-learn and pyarrow are imported inside 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +64,9 @@ __all__ = [
 
 #: Categories seen fewer times than this in training are grouped into one "infrequent" column.
 ONE_HOT_MIN_FREQUENCY = 5
+#: The label of a missing category in the string columns CatBoost gets (``estimator.categorical`` native).
+MISSING_CATEGORY = "__missing__"
+
 #: At most this many one-hot columns per categorical feature (high-cardinality guard).
 ONE_HOT_MAX_CATEGORIES = 50
 #: Permutation importance uses at most this many holdout rows.
@@ -212,7 +219,29 @@ def build_pipeline(
         if config.estimator.is_linear:
             steps.append(("scale", StandardScaler()))
         transformers.append(("numeric", Pipeline(steps), list(numeric)))
-    if categorical:
+    if categorical and config.estimator.native_categorical:
+        # one column per feature, which the estimator is told to treat as categories
+        # (native_categorical_fit_params): category codes for xgboost and LightGBM (missing and unseen values:
+        # NaN, the library's missing), the string labels themselves for CatBoost (missing: MISSING_CATEGORY)
+        import numpy as np
+        from sklearn.preprocessing import OrdinalEncoder
+
+        if config.estimator.class_path.startswith("catboost."):
+            encode: Any = ("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY,
+                                                   keep_empty_features=True))
+        else:
+            encode = ("ordinal", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan,
+                                                encoded_missing_value=np.nan, dtype=np.float64))
+        transformers.append((
+            "categorical",
+            Pipeline([
+                ("as_str", FunctionTransformer(categorical_as_strings, feature_names_out="one-to-one",
+                                               validate=False, check_inverse=False)),
+                encode,
+            ]),
+            list(categorical),
+        ))
+    elif categorical:
         transformers.append((
             "categorical",
             Pipeline([
@@ -228,6 +257,34 @@ def build_pipeline(
         raise TrainingError("no feature columns to train on")
     preprocess = ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
     return Pipeline([("preprocess", preprocess), ("estimator", estimator)])
+
+
+def native_categorical_fit_params(config: ModelConfig, pipeline: Any, numeric: Sequence[str],
+                                   categorical: Sequence[str]) -> dict[str, Any]:
+    """Point the estimator of a :func:`build_pipeline` pipeline with native categories at their columns (they
+    follow the numeric ones): xgboost through its ``feature_types`` and ``enable_categorical`` parameters (set
+    here unless the config sets them), LightGBM through ``categorical_feature`` and CatBoost through
+    ``cat_features`` at fit time (returned as the pipeline's fit parameters). Nothing to do (``{}``) for one-hot
+    encoded categories."""
+    if not (config.builtin_preprocess and config.estimator.native_categorical and categorical):
+        return {}
+    estimator = pipeline.named_steps["estimator"]
+    library = config.estimator.class_path.split(".", 1)[0]
+    if library == "xgboost":
+        set_by_config = set(config.estimator.params)
+        updates: dict[str, Any] = {}
+        if "enable_categorical" not in set_by_config:
+            updates["enable_categorical"] = True
+        if "feature_types" not in set_by_config:
+            updates["feature_types"] = ["q"] * len(numeric) + ["c"] * len(categorical)
+        estimator.set_params(**updates)
+        return {}
+    positions = list(range(len(numeric), len(numeric) + len(categorical)))
+    if library == "catboost":  # a fit parameter: as a constructor one, scikit-learn's clone cannot copy it
+        return {} if "cat_features" in config.estimator.params else {"estimator__cat_features": positions}
+    if library == "lightgbm":
+        return {"estimator__categorical_feature": positions}
+    return {}
 
 
 def _needs_category_grouping(X: pd.DataFrame, categorical: Sequence[str]) -> bool:
@@ -249,7 +306,8 @@ def _needs_category_grouping(X: pd.DataFrame, categorical: Sequence[str]) -> boo
     return False
 
 
-def _fit(pipeline: Any, X: pd.DataFrame, y: Any, categorical: Sequence[str]) -> Any:
+def _fit(pipeline: Any, X: pd.DataFrame, y: Any, categorical: Sequence[str],
+         fit_params: Mapping[str, Any] | None = None) -> Any:
     """``pipeline.fit(X, y)``; the one-hot step groups rare categories only when this fit's data has
     any (scikit-learn counts every value in Python when grouping is on, ~5x slower than without)."""
     if categorical:
@@ -258,7 +316,7 @@ def _fit(pipeline: Any, X: pd.DataFrame, y: Any, categorical: Sequence[str]) -> 
             "preprocess__categorical__onehot__min_frequency": ONE_HOT_MIN_FREQUENCY if grouping else None,
             "preprocess__categorical__onehot__max_categories": ONE_HOT_MAX_CATEGORIES if grouping else None,
         })
-    return pipeline.fit(X, y)
+    return pipeline.fit(X, y, **(fit_params or {}))
 
 
 class _MetricScorer:
@@ -401,9 +459,12 @@ def train_model(config: ModelConfig, df: pd.DataFrame, *, importance: bool = Tru
     X_train, y_train = X.iloc[train_pos], y[train_pos]
     X_hold, y_hold = X.iloc[hold_pos], y[hold_pos]
 
+    fit_params: dict[str, Any] = {}
     if config.builtin_preprocess:
         pipeline = build_pipeline(config, numeric, categorical)
-        grouped = categorical  # the one-hot step's rare-category grouping is decided per fit (_fit)
+        fit_params = native_categorical_fit_params(config, pipeline, numeric, categorical)
+        # the one-hot step's rare-category grouping is decided per fit (_fit)
+        grouped = [] if config.estimator.native_categorical else categorical
     else:  # the team's factory: its transformers are fitted as they are
         pipeline = factory_pipeline(config, features, numeric, categorical)
         grouped = []
@@ -414,15 +475,15 @@ def train_model(config: ModelConfig, df: pd.DataFrame, *, importance: bool = Tru
     best_params: dict[str, Any] | None = None
     search_info: dict[str, Any] | None = None
     if config.search is not None:
-        best_params, search_info = run_search(config, pipeline, X_train, y_train, splitter, scorer)
+        best_params, search_info = run_search(config, pipeline, X_train, y_train, splitter, scorer, fit_params)
         pipeline.set_params(**{f"estimator__{k}": v for k, v in best_params.items()})
 
     # -- cross-validation on the train part -------------------------------------------------------
-    cv_metrics = _cross_validate(pipeline, splitter, X_train, y_train, grouped, task, classes)
+    cv_metrics = _cross_validate(pipeline, splitter, X_train, y_train, grouped, task, classes, fit_params)
 
     # -- final fit, holdout, baseline -------------------------------------------------------------
     fit_start = time.perf_counter()
-    _fit(pipeline, X_train, y_train, grouped)
+    _fit(pipeline, X_train, y_train, grouped, fit_params)
     fit_seconds = time.perf_counter() - fit_start
     hold_pred, hold_proba = predict_labels(pipeline, X_hold, task, classes)
     holdout_metrics = compute_metrics(task, y_hold, hold_pred, hold_proba, classes)
@@ -493,13 +554,14 @@ def _check_trainable(y: np.ndarray, n_dropped: int, folds: int, classification: 
 
 
 def _cross_validate(pipeline: Any, splitter: Any, X_train: pd.DataFrame, y_train: np.ndarray,
-                    categorical: Sequence[str], task: str, classes: list[Any] | None) -> dict[str, dict[str, float]]:
+                    categorical: Sequence[str], task: str, classes: list[Any] | None,
+                    fit_params: Mapping[str, Any] | None = None) -> dict[str, dict[str, float]]:
     """Metrics of each fold of ``splitter`` on the train part, aggregated (mean, std)."""
     from sklearn.base import clone
 
     fold_metrics: list[dict[str, float]] = []
     for fit_idx, val_idx in splitter.split(X_train, y_train):
-        model = _fit(clone(pipeline), X_train.iloc[fit_idx], y_train[fit_idx], categorical)
+        model = _fit(clone(pipeline), X_train.iloc[fit_idx], y_train[fit_idx], categorical, fit_params)
         pred, proba = predict_labels(model, X_train.iloc[val_idx], task, classes)
         fold_metrics.append(compute_metrics(task, y_train[val_idx], pred, proba, classes))
     return _aggregate(fold_metrics, task)
@@ -604,6 +666,8 @@ def _encoded_groups(pipeline: Any, features: Sequence[str]) -> dict[str, np.ndar
         start = indices[name].start
         if name == "numeric":
             widths = [1] * len(columns)
+        elif name == "categorical" and "onehot" not in pre.named_transformers_["categorical"].named_steps:
+            widths = [1] * len(columns)  # native categories: one column per feature
         elif name == "categorical":
             onehot = pre.named_transformers_["categorical"].named_steps["onehot"]
             if getattr(onehot, "drop_idx_", None) is not None:

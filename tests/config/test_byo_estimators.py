@@ -147,7 +147,7 @@ def test_every_example_of_the_bring_your_own_model_page_parses(tmp_path, monkeyp
     monkeypatch.syspath_prepend(str(tmp_path))
     sys.modules.pop("team_models", None)
     yaml_blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", doc, flags=re.S)]
-    assert len(yaml_blocks) == 4
+    assert len(yaml_blocks) == 5
     tasks = {"XGBClassifier": "binary", "LGBMClassifier": "multiclass", "CatBoostRegressor": "regression",
              "ScaledCentroidClassifier": "binary"}
     for block in yaml_blocks:

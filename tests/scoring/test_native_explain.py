@@ -54,7 +54,8 @@ def test_native_contributions_add_up_to_the_raw_output(library):
     explainer = make_explainer(result.pipeline, meta, result.reference, "auto")
     assert isinstance(explainer, NativeExplainer) and explainer.describe()["method"] == "native"
     pre, est = result.pipeline[:-1], result.pipeline[-1]
-    xt = np.asarray(pre.transform(frame[result.features]), dtype="float64")
+    # CatBoost gets its categorical features as string labels (estimator.categorical native): an object matrix
+    xt = np.asarray(pre.transform(frame[result.features]), dtype=object if library == "catboost" else "float64")
     prediction = result.pipeline.predict(frame[result.features])
     contrib = explainer.contributions(frame, prediction=prediction)
     assert contrib.shape == (len(frame), len(result.features)) and np.isfinite(contrib).all()
