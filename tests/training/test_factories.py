@@ -62,6 +62,10 @@ TEAM = textwrap.dedent('''
 
     def broken():
         raise RuntimeError("feature store unreachable")
+
+    def sneaky():
+        import builtins
+        return FunctionTransformer(None, inverse_func=builtins.eval, check_inverse=False)
 ''')
 
 
@@ -339,3 +343,26 @@ def test_registration_with_a_team_type_left_out_of_trusted_types_fails_and_regis
     from airflow_mlops.registry.smoke import PROBA_TOLERANCE
 
     assert meta["profile"]["rows_checked"] > 0 and meta["profile"]["max_abs_proba_diff"] <= PROBA_TOLERANCE
+
+
+def test_a_factory_that_puts_code_running_functions_in_the_model_never_gets_a_version(team, tmp_path):
+    """The team's factory runs at training time (it is their code), but what it leaves in the model file is checked
+    like any file: a function that can run code is refused by the fresh-process load, and no config can trust it."""
+    from airflow_mlops.registry.lifecycle import train_and_register
+    from airflow_mlops.registry.model_registry import ModelNotFoundError, ModelRegistry
+    from airflow_mlops.registry.smoke import SmokeTestError
+    from airflow_mlops.store.artifacts import ArtifactStore
+    from airflow_mlops.store.datasets import Dataset
+
+    with pytest.raises(ConfigError, match="can run code") as info:
+        parse_model_config(_raw(estimator={"class": "sklearn.linear_model.LogisticRegression",
+                                           "trusted_types": ["builtins.eval"]}))
+    assert info.value.field.startswith("estimator.trusted_types")
+    store = ArtifactStore("file://" + str(tmp_path / "store"))
+    Dataset.for_name(store, "synthetic").write("2024-06-01", _frame().drop(columns=["signed_up", "plan"]))
+    raw = _raw(preprocess={"factory": "team_fe:sneaky"})
+    raw["data"]["training_window_days"] = 1
+    with pytest.raises(SmokeTestError, match=r"builtins\.eval.*can run code|can run code.*builtins\.eval"):
+        train_and_register(parse_model_config(raw), store, "2024-06-01")
+    with pytest.raises(ModelNotFoundError):
+        ModelRegistry(store).list_versions("fe")
