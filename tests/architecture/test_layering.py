@@ -16,6 +16,7 @@ TIERS: list[set[str]] = [
     {"platform"},  # the Airflow seam
     {"trust", "reports", "evaluation"},  # foundation
     {"store"},
+    {"sql"},  # SQL sources and prediction tables over a common.sql hook passed in
     {"config"},
     {"training", "validation", "alerts"},
     {"registry", "ml"},  # ml: module paths stored models of earlier releases name
@@ -29,7 +30,7 @@ TIERS: list[set[str]] = [
     {"plugins", "dag_factory"},
     {"cli"},
 ]
-CAPABILITY_TIERS = 8  # the first eight tiers are plain Python: no Airflow import (``platform`` is the one seam)
+CAPABILITY_TIERS = 9  # the first nine tiers are plain Python: no Airflow import (``platform`` is the one seam)
 AIRFLOW_SEAM = "platform"
 
 
