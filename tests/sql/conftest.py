@@ -77,6 +77,21 @@ class PgServer:
         return conn
 
 
+@contextlib.contextmanager
+def _connection_env(conn_id: str, uri: str) -> Iterator[None]:
+    """An Airflow connection ``conn_id`` given by its ``AIRFLOW_CONN_<ID>`` variable, restored afterwards."""
+    env = f"AIRFLOW_CONN_{conn_id.upper()}"
+    old = os.environ.get(env)
+    os.environ[env] = uri
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(env, None)
+        else:
+            os.environ[env] = old
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
     pytest.importorskip("psycopg2")
@@ -88,16 +103,8 @@ def pg_server() -> Iterator[PgServer]:
     try:
         url = script.start_postgres(stack, bindir)
         server = PgServer(url)
-        env = f"AIRFLOW_CONN_{PG_CONN_ID.upper()}"
-        old = os.environ.get(env)
-        os.environ[env] = f"postgres://{server.user}@{server.host}:{server.port}/{server.dbname}"
-        try:
+        with _connection_env(PG_CONN_ID, f"postgres://{server.user}@{server.host}:{server.port}/{server.dbname}"):
             yield server
-        finally:
-            if old is None:
-                os.environ.pop(env, None)
-            else:
-                os.environ[env] = old
     finally:
         stack.stop_all()
         with contextlib.suppress(Exception):
@@ -171,15 +178,7 @@ def sqlite_hook(tmp_path: Path) -> Iterator[Any]:
     from airflow.providers.sqlite.hooks.sqlite import SqliteHook
 
     db = tmp_path / "data.db"
-    env = "AIRFLOW_CONN_MLOPS_SQL_SQLITE"
-    old = os.environ.get(env)
-    os.environ[env] = "sqlite://" + urllib.parse.quote(str(db), safe="")
-    try:
+    with _connection_env("mlops_sql_sqlite", "sqlite://" + urllib.parse.quote(str(db), safe="")):
         hook = SqliteHook(sqlite_conn_id="mlops_sql_sqlite")
         hook.db_path = db  # for the tests' own connections
         yield hook
-    finally:
-        if old is None:
-            os.environ.pop(env, None)
-        else:
-            os.environ[env] = old
