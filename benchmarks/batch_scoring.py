@@ -17,10 +17,20 @@ One run does everything:
    peak RSS (``VmHWM``). The parent prints both, ``ratio: X.XX`` (operator / plain) and exits 1 when
    ``--max-ratio`` or ``--max-rss-mib`` is exceeded.
 
+``--estimator xgboost`` / ``lightgbm`` (bring-your-own-model) trains an ``xgboost.XGBClassifier`` /
+``lightgbm.LGBMClassifier`` (200 trees, ``n_jobs`` = ``--n-jobs``, default every core) instead of the
+LogisticRegression; both children load that same registered model, so they predict with the same
+threads. The plain script then does what one writes for these libraries: one ``predict_proba`` per
+file, labels = ``classes_[argmax]`` (what ``LGBMClassifier.predict`` does, and XGBClassifier's
+``p > 0.5`` for binary), the library's float32 probabilities written as they come. The outputs are
+compared on the labels (exactly) and the probabilities (max absolute difference: ours are float64 rows
+renormalised to sum to 1).
+
 Usage::
 
     python benchmarks/batch_scoring.py --rows 1000000
     python benchmarks/batch_scoring.py --rows 5000000 --files 8 --batch-size 131072 --repeat 3
+    python benchmarks/batch_scoring.py --rows 5000000 --files 8 --estimator xgboost --max-ratio 1.0 --max-rss-mib 1024
 """
 
 from __future__ import annotations
@@ -33,6 +43,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from bench_estimators import CHOICES, default_jobs, estimator_section, trusted_types
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -57,8 +69,8 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def config_dict(n_features: int) -> dict:
-    return {
+def config_dict(n_features: int, estimator: str = "default", n_jobs: int | None = None) -> dict:
+    cfg = {
         "name": NAME,
         "owner": "bench@example.com",
         "data": {"dataset": NAME, "format": "parquet"},
@@ -70,6 +82,9 @@ def config_dict(n_features: int) -> dict:
         "training": {"cv_folds": 3, "test_size": 0.2, "seed": 0, "reference_sample_size": 1000},
         "validation": {"suite": None},
     }
+    if estimator != "default":
+        cfg["estimator"] = estimator_section(estimator, n_jobs or default_jobs())
+    return cfg
 
 
 def _chunk(rng, start: int, n: int, n_features: int, weights):
@@ -85,7 +100,8 @@ def _chunk(rng, start: int, n: int, n_features: int, weights):
     return pa.table(cols), label
 
 
-def setup(workdir: str, rows: int, n_features: int, n_files: int, chunk: int = 250_000) -> None:
+def setup(workdir: str, rows: int, n_features: int, n_files: int, chunk: int = 250_000, estimator: str = "default",
+          n_jobs: int | None = None) -> None:
     """Generate the partition, train + register the model. Writes ``workdir/config.json``."""
     import numpy as np
     import pyarrow.parquet as pq
@@ -129,27 +145,30 @@ def setup(workdir: str, rows: int, n_features: int, n_files: int, chunk: int = 2
           f"({_du(part_dir) / 2**20:.0f} MiB) in {time.perf_counter() - t0:.1f} s", flush=True)
 
     t0 = time.perf_counter()
-    cfg_raw = config_dict(n_features)
+    cfg_raw = config_dict(n_features, estimator, n_jobs)
     config = parse_model_config(cfg_raw)
     sample, label = _chunk(np.random.default_rng(1), 0, 50_000, n_features, weights)
     df = sample.to_pandas()
     df["label"] = label
     result = train_model(config, df)
     registry = ModelRegistry(store)
-    mv = registry.register(NAME, result.pipeline, metadata=result.summary(), reference=result.reference,
+    metadata = result.summary()
+    if estimator != "default":  # as train_and_register: the library's types, trusted for this model only
+        metadata["trusted_types"] = trusted_types(config.estimator.class_path)
+    mv = registry.register(NAME, result.pipeline, metadata=metadata, reference=result.reference,
                            actor="bench")
     registry.set_alias(NAME, "champion", mv.version, actor="bench")
     print(f"trained + registered {NAME} v{mv.version} (holdout roc_auc "
           f"{result.metrics['holdout'].get('roc_auc'):.3f}) in {time.perf_counter() - t0:.1f} s", flush=True)
     with open(os.path.join(workdir, "config.json"), "w") as f:
-        json.dump({"config": cfg_raw, "root": store.root}, f)
+        json.dump({"config": cfg_raw, "root": store.root, "estimator": estimator}, f)
 
 
 def _du(path: str) -> int:
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
 
 
-def run_child(mode: str, workdir: str, batch_size: int) -> dict:
+def run_child(mode: str, workdir: str, batch_size: int, profile: str | None = None) -> dict:
     """Child process body: import, then time one scoring of the partition."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -178,12 +197,22 @@ def run_child(mode: str, workdir: str, batch_size: int) -> dict:
             table = pq.read_table(os.path.join(in_dir, name), columns=["id", *features])
             X = table.select(features).to_pandas()
             proba = model.predict_proba(X)
-            pred = model.predict(X)
+            if spec.get("estimator", "default") == "default":
+                pred = model.predict(X)
+            else:  # xgboost / lightgbm: one pass; predict is the class of highest probability
+                pred = model.classes_[proba.argmax(axis=1)]
             out = pa.table({"id": table.column("id"), "prediction": pred,
                             "proba_0": proba[:, 0], "proba_1": proba[:, 1]})
             pq.write_table(out, os.path.join(out_dir, name), compression="zstd")
             rows += out.num_rows
         result = {"rows": rows}
+    elif profile:
+        import cProfile
+
+        with cProfile.Profile() as prof:
+            result = scoring.score_partition(config, store, DS, run_id="bench",
+                                             batch_size=batch_size or scoring.DEFAULT_BATCH_SIZE)
+        prof.dump_stats(profile)
     else:
         result = scoring.score_partition(config, store, DS, batch_size=batch_size or scoring.DEFAULT_BATCH_SIZE,
                                          run_id="bench")
@@ -204,6 +233,28 @@ def compare_outputs(workdir: str) -> bool:
     op = pq.read_table(os.path.join(op_dir, sorted(f for f in os.listdir(op_dir) if f.endswith(".parquet"))[0]))
     return all(np.array_equal(plain.column(c).to_numpy(), op.column(c).to_numpy())
                for c in ("id", "prediction", "proba_0", "proba_1"))
+
+
+def compare_boosting_outputs(workdir: str) -> tuple[bool, float]:
+    """Every output file: ``(same keys and labels, max |proba difference|)`` between the operator's
+    float64 probabilities and the library's float32 ones written by the plain script."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    plain_dir = os.path.join(workdir, "plain_out")
+    op_dir = os.path.join(workdir, "store", "predictions", NAME, f"ds={DS}")
+    plain_files = sorted(os.listdir(plain_dir))
+    op_files = sorted(f for f in os.listdir(op_dir) if f.endswith(".parquet"))
+    same, diff = len(plain_files) == len(op_files), 0.0
+    for pf, of in zip(plain_files, op_files):
+        plain = pq.read_table(os.path.join(plain_dir, pf))
+        op = pq.read_table(os.path.join(op_dir, of), columns=["id", "prediction", "proba_0", "proba_1"])
+        same = same and all(np.array_equal(plain.column(c).to_numpy(), op.column(c).to_numpy())
+                            for c in ("id", "prediction"))
+        for c in ("proba_0", "proba_1"):
+            a = plain.column(c).to_numpy().astype("float64")
+            diff = max(diff, float(np.abs(a - op.column(c).to_numpy()).max()))
+    return same, diff
 
 
 def spawn(mode: str, workdir: str, batch_size: int) -> dict:
@@ -235,13 +286,19 @@ def main(argv: list[str] | None = None) -> int:
                     help="reuse the data and model already in --workdir (skip generation and training)")
     ap.add_argument("--max-ratio", type=float, default=None, help="exit 1 if operator/plain is above this")
     ap.add_argument("--max-rss-mib", type=float, default=None, help="exit 1 if operator peak RSS is above this")
+    ap.add_argument("--estimator", choices=CHOICES, default="default",
+                    help="default = LogisticRegression; xgboost / lightgbm = XGBClassifier / LGBMClassifier")
+    ap.add_argument("--n-jobs", type=int, default=None,
+                    help="threads of the xgboost / lightgbm model, used by both children (default: every core)")
+    ap.add_argument("--profile", default=None,
+                    help="with --mode operator --workdir W (kept data): write cProfile stats of the scoring here")
     args = ap.parse_args(argv)
 
     if args.mode != "all":
         import logging
 
         logging.disable(logging.INFO)
-        print(json.dumps(run_child(args.mode, args.workdir, args.batch_size)), flush=True)
+        print(json.dumps(run_child(args.mode, args.workdir, args.batch_size, args.profile)), flush=True)
         return 0
 
     if args.batch_size is None:
@@ -252,7 +309,10 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(workdir, exist_ok=True)
     try:
         if not (args.reuse and os.path.exists(os.path.join(workdir, "config.json"))):
-            setup(workdir, args.rows, args.features, args.files)
+            setup(workdir, args.rows, args.features, args.files, estimator=args.estimator, n_jobs=args.n_jobs)
+        with open(os.path.join(workdir, "config.json")) as f:
+            spec = json.load(f)
+        estimator = spec.get("estimator", "default")
         results: dict[str, list[dict]] = {"plain": [], "operator": []}
         for i in range(args.repeat):
             for mode in ("plain", "operator"):
@@ -264,7 +324,10 @@ def main(argv: list[str] | None = None) -> int:
         rows = best["plain"]["rows"]
         if best["operator"]["rows"] != rows:
             raise SystemExit(f"row counts differ: {rows} vs {best['operator']['rows']}")
-        same = compare_outputs(workdir)
+        if estimator == "default":
+            same = compare_outputs(workdir)
+        else:
+            same, proba_diff = compare_boosting_outputs(workdir)
         ratio = best["operator"]["seconds"] / best["plain"]["seconds"]
         op_rss = max(r["peak_rss_mib"] for r in results["operator"])
         plain_rss = max(r["peak_rss_mib"] for r in results["plain"])
@@ -276,7 +339,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"score_partition: {best['operator']['seconds']:6.2f} s  peak RSS {op_rss:6.0f} MiB  "
               f"{rows / best['operator']['seconds']:>12,.0f} rows/s")
         print(f"(RSS after imports, before scoring: {base_rss:.0f} MiB in both)")
-        print(f"identical predictions and probabilities (first file): {same}")
+        if estimator == "default":
+            print(f"identical predictions and probabilities (first file): {same}")
+        else:
+            est = spec["config"]["estimator"]
+            print(f"estimator: {est['class']} {json.dumps(est['params'], sort_keys=True)} (same model, same "
+                  f"n_jobs in both)")
+            print(f"identical keys and predictions (all files): {same}  "
+                  f"max |proba ours - plain (float32)|: {proba_diff:.1e}")
         print(f"ratio: {ratio:.2f}")
         ok = True
         if args.max_ratio is not None and ratio > args.max_ratio:

@@ -5,14 +5,17 @@ One run does everything:
 1. generates ``--rows`` rows of the example churn data (4 numeric + 2 categorical features, an
    int64 key) in ``--files`` parquet files of one partition;
 2. trains the churn config's model (``dags/configs/churn.yaml``: a HistGradientBoostingClassifier
-   behind imputation + one-hot encoding; ``--estimator logistic`` for a LogisticRegression) with
+   behind imputation + one-hot encoding; ``--estimator logistic`` for a LogisticRegression,
+   ``--estimator xgboost`` / ``lightgbm`` for an XGBClassifier / LGBMClassifier of 200 trees with
+   ``n_jobs`` = ``--n-jobs``, default every core) with
    ``airflow_mlops.registry.lifecycle.train_and_register`` on 2 days x 5,000 rows, registers it in a
    temporary ``file://`` registry and makes it ``champion``;
 3. times, each in its own fresh subprocess, alternating and ``--repeat`` times (best kept):
 
    * ``plain``: ``score_partition`` without explanations (``explain=False``);
    * ``explain``: ``score_partition`` with ``explain: {top_k: --top-k, method: --method}``, which adds
-     the ``explain_<i>_feature`` / ``explain_<i>_value`` columns (TreeSHAP for the default model).
+     the ``explain_<i>_feature`` / ``explain_<i>_value`` columns (TreeSHAP for the default model; the
+     library's own TreeSHAP, ``method: native``, which ``auto`` picks for xgboost and LightGBM).
 
    Each child imports shap (when explaining) and the package before the clock starts, then reports
    the wall time of the scoring (model load included), the time spent inside the explainer (from the
@@ -23,6 +26,7 @@ Usage::
 
     python benchmarks/explain.py                      # 200,000 rows
     python benchmarks/explain.py --rows 20000 --method perturbation
+    python benchmarks/explain.py --estimator xgboost --method native --max-ratio 1.5
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import tempfile
 import time
 
 from batch_scoring import peak_rss_mib  # same folder: this script runs from benchmarks/
+from bench_estimators import default_jobs, estimator_section
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -47,7 +52,7 @@ DS = "2024-01-10"
 TRAIN_DAYS = ("2024-01-08", "2024-01-09")
 
 
-def config(estimator: str) -> object:
+def config(estimator: str, n_jobs: int | None = None) -> object:
     import dataclasses
 
     from airflow_mlops.config.model import EstimatorConfig, FrozenDict
@@ -58,10 +63,13 @@ def config(estimator: str) -> object:
     if estimator == "logistic":
         cfg = dataclasses.replace(cfg, estimator=EstimatorConfig("sklearn.linear_model.LogisticRegression",
                                                                  FrozenDict({"max_iter": 500})))
+    elif estimator in ("xgboost", "lightgbm"):
+        section = estimator_section(estimator, n_jobs or default_jobs())
+        cfg = dataclasses.replace(cfg, estimator=EstimatorConfig(section["class"], FrozenDict(section["params"])))
     return cfg
 
 
-def setup(workdir: str, rows: int, n_files: int, estimator: str) -> None:
+def setup(workdir: str, rows: int, n_files: int, estimator: str, n_jobs: int | None = None) -> None:
     """Generate the partition, train + register the model. Writes ``workdir/spec.json``."""
     from threadpoolctl import threadpool_limits
 
@@ -73,7 +81,7 @@ def setup(workdir: str, rows: int, n_files: int, estimator: str) -> None:
 
     shutil.rmtree(os.path.join(workdir, "store"), ignore_errors=True)
     store = ArtifactStore("file://" + os.path.join(workdir, "store"))
-    cfg = config(estimator)
+    cfg = config(estimator, n_jobs)
     data = Locations(cfg, store).input
     t0 = time.perf_counter()
     df = churn_day(DS, rows=rows, seed=5)
@@ -90,7 +98,7 @@ def setup(workdir: str, rows: int, n_files: int, estimator: str) -> None:
     print(f"trained + registered {cfg.name} v{v} ({cfg.estimator.class_path}) in {time.perf_counter() - t0:.1f} s",
           flush=True)
     with open(os.path.join(workdir, "spec.json"), "w") as f:
-        json.dump({"root": store.root, "estimator": estimator}, f)
+        json.dump({"root": store.root, "estimator": estimator, "n_jobs": n_jobs}, f)
 
 
 def run_child(mode: str, workdir: str, top_k: int, method: str, batch_size: int | None) -> dict:
@@ -103,7 +111,7 @@ def run_child(mode: str, workdir: str, top_k: int, method: str, batch_size: int 
 
     with open(os.path.join(workdir, "spec.json")) as f:
         spec = json.load(f)
-    cfg = config(spec["estimator"])
+    cfg = config(spec["estimator"], spec.get("n_jobs"))
     explain = None
     if mode == "explain":
         from airflow_mlops.scoring.explain import shap_available
@@ -141,9 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--files", type=int, default=2)
     ap.add_argument("--top-k", type=int, default=3)
-    ap.add_argument("--method", choices=["auto", "shap", "shap_approximate", "perturbation"], default="auto")
-    ap.add_argument("--estimator", choices=["churn", "logistic"], default="churn",
-                    help="churn = the churn config's HistGradientBoosting; logistic = LogisticRegression")
+    ap.add_argument("--method", choices=["auto", "native", "shap", "shap_approximate", "perturbation"],
+                    default="auto")
+    ap.add_argument("--estimator", choices=["churn", "default", "logistic", "xgboost", "lightgbm"], default="churn",
+                    help="churn (= default) = the churn config's HistGradientBoosting; logistic = LogisticRegression; "
+                         "xgboost / lightgbm = XGBClassifier / LGBMClassifier")
+    ap.add_argument("--n-jobs", type=int, default=None, help="threads of xgboost / lightgbm (default: every core)")
     ap.add_argument("--batch-size", type=int, default=None, help="default: score_partition's default")
     ap.add_argument("--repeat", type=int, default=1, help="runs per mode, alternating; best is kept")
     ap.add_argument("--mode", choices=["all", "plain", "explain"], default="all")
@@ -161,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or tempfile.mkdtemp(prefix="mlops-bench-explain-")
     os.makedirs(workdir, exist_ok=True)
     try:
-        setup(workdir, args.rows, args.files, args.estimator)
+        setup(workdir, args.rows, args.files, "churn" if args.estimator == "default" else args.estimator, args.n_jobs)
         results: dict[str, list[dict]] = {"plain": [], "explain": []}
         for i in range(args.repeat):
             for mode in ("plain", "explain"):
@@ -179,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         method = best["explain"]["explain_method"] or {}
         print(f"rows: {rows:,}  files: {args.files}  top_k: {args.top_k}  method: {args.method} -> "
               f"{method.get('method')} {method.get('explainer', '')}".rstrip())
+        if args.estimator in ("xgboost", "lightgbm"):
+            est = estimator_section(args.estimator, args.n_jobs or default_jobs())
+            print(f"estimator: {est['class']} {json.dumps(est['params'], sort_keys=True)}")
         plain = best["plain"]["seconds"]
         print(f"without explanations: {plain:7.2f} s  {rows / plain:>10,.0f} rows/s")
         print(f"with explanations:    {best['explain']['seconds']:7.2f} s  "
