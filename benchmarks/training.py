@@ -14,9 +14,14 @@ Prints both times and the ratio (goal: <= 1.10 after a 2 s fixed allowance).
 ``--estimator xgboost`` / ``lightgbm`` (bring-your-own-model) sets the config's ``estimator.class`` to
 ``xgboost.XGBClassifier`` / ``lightgbm.LGBMClassifier`` (200 trees, ``n_jobs`` = ``--n-jobs``, default
 every core); the plain script builds the same class with the same parameters (and ``random_state`` =
-the config's seed, as the operator does) behind the same ColumnTransformer.
+the config's seed, as the operator does) and hands it the categorical features the way the operator does
+(``--categorical``, the config's ``estimator.categorical``): ``auto`` (the default) and ``native`` give these
+libraries category codes (an ``OrdinalEncoder``; missing and unseen values NaN) that they split on as
+categories (xgboost ``enable_categorical`` + ``feature_types``, LightGBM's ``categorical_feature`` fit
+parameter); ``onehot`` gives them the one-hot columns of the default pipeline.
 
     python benchmarks/training.py --estimator xgboost
+    python benchmarks/training.py --estimator lightgbm --categorical onehot
 """
 
 from __future__ import annotations
@@ -36,14 +41,26 @@ REPO = Path(__file__).resolve().parents[1]
 DAYS = 7
 
 
-def make_config(rows_per_day: int, estimator: str = "default", n_jobs: int | None = None) -> dict:
+def make_config(rows_per_day: int, estimator: str = "default", n_jobs: int | None = None,
+                categorical: str = "auto") -> dict:
     import yaml
 
     cfg = yaml.safe_load((REPO / "dags" / "configs" / "churn.yaml").read_text())
     cfg["data"]["training_window_days"] = DAYS
     if estimator != "default":
         cfg["estimator"] = estimator_section(estimator, n_jobs or default_jobs())
+        if categorical != "auto":
+            cfg["estimator"]["categorical"] = categorical
     return cfg
+
+
+def native_categories(cfg: dict) -> bool:
+    """Whether the operator gives the estimator category codes (``estimator.categorical``: ``native``, or
+    ``auto`` for xgboost / LightGBM), as :meth:`EstimatorConfig.native_categorical` decides."""
+    est = cfg["estimator"]
+    library = est["class"].split(".", 1)[0]
+    mode = est.get("categorical", "auto")
+    return library in ("xgboost", "lightgbm") and mode in ("auto", "native")
 
 
 def generate(root: Path, rows: int) -> None:
@@ -67,7 +84,7 @@ def run_plain(root: Path, cfg: dict) -> None:
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test_split
     from sklearn.pipeline import Pipeline, make_pipeline
-    from sklearn.preprocessing import OneHotEncoder
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
     files = sorted(glob.glob(str(root / "store" / "data" / "churn" / "ds=*" / "*.parquet")))
     df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
@@ -78,14 +95,25 @@ def run_plain(root: Path, cfg: dict) -> None:
     seed = cfg["training"]["seed"]
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=cfg["training"]["test_size"], random_state=seed,
                                           stratify=y)
-    pre = ColumnTransformer([("num", SimpleImputer(strategy="median"), num),
-                             ("cat", make_pipeline(SimpleImputer(strategy="most_frequent"),
-                                                   OneHotEncoder(handle_unknown="ignore")), cat)])
+    params = dict(cfg["estimator"]["params"])
+    fit_params: dict = {}
+    if native_categories(cfg):  # category codes the library splits on (what the operator does for them)
+        pre = ColumnTransformer([("num", SimpleImputer(strategy="median"), num),
+                                 ("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan,
+                                                        encoded_missing_value=np.nan), cat)])
+        if cfg["estimator"]["class"].startswith("xgboost."):
+            params.update(enable_categorical=True, feature_types=["q"] * len(num) + ["c"] * len(cat))
+        else:
+            fit_params["est__categorical_feature"] = list(range(len(num), len(num) + len(cat)))
+    else:
+        pre = ColumnTransformer([("num", SimpleImputer(strategy="median"), num),
+                                 ("cat", make_pipeline(SimpleImputer(strategy="most_frequent"),
+                                                       OneHotEncoder(handle_unknown="ignore")), cat)])
     estimator = load_class(cfg["estimator"]["class"])  # the churn config's HistGradientBoostingClassifier
-    pipe = Pipeline([("pre", pre), ("est", estimator(**cfg["estimator"]["params"], random_state=seed))])
+    pipe = Pipeline([("pre", pre), ("est", estimator(**params, random_state=seed))])
     cv = StratifiedKFold(cfg["training"]["cv_folds"], shuffle=True, random_state=seed)
-    scores = cross_val_score(pipe, Xtr, ytr, cv=cv, scoring="roc_auc")
-    pipe.fit(Xtr, ytr)
+    scores = cross_val_score(pipe, Xtr, ytr, cv=cv, scoring="roc_auc", params=fit_params or None)
+    pipe.fit(Xtr, ytr, **fit_params)
     auc = roc_auc_score(yte, pipe.predict_proba(Xte)[:, 1])
     (root / "plain.skops").write_bytes(sio.dumps(pipe))
     print(json.dumps({"cv": float(np.mean(scores)), "holdout": float(auc)}), file=sys.stderr)
@@ -140,6 +168,9 @@ def main() -> int:
                    help="default = the churn config's HistGradientBoosting; xgboost / lightgbm = XGBClassifier / "
                         "LGBMClassifier in both scripts")
     p.add_argument("--n-jobs", type=int, default=None, help="threads of xgboost / lightgbm (default: every core)")
+    p.add_argument("--categorical", choices=["auto", "native", "onehot"], default="auto",
+                   help="estimator.categorical of xgboost / lightgbm, mirrored by the plain script (default: auto, "
+                        "i.e. native category splits)")
     p.add_argument("--max-ratio", type=float, default=None,
                    help="exit 1 if (operator - 2 s) / plain is above this (the goal is 1.10)")
     a = p.parse_args()
@@ -150,11 +181,12 @@ def main() -> int:
         root = Path(tmp)
         print(f"generating {a.rows} rows in {DAYS} partitions ...", flush=True)
         generate(root, a.rows)
-        cfg = make_config(a.rows // DAYS, a.estimator, a.n_jobs)
+        cfg = make_config(a.rows // DAYS, a.estimator, a.n_jobs, a.categorical)
         (root / "config.json").write_text(json.dumps(cfg))
         if a.estimator != "default":
-            print(f"estimator: {cfg['estimator']['class']} {json.dumps(cfg['estimator']['params'], sort_keys=True)} "
-                  "(same class and parameters in both)", flush=True)
+            cats = "native category splits" if native_categories(cfg) else "one-hot"
+            print(f"estimator: {cfg['estimator']['class']} {json.dumps(cfg['estimator']['params'], sort_keys=True)}, "
+                  f"categorical features: {cats} (same class, parameters and encoding in both)", flush=True)
         best: dict[str, dict] = {}
         for i in range(a.repeats):
             for mode in ("plain", "operator"):
