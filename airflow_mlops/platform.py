@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -68,17 +69,51 @@ def setting(section: str, key: str, fallback: str | None = None) -> str | None:
     """The option ``[section] key``, stripped of surrounding white space.
 
     Looked up in the environment variable ``AIRFLOW__<SECTION>__<KEY>`` first (no Airflow import needed),
-    then in the Airflow configuration (``airflow.cfg``, ``_CMD``/``_SECRET`` variants) when Airflow is
-    installed; an empty value counts as unset, and so does a configuration that cannot be read. ``fallback``
+    then in the Airflow configuration (``airflow.cfg``, ``_CMD``/``_SECRET`` variants): through Airflow's own
+    ``conf`` in a process that has imported it (workers, the Dag processor), otherwise from the file itself
+    unless only Airflow can resolve the option (a ``_cmd`` / ``_secret`` variant); an empty value counts as
+    unset, and so does a configuration that cannot be read. ``fallback``
     when neither has a value.
     """
-    value = os.environ.get(f"AIRFLOW__{section.upper()}__{key.upper()}", "").strip()
+    env = f"AIRFLOW__{section.upper()}__{key.upper()}"
+    value = os.environ.get(env, "").strip()
     if not value:
-        with contextlib.suppress(Exception):
-            from airflow.configuration import conf
+        from_file = None if "airflow.configuration" in sys.modules else _from_config_file(section, key)
+        if from_file is not None:
+            value = from_file.strip()
+        else:
+            with contextlib.suppress(Exception):
+                from airflow.configuration import conf
 
-            value = (conf.get(section, key, fallback="") or "").strip()
+                value = (conf.get(section, key, fallback="") or "").strip()
     return value or fallback
+
+
+def _from_config_file(section: str, key: str) -> str | None:
+    """``[section] key`` read straight from ``airflow.cfg`` (``$AIRFLOW_CONFIG``, else ``$AIRFLOW_HOME/airflow.cfg``,
+    else ``~/airflow/airflow.cfg``; ``""`` when the file or the option is absent), for processes that have not
+    imported Airflow: importing ``airflow.configuration`` costs seconds, once per process. ``None`` (ask Airflow)
+    when the option has a ``_cmd`` / ``_secret`` variant in the file or the environment (only Airflow runs those)
+    or the file cannot be parsed."""
+    import configparser
+
+    if any(os.environ.get(f"AIRFLOW__{section.upper()}__{key.upper()}{suffix}") for suffix in ("_CMD", "_SECRET")):
+        return None
+    home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
+    path = os.environ.get("AIRFLOW_CONFIG") or os.path.join(os.path.expanduser(home), "airflow.cfg")
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        with open(path, encoding="utf-8") as f:
+            parser.read_file(f)
+    except FileNotFoundError:
+        return ""
+    except (OSError, configparser.Error, UnicodeDecodeError):
+        return None
+    if not parser.has_section(section):
+        return ""
+    if parser.has_option(section, f"{key}_cmd") or parser.has_option(section, f"{key}_secret"):
+        return None
+    return parser.get(section, key, fallback="")
 
 
 def setting_bool(section: str, key: str, fallback: bool = False) -> bool:

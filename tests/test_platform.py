@@ -121,3 +121,45 @@ def test_capability_modules_import_without_importing_airflow(tmp_path):
         assert not loaded, loaded
     """, tmp_path)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_settings_outside_airflow_read_the_file_without_importing_airflow(tmp_path):
+    """A plain process (a script, the CLI, a benchmark) reads airflow.cfg itself: importing Airflow's
+    configuration takes seconds. $AIRFLOW_CONFIG names another file."""
+    (tmp_path / "airflow.cfg").write_text("[mlops]\nstorage_uri = s3://from-home-cfg/root\n")
+    other = tmp_path / "elsewhere.cfg"
+    other.write_text("[core]\nload_examples = False\n[mlops]\nstorage_conn_id = s3_team\n")
+    proc = _run("""
+        import sys
+        from airflow_mlops import platform
+        print(platform.setting("mlops", "storage_uri", fallback="unset"))
+        print(platform.setting("mlops", "storage_conn_id", fallback="aws_default"))
+        print(sorted(m for m in sys.modules if m == "airflow.configuration"))
+    """, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["s3://from-home-cfg/root", "aws_default", "[]"]
+    proc = _run("""
+        from airflow_mlops import platform
+        print(platform.setting("mlops", "storage_uri", fallback="unset"))
+        print(platform.setting("mlops", "storage_conn_id", fallback="aws_default"))
+    """, tmp_path, AIRFLOW_CONFIG=str(other))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["unset", "s3_team"]
+
+
+def test_outside_and_inside_airflow_a_setting_has_the_same_value(tmp_path):
+    """The file read and Airflow's own configuration agree, also where the file has a ``_cmd`` variant
+    (then the option is asked of Airflow, which alone decides whether to run it)."""
+    (tmp_path / "airflow.cfg").write_text("[mlops]\nstorage_uri = s3://plain/root\n"
+                                          "signing_key_file_cmd = echo /etc/from-a-command.key\n")
+    code = """
+        {pre}
+        from airflow_mlops import platform
+        print(platform.setting("mlops", "storage_uri", fallback="unset"))
+        print(platform.setting("mlops", "signing_key_file", fallback="unset"))
+    """
+    outside = _run(code.format(pre=""), tmp_path)
+    inside = _run(code.format(pre="import airflow.configuration"), tmp_path)
+    assert outside.returncode == 0 and inside.returncode == 0, outside.stderr + inside.stderr
+    assert outside.stdout.splitlines()[-2:] == inside.stdout.splitlines()[-2:]
+    assert outside.stdout.splitlines()[-2] == "s3://plain/root"

@@ -149,6 +149,7 @@ def _check_target(config: ModelConfig, schema: Mapping[str, str], target_values:
         raise ConfigError(f"task 'binary' needs exactly 2 distinct target values; {config.target!r} has "
                           f"{n_classes} ({shown}{', ...' if n_classes > 10 else ''})",
                           field="task", source=src)
+    _check_xgboost_labels(config, values, shown, n_classes)
     if config.task == "multiclass":
         if n_classes < 3:
             raise ConfigError(f"task 'multiclass' needs at least 3 classes; {config.target!r} has "
@@ -158,3 +159,21 @@ def _check_target(config: ModelConfig, schema: Mapping[str, str], target_values:
             if not integral or n_classes > 100:
                 raise ConfigError(f"{config.target!r} is a float column with {n_classes} distinct values; "
                                   f"it looks continuous — use task: regression", field="task", source=src)
+
+
+def _check_xgboost_labels(config: ModelConfig, values: pd.Series, shown: str, n_classes: int) -> None:
+    """xgboost's classifier learns only the labels ``0 .. n-1`` (its ``classes_`` is ``range(n)``); any other
+    labels fail deep inside its ``fit``. Said here, before training, with the column and the way out."""
+    if config.estimator.class_path.split(".")[0] != "xgboost" or "Classifier" not in config.estimator.class_path:
+        return
+    import pandas as pd
+
+    integral = pd.api.types.is_integer_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype) or (
+        pd.api.types.is_float_dtype(values.dtype) and bool((values == values.round()).all()))
+    if integral and set(int(v) for v in values.unique()) == set(range(n_classes)):
+        return
+    raise ConfigError(f"{config.estimator.class_path} learns only the class labels 0..{n_classes - 1}; target "
+                      f"{config.target!r} has {shown}{', ...' if n_classes > 10 else ''}: map the labels to "
+                      f"0..{n_classes - 1} in the data, or use lightgbm.LGBMClassifier or "
+                      f"catboost.CatBoostClassifier, which learn any labels", field="estimator.class",
+                      source=config.source)

@@ -43,6 +43,12 @@ class _TransformOnce:
             self._last = (X, self._pre.transform(X))
         return self._last[1]
 
+    def final_and_input(self, X: Any) -> tuple[Any, Any]:
+        """``(final estimator, preprocessed X)`` for :func:`~airflow_mlops.training.predict.final_step`, so
+        labels and probabilities come from the final estimator itself (one tree pass where its labels
+        follow from its probabilities) while the preprocessing stays cached for the explainer."""
+        return self._est, self._xt(X)
+
     def predict(self, X: Any) -> Any:
         return self._est.predict(self._xt(X))
 

@@ -23,6 +23,10 @@ LABELS_FROM_PROBA: frozenset[str] = frozenset({
     "sklearn.ensemble._forest.ExtraTreesClassifier",
     "sklearn.tree._classes.DecisionTreeClassifier",
     "sklearn.linear_model._logistic.LogisticRegression",
+    # xgboost: predict_proba is [1 - p, p] for two classes and predict is p > 0.5; argmax otherwise
+    "xgboost.sklearn.XGBClassifier",
+    # LightGBM: predict is the argmax of predict_proba
+    "lightgbm.sklearn.LGBMClassifier",
 })
 
 
@@ -82,7 +86,13 @@ def labels_and_proba(final: Any, X: Any, classes: Sequence[Any] | None) -> tuple
 
 def final_step(estimator: Any, X: Any) -> tuple[Any, Any]:
     """``(final estimator, its input)``: a Pipeline's transformers run once here, so predict and
-    predict_proba (which would each run them through the Pipeline) share one preprocessing pass."""
+    predict_proba (which would each run them through the Pipeline) share one preprocessing pass. An object
+    with a ``final_and_input(X)`` method (the scorer's pipeline that caches its preprocessing per batch)
+    answers for itself."""
+    split = getattr(estimator, "final_and_input", None)
+    if callable(split):
+        final, Xt = split(X)
+        return final, Xt
     steps = getattr(estimator, "steps", None)
     if steps is not None and len(steps) > 1:
         return estimator[-1], estimator[:-1].transform(X)

@@ -361,9 +361,27 @@ def test_permutation_importance_on_encoded_columns_equals_raw_shuffles(task: str
 
 
 RF_CLF = {"class": "sklearn.ensemble.RandomForestClassifier", "params": {"n_estimators": 20}}
+XGB_CLF = {"class": "xgboost.XGBClassifier", "params": {"n_estimators": 20, "max_depth": 3}}
+LGBM_CLF = {"class": "lightgbm.LGBMClassifier", "params": {"n_estimators": 20, "verbose": -1}}
 
 
-@pytest.mark.parametrize("estimator", [HGB_CLF, LOGREG, RF_CLF], ids=["hgb", "logreg", "forest"])
+def _xgboost_labels(df: pd.DataFrame, estimator: dict[str, Any]) -> pd.DataFrame:
+    """xgboost learns only the labels 0..n-1: the tier names become their sorted positions."""
+    if estimator is XGB_CLF:
+        df = df.assign(tier=df["tier"].map({t: i for i, t in enumerate(sorted(df["tier"].unique()))}))
+    return df
+
+
+def test_xgboost_classifier_with_string_labels_is_a_config_error_naming_the_target() -> None:
+    df, cfg = multiclass_frame(n=300, seed=2), make_config("multiclass", "tier", XGB_CLF)
+    with pytest.raises(ConfigError) as err:
+        train_model(cfg, df)
+    assert err.value.field == "estimator.class"
+    assert "'tier'" in str(err.value) and "'gold'" in str(err.value) and "0..2" in str(err.value)
+
+
+@pytest.mark.parametrize("estimator", [HGB_CLF, LOGREG, RF_CLF, XGB_CLF, LGBM_CLF],
+                         ids=["hgb", "logreg", "forest", "xgboost", "lightgbm"])
 @pytest.mark.parametrize("task", ["binary", "multiclass"])
 def test_labels_from_one_probability_pass_equal_predict(task: str, estimator: dict[str, Any]) -> None:
     from airflow_mlops.training.predict import LABELS_FROM_PROBA, predict_labels
@@ -371,7 +389,8 @@ def test_labels_from_one_probability_pass_equal_predict(task: str, estimator: di
     if task == "binary":
         df, cfg = binary_frame(n=800, seed=9), make_config("binary", "churned", estimator)
     else:
-        df, cfg = multiclass_frame(n=800, seed=9), make_config("multiclass", "tier", estimator)
+        df = _xgboost_labels(multiclass_frame(n=800, seed=9), estimator)
+        cfg = make_config("multiclass", "tier", estimator)
     result = train_model(cfg, df)
     final = result.pipeline[-1]
     assert f"{type(final).__module__}.{type(final).__qualname__}" in LABELS_FROM_PROBA
@@ -379,7 +398,35 @@ def test_labels_from_one_probability_pass_equal_predict(task: str, estimator: di
     pred, proba = predict_labels(result.pipeline, X, task, result.classes)
     np.testing.assert_array_equal(pred, result.pipeline.predict(X))
     assert pred.dtype == result.pipeline.predict(X).dtype
-    np.testing.assert_array_equal(proba, result.pipeline.predict_proba(X))
+    # float32 libraries: as_float64_proba renormalises each row after the cast
+    np.testing.assert_allclose(proba, result.pipeline.predict_proba(X), rtol=1e-6, atol=1e-7)
+    assert proba.dtype == np.float64
+
+
+@pytest.mark.parametrize("estimator", [HGB_CLF, XGB_CLF, LGBM_CLF], ids=["hgb", "xgboost", "lightgbm"])
+def test_scorer_predicts_through_the_final_estimator_once_per_batch(estimator: dict[str, Any]) -> None:
+    """The scorer's pipeline (preprocessing cached per batch) hands predict_labels its final estimator, so
+    labels come from the one probability pass, not from a second pass of the trees through ``predict``."""
+    import pyarrow as pa
+
+    from airflow_mlops.scoring.scorer import Scorer
+    from airflow_mlops.training.predict import final_step
+
+    df, cfg = _xgboost_labels(multiclass_frame(n=600, seed=4), estimator), make_config("multiclass", "tier", estimator)
+    result = train_model(cfg, df)
+    scorer = Scorer("m", 1, {}, None, list(result.features), "multiclass", list(result.classes), pipeline=None)
+    from airflow_mlops.scoring.scorer import _fast
+
+    scorer.model = _fast(result.pipeline)
+    final, Xt = final_step(scorer.model, df[result.features])
+    assert final is result.pipeline[-1]
+    np.testing.assert_array_equal(np.asarray(Xt), np.asarray(result.pipeline[:-1].transform(df[result.features])))
+    scorer.model.reset()
+    pred, out, _ = scorer.predict(pa.RecordBatch.from_pandas(df[result.features], preserve_index=False))
+    np.testing.assert_array_equal(pred, result.pipeline.predict(df[result.features]))
+    proba_cols = [c for c in out.columns if c.startswith("proba_")]
+    np.testing.assert_allclose(out[proba_cols].to_numpy(), result.pipeline.predict_proba(df[result.features]),
+                               rtol=1e-6, atol=1e-7)
 
 
 def test_tied_probabilities_are_decided_by_predict() -> None:
