@@ -15,7 +15,8 @@ One run does everything:
    * ``plain``: ``score_partition`` without explanations (``explain=False``);
    * ``explain``: ``score_partition`` with ``explain: {top_k: --top-k, method: --method}``, which adds
      the ``explain_<i>_feature`` / ``explain_<i>_value`` columns (TreeSHAP for the default model; the
-     library's own TreeSHAP, ``method: native``, which ``auto`` picks for xgboost and LightGBM).
+     library's own TreeSHAP, ``method: native``, which ``auto`` picks for xgboost and LightGBM;
+     ``method: native_approximate``, the library's Saabas attributions, is their fast path).
 
    Each child imports shap (when explaining) and the package before the clock starts, then reports
    the wall time of the scoring (model load included), the time spent inside the explainer (from the
@@ -27,6 +28,7 @@ Usage::
     python benchmarks/explain.py                      # 200,000 rows
     python benchmarks/explain.py --rows 20000 --method perturbation
     python benchmarks/explain.py --estimator xgboost --method native --max-ratio 1.5
+    python benchmarks/explain.py --estimator lightgbm --method native_approximate --max-ratio 1.5
 """
 
 from __future__ import annotations
@@ -149,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--files", type=int, default=2)
     ap.add_argument("--top-k", type=int, default=3)
-    ap.add_argument("--method", choices=["auto", "native", "shap", "shap_approximate", "perturbation"],
+    ap.add_argument("--method", choices=["auto", "native", "native_approximate", "shap", "shap_approximate",
+                                         "perturbation"],
                     default="auto")
     ap.add_argument("--estimator", choices=["churn", "default", "logistic", "xgboost", "lightgbm"], default="churn",
                     help="churn (= default) = the churn config's HistGradientBoosting; logistic = LogisticRegression; "

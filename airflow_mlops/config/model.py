@@ -53,7 +53,7 @@ DRIFT_CLAUSES = ("share", "prediction", "top_features")
 #: default), ``combined`` (the model config's default) flags drift when any clause fires.
 DRIFT_RULES: dict[str, tuple[str, ...]] = {"share": ("share",), "combined": DRIFT_CLAUSES}
 
-EXPLAIN_METHODS = ("auto", "native", "shap", "shap_approximate", "perturbation")
+EXPLAIN_METHODS = ("auto", "native", "native_approximate", "shap", "shap_approximate", "perturbation")
 ALERT_CHECKS = ("drift", "performance", "freshness", "volume", "duplicate", "fairness", "gate", "promotion",
                 "integrity")
 DISTRIBUTIONS = ("uniform", "loguniform", "randint")

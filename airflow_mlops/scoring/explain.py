@@ -29,6 +29,13 @@ Methods (``explain.method``):
   ``Booster.predict(pred_contribs=True)``, LightGBM ``predict(pred_contrib=True)``, CatBoost
   ``get_feature_importance(type="ShapValues")``. Same values as shap's TreeExplainer on these models (raw
   output space: log-odds for binary classifiers), computed by the library's C++ code; needs no shap.
+* ``native_approximate``: the fast path for xgboost, LightGBM and CatBoost: Saabas attributions (one pass
+  down each tree's decision path; what ``shap_approximate`` computes) from the library: xgboost
+  ``pred_contribs=True, approx_contribs=True``, CatBoost ``shap_calc_type="Approximate"``, and for LightGBM,
+  which has no such call, ``predict(pred_leaf=True)`` plus a per-leaf table of path contributions built once
+  from the trees (:class:`LeafContributions`). Like ``shap_approximate``, an approximation of exact TreeSHAP;
+  contributions plus the bias still add up to the raw prediction. For when exact ``native`` does not fit the
+  scoring time budget (see ``benchmarks/explain.py``).
 * ``auto`` (default): ``native`` for xgboost, LightGBM and CatBoost estimators; else ``shap`` when shap is
   installed and the estimator is supported, else ``perturbation``.
 
@@ -44,7 +51,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.config.model import EXPLAIN_METHODS  # ("auto", "native", "shap", "shap_approximate", ...)
+from airflow_mlops.config.model import EXPLAIN_METHODS  # ("auto", "native", "native_approximate", "shap", ...)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -52,8 +59,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EXPLAIN_METHODS", "ExplainError", "Explainer", "NativeExplainer", "explain_columns", "make_explainer",
-           "native_library", "top_k"]
+__all__ = ["EXPLAIN_METHODS", "ExplainError", "Explainer", "LeafContributions", "NativeExplainer", "explain_columns",
+           "make_explainer", "native_library", "top_k"]
 
 
 #: estimators shap's TreeExplainer handles (class names, scikit-learn and the usual boosting libraries)
@@ -201,6 +208,9 @@ class ShapExplainer(Explainer):
             if self.kind != "tree":
                 raise ExplainError(f"explain.method 'shap_approximate' is for tree ensembles; "
                                    f"{type(self.estimator).__name__} is not one (use shap or perturbation)")
+            if native_library(self.estimator) == "lightgbm":  # shap asserts on the first batch otherwise
+                raise ExplainError("shap has no approximate explainer for LightGBM models; use explain.method "
+                                   "native_approximate (the same Saabas attributions, computed from the trees)")
         if self.kind is None:
             raise ExplainError(f"shap has no fast exact explainer for {type(self.estimator).__name__} here "
                                f"(tree ensembles: {', '.join(TREE_ESTIMATORS[:6])}...; linear models); "
@@ -280,25 +290,38 @@ def native_library(estimator: Any) -> str | None:
 
 
 class NativeExplainer(Explainer):
-    """Exact TreeSHAP values from the gradient-boosting library itself, summed per input feature."""
+    """TreeSHAP values from the gradient-boosting library itself, summed per input feature; with
+    ``approximate=True`` Saabas attributions (one pass down each tree's decision path)."""
 
     method = "native"
 
     def __init__(self, pipeline: Any, features: Sequence[str], task: str, classes: Sequence[Any] | None,
-                 reference: pd.DataFrame | None) -> None:
+                 reference: pd.DataFrame | None, approximate: bool = False) -> None:
         super().__init__(pipeline, features, task, classes)
         self.pre, self.estimator = _split(pipeline)
+        self.approximate = approximate
+        if approximate:
+            self.method = "native_approximate"
         library = native_library(self.estimator)
         if library is None:
-            raise ExplainError(f"explain.method 'native' is for xgboost, LightGBM and CatBoost estimators; "
+            raise ExplainError(f"explain.method {self.method!r} is for xgboost, LightGBM and CatBoost estimators; "
                                f"{type(self.estimator).__name__} is not one (use auto, shap or perturbation)")
         self.library = library
         self.group_matrix = group_matrix(self.pre, self.features, reference)
+        self._leaf_tables: LeafContributions | None = None
+        if approximate and library == "lightgbm":
+            self._leaf_tables = LeafContributions(self.estimator.booster_)
 
     def describe(self) -> dict[str, Any]:
+        if self.approximate:
+            call = {"xgboost": "Booster.predict(pred_contribs=True, approx_contribs=True)",
+                    "lightgbm": "predict(pred_leaf=True) + per-leaf path contributions",
+                    "catboost": "get_feature_importance(type='ShapValues', shap_calc_type='Approximate')"}
+            return {"method": self.method, "explainer": f"{self.library} {call[self.library]}",
+                    "approximation": "Saabas (decision-path attributions)"}
         call = {"xgboost": "Booster.predict(pred_contribs=True)", "lightgbm": "predict(pred_contrib=True)",
-                "catboost": "get_feature_importance(type='ShapValues')"}[self.library]
-        return {"method": self.method, "explainer": f"{self.library} {call}"}
+                "catboost": "get_feature_importance(type='ShapValues')"}
+        return {"method": self.method, "explainer": f"{self.library} {call[self.library]}"}
 
     def raw_contributions(self, xt: np.ndarray) -> np.ndarray:
         """The library's answer as ``(n, k, n_transformed + 1)`` (k = 1 for binary and regression), the last
@@ -312,14 +335,18 @@ class NativeExplainer(Explainer):
             booster = self.estimator.get_booster()
             types = booster.feature_types  # "c": category codes (estimator.categorical native)
             matrix = xgboost.DMatrix(xt, feature_types=types, enable_categorical=bool(types and "c" in types))
-            out = booster.predict(matrix, pred_contribs=True)
+            out = booster.predict(matrix, pred_contribs=True, approx_contribs=self.approximate)
+        elif self._leaf_tables is not None:
+            out = self._leaf_tables.contributions(self.estimator.predict(xt, pred_leaf=True))
         elif self.library == "lightgbm":
             out = self.estimator.predict(xt, pred_contrib=True)
         else:
             from catboost import Pool
 
             cat = list(self.estimator.get_cat_feature_indices())  # string columns (estimator.categorical native)
-            out = self.estimator.get_feature_importance(data=Pool(xt, cat_features=cat or None), type="ShapValues")
+            out = self.estimator.get_feature_importance(
+                data=Pool(xt, cat_features=cat or None), type="ShapValues",
+                shap_calc_type="Approximate" if self.approximate else "Regular")
         arr = np.asarray(out, dtype="float64")
         width = xt.shape[1] + 1
         return arr.reshape(n, -1, width)
@@ -337,6 +364,72 @@ class NativeExplainer(Explainer):
                                 getattr(self.estimator, "classes_", None), prediction, len(xt))
         summed: np.ndarray = values @ self.group_matrix
         return summed
+
+
+class LeafContributions:
+    """Saabas attributions of a LightGBM model, which has no approximate contribution call: for every leaf of
+    every tree, the contribution of each feature along the path from the root (``value(child) - value(node)``
+    summed per split feature) plus the root's value as the bias, built once from ``Booster.dump_model()``.
+    A row's contributions are then the sum, over trees, of its leaves' rows (leaves from
+    ``predict(pred_leaf=True)``, about the cost of a prediction): one sparse row-by-leaf product per class."""
+
+    def __init__(self, booster: Any) -> None:
+
+        model = booster.dump_model()
+        if str(booster.params.get("linear_tree", "false")).lower() in ("true", "1"):
+            raise ExplainError("explain.method 'native_approximate' cannot attribute LightGBM linear trees "
+                               "(leaves hold linear models); use native")
+        self.n_features = int(model["max_feature_idx"]) + 1
+        self.per_iteration = int(model.get("num_tree_per_iteration", 1))
+        self.average = bool(model.get("average_output", False))  # boosting: rf averages its trees
+        #: per tree: (n_leaves, n_features + 1) float64, last column the root value
+        self.tables: list[np.ndarray] = [self._table(info) for info in model["tree_info"]]
+
+    def _table(self, info: dict[str, Any]) -> np.ndarray:
+        import numpy as np
+
+        width = self.n_features + 1
+        table = np.zeros((max(int(info.get("num_leaves", 1)), 1), width), dtype="float64")
+        root = info["tree_structure"]
+        root_value = float(root.get("internal_value", root.get("leaf_value", 0.0)))
+        stack: list[tuple[dict[str, Any], np.ndarray]] = [(root, np.zeros(width))]
+        while stack:
+            node, path = stack.pop()
+            if "leaf_value" in node:
+                row = path.copy()
+                row[-1] = root_value
+                table[int(node.get("leaf_index", 0))] = row
+                continue
+            value, feature = float(node["internal_value"]), int(node["split_feature"])
+            for side in ("left_child", "right_child"):
+                child = node[side]
+                child_value = float(child["leaf_value"] if "leaf_value" in child else child["internal_value"])
+                step = path.copy()
+                step[feature] += child_value - value
+                stack.append((child, step))
+        return table
+
+    def contributions(self, leaves: Any) -> np.ndarray:
+        """``(n, k * (n_features + 1))`` like LightGBM's ``pred_contrib`` output, from the ``(n, n_trees)`` leaf
+        indices of ``predict(pred_leaf=True)`` (the trees that prediction used)."""
+        import numpy as np
+        from scipy import sparse
+
+        leaves = np.asarray(leaves, dtype=np.int64)
+        n, used = leaves.shape
+        k, width = self.per_iteration, self.n_features + 1
+        out = np.empty((n, k, width), dtype="float64")
+        for c in range(k):
+            trees = list(range(c, used, k))
+            tables = [self.tables[t] for t in trees]
+            offsets = np.cumsum([0] + [len(t) for t in tables[:-1]], dtype=np.int64)
+            columns = (leaves[:, trees] + offsets).ravel()
+            rows = sparse.csr_matrix((np.ones(columns.size), columns, np.arange(0, columns.size + 1, len(trees))),
+                                     shape=(n, int(offsets[-1]) + len(tables[-1])))
+            out[:, c, :] = rows @ np.vstack(tables)
+        if self.average:
+            out /= max(used // k, 1)
+        return out.reshape(n, k * width)
 
 
 def _select_output(values: Any, task: str, classes: Sequence[Any] | None, est_classes: Any, prediction: Any,
@@ -433,6 +526,11 @@ def make_explainer(pipeline: Any, meta: dict[str, Any], reference: pd.DataFrame 
     classes = meta.get("classes")
     name = f"{meta.get('name')} v{meta.get('version')}"
     _, final = _split(pipeline)
+    if method == "native_approximate":
+        try:
+            return NativeExplainer(pipeline, features, task, classes, reference, approximate=True)
+        except ExplainError as e:
+            raise ExplainError(f"{name}: {e}") from None
     if method == "native" or (method == "auto" and native_library(final) is not None):
         try:
             return NativeExplainer(pipeline, features, task, classes, reference)

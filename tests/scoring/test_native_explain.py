@@ -48,11 +48,13 @@ def _trained(library: str):
     return result, meta, churn_day("2024-01-03", rows=200, seed=6)
 
 
+@pytest.mark.parametrize("method", ["auto", "native_approximate"])
 @pytest.mark.parametrize("library", list(CASES))
-def test_native_contributions_add_up_to_the_raw_output(library):
+def test_native_contributions_add_up_to_the_raw_output(library, method):
     result, meta, frame = _trained(library)
-    explainer = make_explainer(result.pipeline, meta, result.reference, "auto")
-    assert isinstance(explainer, NativeExplainer) and explainer.describe()["method"] == "native"
+    explainer = make_explainer(result.pipeline, meta, result.reference, method)
+    expected = "native" if method == "auto" else method
+    assert isinstance(explainer, NativeExplainer) and explainer.describe()["method"] == expected
     pre, est = result.pipeline[:-1], result.pipeline[-1]
     # CatBoost gets its categorical features as string labels (estimator.categorical native): an object matrix
     xt = np.asarray(pre.transform(frame[result.features]), dtype=object if library == "catboost" else "float64")
@@ -97,3 +99,78 @@ def test_native_is_refused_for_other_estimators():
             "classes": result.classes}
     with pytest.raises(ExplainError, match="'native' is for xgboost, LightGBM and CatBoost"):
         make_explainer(result.pipeline, meta, result.reference, "native")
+
+
+def test_native_approximate_equals_shap_approximate_on_xgboost():
+    """xgboost's approx_contribs and shap's approximate=True are both Saabas attributions."""
+    pytest.importorskip("shap")
+    result, meta, frame = _trained("xgboost")
+    fast = make_explainer(result.pipeline, meta, result.reference, "native_approximate")
+    assert "approx_contribs=True" in fast.describe()["explainer"]
+    shap_values = make_explainer(result.pipeline, meta, result.reference, "shap_approximate").contributions(frame)
+    np.testing.assert_allclose(fast.contributions(frame), shap_values, rtol=1e-3, atol=1e-4)
+
+
+def _saabas_by_walking(model, X: np.ndarray) -> np.ndarray:
+    """Saabas attributions of a numeric LightGBM model computed row by row from ``trees_to_dataframe()`` (another
+    view of the trees than the ``dump_model()`` the explainer reads): walk each row down each tree and credit the
+    split feature with ``value(child) - value(node)``; the last column sums the root values."""
+    trees = model.booster_.trees_to_dataframe()
+    k = model.booster_.num_model_per_iteration()
+    out = np.zeros((len(X), k, X.shape[1] + 1))
+    for tree_index, nodes in trees.groupby("tree_index"):
+        by_id = nodes.set_index("node_index")
+        root = by_id.loc[by_id["node_depth"].idxmin()] if "node_depth" in by_id else by_id.iloc[0]
+        for r, row in enumerate(X):
+            node = root
+            out[r, tree_index % k, -1] += node["value"]
+            while isinstance(node["split_feature"], str):
+                feature = int(node["split_feature"].replace("Column_", ""))
+                child = by_id.loc[node["left_child"] if row[feature] <= node["threshold"] else node["right_child"]]
+                out[r, tree_index % k, feature] += child["value"] - node["value"]
+                node = child
+    return out.reshape(len(X), -1)
+
+
+@pytest.mark.parametrize("objective", ["binary", "multiclass"])
+def test_lightgbm_leaf_tables_equal_a_walk_down_the_trees_and_add_up(objective):
+    lightgbm = pytest.importorskip("lightgbm")
+    from airflow_mlops.scoring.explain import LeafContributions
+
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(600, 6))
+    y = (X[:, 0] + X[:, 1] * X[:, 2] > 0).astype(int) + (X[:, 3] > 1 if objective == "multiclass" else 0)
+    model = lightgbm.LGBMClassifier(n_estimators=12, num_leaves=7, verbose=-1).fit(X, y)
+    rows = X[:40]
+    got = LeafContributions(model.booster_).contributions(model.predict(rows, pred_leaf=True))
+    np.testing.assert_allclose(got, _saabas_by_walking(model, rows), rtol=1e-9, atol=1e-9)
+    k = model.booster_.num_model_per_iteration()
+    per_class = got.reshape(len(rows), k, -1)
+    raw = np.asarray(model.predict(rows, raw_score=True)).reshape(len(rows), k)
+    np.testing.assert_allclose(per_class.sum(axis=2), raw, rtol=1e-9, atol=1e-9)
+
+
+def test_lightgbm_random_forest_leaf_tables_average_the_trees():
+    """``boosting_type: rf`` averages its trees; so do the attributions, which then add up to the
+    log-odds of the predicted probability."""
+    lightgbm = pytest.importorskip("lightgbm")
+    from airflow_mlops.scoring.explain import LeafContributions
+
+    rng = np.random.default_rng(12)
+    X = rng.normal(size=(800, 4))
+    y = (X[:, 0] - X[:, 1] > 0).astype(int)
+    model = lightgbm.LGBMClassifier(boosting_type="rf", n_estimators=15, num_leaves=9, bagging_freq=1,
+                                    bagging_fraction=0.7, verbose=-1).fit(X, y)
+    got = LeafContributions(model.booster_).contributions(model.predict(X[:50], pred_leaf=True))
+    # the averaged trees give the probability (LightGBM's raw_score output is their sum in rf mode)
+    np.testing.assert_allclose(1 / (1 + np.exp(-got.sum(axis=1))), model.predict_proba(X[:50])[:, 1], rtol=1e-9)
+    np.testing.assert_allclose(got.sum(axis=1) * 15, model.predict(X[:50], raw_score=True), rtol=1e-9)
+
+
+def test_shap_approximate_is_refused_for_lightgbm_when_the_explainer_is_made():
+    pytest.importorskip("shap")
+    from airflow_mlops.scoring.explain import ExplainError
+
+    result, meta, _ = _trained("lightgbm")
+    with pytest.raises(ExplainError, match="no approximate explainer for LightGBM.*native_approximate"):
+        make_explainer(result.pipeline, meta, result.reference, "shap_approximate")
