@@ -299,7 +299,7 @@ def monitoring_dag(config: ModelConfig, config_path: str, *, storage_uri: str | 
                                        inlets=[predictions_asset(config.name)],
                                        outlets=[AssetAlias(retrain_alias_name(config.name))])
         wait >> drift
-        if config.data.ground_truth_dataset:  # performance on late-arriving labels, per slice, with alerts
+        if config.data.has_ground_truth:  # performance on late-arriving labels, per slice, with alerts
             from airflow_mlops.operators.monitoring import PerformanceMonitorOperator
 
             wait >> PerformanceMonitorOperator(task_id="performance", config_path=config_path,

@@ -15,8 +15,9 @@ from airflow_mlops.config.model import (
 )
 
 SECTION_FIELDS: dict[str, tuple[str, ...]] = {
-    "data": ("dataset", "uri", "format", "conn_id", "training_window_days", "ground_truth_dataset",
-             "scoring_dataset", "example_rows"),
+    "data": ("dataset", "uri", "format", "conn_id", "table", "date_column", "query", "training_window_days",
+             "ground_truth_dataset", "scoring_dataset", "example_rows"),
+    "predictions": ("conn_id", "table"),
     "estimator": ("class", "params", "trusted_types", "categorical"),
     "search": ("method", "n_iter", "space", "n_jobs"),
     "training": ("test_size", "cv_folds", "seed", "reference_sample_size", "split", "holdout_days"),

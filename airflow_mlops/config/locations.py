@@ -10,18 +10,19 @@ from airflow_mlops.store.datasets import DataError, Dataset
 from airflow_mlops.store.layout import monitoring_prefix, predictions_prefix, quarantine_prefix, validation_prefix
 
 if TYPE_CHECKING:
-    from airflow_mlops.config.model import ModelConfig
+    from airflow_mlops.config.model import ModelConfig, SqlData
 
 
 class Locations:
     """The one resolver of a model's locations; every task, sensor, CLI command and UI page asks it.
 
     * ``input``: the training/validation input, ``data.uri`` when set (its own store, ``data.conn_id``),
-      else ``<root>/data/<data.dataset>``.
+      a SQL table or query when ``data`` has ``table`` / ``query`` (:class:`~airflow_mlops.sql.dataset.SqlDataset`,
+      read with the connection ``data.conn_id``), else ``<root>/data/<data.dataset>``.
     * ``scoring``: the dataset scored daily: ``data.scoring_dataset`` when set (a name under ``<root>/data/``,
       or a ``file://``/``s3://`` URI read with ``data.conn_id``), else ``input``.
     * ``ground_truth``: ``data.ground_truth_dataset`` (a name or a URI, like the scoring dataset; ``None`` when
-      not set).
+      not set). Both may also be SQL (a mapping ``{conn_id, table, date_column}`` or ``{conn_id, query}``).
     * ``predictions``: the prediction log ``<root>/predictions/<model>``.
     * ``monitoring(ds)`` / ``validation(ds)``: output key prefixes ``<root>/monitoring|validation/<model>/ds=<ds>``;
       ``quarantine``: ``<root>/quarantine/<data.dataset>``.
@@ -44,20 +45,31 @@ class Locations:
                            self.config.data.format)
         return Dataset.for_name(self.store, name, self.config.data.format)
 
+    def _sql(self, data: SqlData, name: str) -> Dataset:
+        from airflow_mlops.sql.dataset import SqlDataset
+
+        return SqlDataset(data.conn_id, data.source(name=f"{name} ({data.label()})"))
+
     @property
     def input(self) -> Dataset:
         data = self.config.data
+        if data.sql is not None:
+            return self._sql(data.sql, "data")
         if data.uri:
             return Dataset(ArtifactStore(data.uri, conn_id=data.conn_id or self.store.conn_id), "", data.format)
         return self._named(data.dataset)
 
     @property
     def scoring(self) -> Dataset:
+        if self.config.data.scoring_sql is not None:
+            return self._sql(self.config.data.scoring_sql, "data.scoring_dataset")
         name = getattr(self.config.data, "scoring_dataset", None)
         return self._named(name) if name else self.input
 
     @property
     def ground_truth(self) -> Dataset | None:
+        if self.config.data.ground_truth_sql is not None:
+            return self._sql(self.config.data.ground_truth_sql, "data.ground_truth_dataset")
         name = getattr(self.config.data, "ground_truth_dataset", None)
         return self._named(name) if name else None
 

@@ -146,6 +146,31 @@ def thaw(value: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class SqlData:
+    """Data in a SQL database, read through the Airflow connection ``conn_id`` (any ``common.sql`` hook): a
+    ``table`` whose ``date_column`` places each row on a day, or a templated ``query`` (see
+    :class:`airflow_mlops.sql.source.SqlSource`)."""
+
+    conn_id: str
+    table: str | None = None
+    date_column: str | None = None
+    query: str | None = None
+
+    def source(self, name: str | None = None) -> Any:
+        """The :class:`~airflow_mlops.sql.source.SqlSource` (no connection is opened)."""
+        from airflow_mlops.sql.source import SqlSource
+
+        return SqlSource(table=self.table, date_column=self.date_column, query=self.query, name=name)
+
+    def label(self) -> str:
+        """``<conn_id>:<table>`` or ``<conn_id>:query`` (names, asset names; no credentials)."""
+        return f"{self.conn_id}:{self.table if self.table else 'query'}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """``data:`` where the training data lives."""
 
@@ -159,10 +184,38 @@ class DataConfig:
     #: rows per day of the package's synthetic churn data written for missing partitions (the shipped
     #: example model only, so its DAGs run on a fresh install); null for real data
     example_rows: int | None = None
+    #: training data in a SQL database (``data: {conn_id, table, date_column}`` or ``{conn_id, query}``)
+    sql: SqlData | None = None
+    #: the scored data in SQL (``scoring_dataset: {table, date_column}`` / ``{query}``, ``conn_id`` defaulting to
+    #: ``data.conn_id``)
+    scoring_sql: SqlData | None = None
+    #: late labels in SQL (``ground_truth_dataset`` as a mapping, like ``scoring_dataset``)
+    ground_truth_sql: SqlData | None = None
+
+    @property
+    def has_ground_truth(self) -> bool:
+        return bool(self.ground_truth_dataset or self.ground_truth_sql)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``data:`` section as YAML would write it (SQL sources as their fields)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name in ("sql", "scoring_sql", "ground_truth_sql"):
+                continue
+            out[f.name] = getattr(self, f.name)
+        if self.sql is not None:
+            out.update({k: v for k, v in self.sql.to_dict().items()})
+        if self.scoring_sql is not None:
+            out["scoring_dataset"] = self.scoring_sql.to_dict()
+        if self.ground_truth_sql is not None:
+            out["ground_truth_dataset"] = self.ground_truth_sql.to_dict()
+        return out
 
     @property
     def scoring(self) -> str:
-        """The dataset scored daily: ``scoring_dataset``, else the training ``dataset``."""
+        """The dataset scored daily: ``scoring_dataset`` (its SQL label when in SQL), else the training ``dataset``."""
+        if self.scoring_sql is not None:
+            return self.scoring_sql.label()
         return self.scoring_dataset or self.dataset
 
     def dataset_uri(self, storage_root: str) -> str:
@@ -439,6 +492,15 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True)
+class PredictionsTable:
+    """``predictions: {conn_id, table}``: after each logical date's prediction log partition is committed, its rows
+    replace that date's rows of this table in one transaction (see :mod:`airflow_mlops.sql.write`)."""
+
+    conn_id: str
+    table: str
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """A validated model config. Build it with :func:`load_model_config` or
     :func:`parse_model_config`; it is immutable (use ``dataclasses.replace`` to derive one)."""
@@ -479,6 +541,8 @@ class ModelConfig:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     #: one model per value of a column (``segments.column``); never a feature
     segments: SegmentsConfig | None = None
+    #: a SQL table the prediction log of each logical date is also published to (``predictions: {conn_id, table}``)
+    predictions: PredictionsTable | None = None
     #: where the config came from (file path or ``"<dict>"``); not part of equality
     source: str = field(default="<dict>", compare=False)
 
@@ -533,6 +597,10 @@ class ModelConfig:
             elif name in ("preprocess", "pipeline"):
                 default = "builtin" if name == "preprocess" else None
                 out[name] = default if value is None else {"factory": value.path, "params": thaw(value.params)}
+            elif name == "data":
+                out[name] = value.to_dict()
+            elif name == "predictions":
+                out[name] = None if value is None else {"conn_id": value.conn_id, "table": value.table}
             elif dataclasses.is_dataclass(value):
                 out[name] = {f.name: thaw(getattr(value, f.name)) for f in dataclasses.fields(value)}
             else:
@@ -555,7 +623,7 @@ TOP_FIELDS = (
     "name", "owner", "description", "intended_use", "limitations", "data", "keys", "target",
     "features", "categorical_features", "task", "estimator", "preprocess", "pipeline", "search", "training",
     "metrics", "promotion", "validation", "schedules", "drift", "monitoring", "slices", "sensitive_features",
-    "fairness", "explain", "canary", "alerts", "segments",
+    "fairness", "explain", "canary", "alerts", "segments", "predictions",
 )
 
 

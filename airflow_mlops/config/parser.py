@@ -47,9 +47,11 @@ from airflow_mlops.config.model import (
     MetricsConfig,
     ModelConfig,
     MonitoringConfig,
+    PredictionsTable,
     PromotionConfig,
     SchedulesConfig,
     SegmentsConfig,
+    SqlData,
     TrainingConfig,
     ValidationConfig,
     freeze,
@@ -198,6 +200,7 @@ class _Parser(EstimatorParser, FactoryParser):
             canary=self.parse_canary(raw.get("canary")),
             alerts=self.parse_alerts(self.section(raw, "alerts")),
             segments=self.parse_segments(raw.get("segments"), keys, target, features),  # type: ignore[arg-type]
+            predictions=self.parse_predictions(raw.get("predictions")),
             source=self.source,
         )
 
@@ -205,18 +208,76 @@ class _Parser(EstimatorParser, FactoryParser):
         uri = self.string(sec.get("uri"), "data.uri", nullable=True)
         if uri is not None and not uri.startswith(("file://", "s3://")):
             raise self.error("data.uri", f"must be a file:// or s3:// URI, got {uri!r}")
+        conn_id = self.string(sec.get("conn_id"), "data.conn_id", nullable=True)
+        sql = None
+        if sec.get("table") is not None or sec.get("query") is not None or sec.get("date_column") is not None:
+            if uri is not None:
+                raise self.error("data.uri", "data is either in the store (uri / dataset) or in SQL (conn_id with "
+                                             "table or query), not both")
+            sql = self.sql_data(sec, "data", conn_id)
+        dataset = sec.get("dataset")
+        if dataset is None and sql is not None and sql.table:  # the table's own name names the dataset
+            dataset = sql.table.split(".")[-1].strip('"`[]')
         return DataConfig(
-            dataset=self.string(self.get(sec, "dataset", "data"), "data.dataset", pattern=DATASET_RE),
+            dataset=self.string(self.get({"dataset": dataset} if dataset is not None else {}, "dataset", "data"),
+                                "data.dataset", pattern=DATASET_RE),
             uri=uri,
             format=self.string(sec.get("format", "parquet"), "data.format", choices=DATA_FORMATS),
-            conn_id=self.string(sec.get("conn_id"), "data.conn_id", nullable=True),
+            conn_id=conn_id,
             training_window_days=self.integer(sec.get("training_window_days", 30),
                                               "data.training_window_days", low=1),
-            ground_truth_dataset=self.dataset_or_uri(sec.get("ground_truth_dataset"), "data.ground_truth_dataset"),
-            scoring_dataset=self.dataset_or_uri(sec.get("scoring_dataset"), "data.scoring_dataset"),
+            ground_truth_dataset=None if isinstance(sec.get("ground_truth_dataset"), Mapping) else
+            self.dataset_or_uri(sec.get("ground_truth_dataset"), "data.ground_truth_dataset"),
+            scoring_dataset=None if isinstance(sec.get("scoring_dataset"), Mapping) else
+            self.dataset_or_uri(sec.get("scoring_dataset"), "data.scoring_dataset"),
             example_rows=None if sec.get("example_rows") is None else
             self.integer(sec.get("example_rows"), "data.example_rows", 10, 10_000_000),
+            sql=sql,
+            scoring_sql=self.sql_mapping(sec.get("scoring_dataset"), "data.scoring_dataset", conn_id),
+            ground_truth_sql=self.sql_mapping(sec.get("ground_truth_dataset"), "data.ground_truth_dataset", conn_id),
         )
+
+    def sql_mapping(self, value: Any, path: str, default_conn: str | None) -> SqlData | None:
+        """``scoring_dataset`` / ``ground_truth_dataset`` given as ``{conn_id?, table, date_column}`` or
+        ``{conn_id?, query}``."""
+        if not isinstance(value, Mapping):
+            return None
+        sec = self.mapping(value, path, ("conn_id", "table", "date_column", "query"))
+        return self.sql_data(sec, path, self.string(sec.get("conn_id", default_conn), f"{path}.conn_id",
+                                                     nullable=True))
+
+    def sql_data(self, sec: Mapping[str, Any], path: str, conn_id: str | None) -> SqlData:
+        """A table with its date column, or a query; checked without any connection (no data is read while a
+        Dag file is parsed)."""
+        from airflow_mlops.sql.errors import SqlSourceError
+        from airflow_mlops.sql.source import SqlSource
+
+        if not conn_id:
+            raise self.error(f"{path}.conn_id", "SQL data needs the Airflow connection to read it with (conn_id)")
+        table = self.string(sec.get("table"), f"{path}.table", nullable=True)
+        date_column = self.string(sec.get("date_column"), f"{path}.date_column", nullable=True)
+        query = self.string(sec.get("query"), f"{path}.query", nullable=True)
+        try:
+            SqlSource(table=table, date_column=date_column, query=query)
+        except SqlSourceError as e:
+            bad = "query" if query is not None and table is None else ("date_column" if table else "table")
+            raise self.error(f"{path}.{bad}", str(e)) from None
+        return SqlData(conn_id=conn_id, table=table, date_column=date_column, query=query)
+
+    def parse_predictions(self, value: Any) -> PredictionsTable | None:
+        if value is None:
+            return None
+        sec = self.mapping(value, "predictions", SECTION_FIELDS["predictions"])
+        conn_id = self.string(self.get(sec, "conn_id", "predictions"), "predictions.conn_id")
+        table = self.string(self.get(sec, "table", "predictions"), "predictions.table")
+        from airflow_mlops.sql.dialects import split_name
+        from airflow_mlops.sql.errors import SqlSourceError
+
+        try:
+            split_name(table)
+        except SqlSourceError as e:
+            raise self.error("predictions.table", str(e)) from None
+        return PredictionsTable(conn_id=conn_id, table=table)
 
     def dataset_or_uri(self, value: Any, path: str) -> str | None:
         """A dataset name under ``<root>/data/`` or the ``file://``/``s3://`` URI of a partitioned dataset."""

@@ -402,7 +402,7 @@ def read_performance_summary(store: ArtifactStore, model: str, ds: str) -> dict[
 
 def ground_truth_dataset(config: ModelConfig, store: ArtifactStore) -> Dataset:
     """``<root>/data/<data.ground_truth_dataset>/ds=YYYY-MM-DD/`` (format ``data.format``)."""
-    if not config.data.ground_truth_dataset:
+    if not config.data.has_ground_truth:
         raise DataError(f"{config.source}: data.ground_truth_dataset is not set for model {config.name}; set it to "
                         "the dataset holding the late-arriving labels (key columns + target) to monitor performance")
     from airflow_mlops.config.locations import Locations

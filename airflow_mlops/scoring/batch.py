@@ -48,9 +48,9 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from airflow_mlops.registry.model_registry import ModelRegistry
 from airflow_mlops.scoring.assemble import BatchAssembler
@@ -105,6 +105,8 @@ def partition_input_files(config: ModelConfig, store: ArtifactStore, ds: str,
     for fan-out with dynamic task mapping. A missing/empty partition raises :class:`DataError`."""
     dataset = input_dataset or scoring_input(config, store)
     files = dataset.files(ds)
+    if not files and dataset.fmt == "sql":
+        raise DataError(f"{dataset.uri()} has no rows for {logical_ds(ds)}")
     if not files:
         raise DataError(
             f"partition {dataset.uri(ds)} has no {dataset.fmt} files; expected data for {logical_ds(ds)} "
@@ -153,6 +155,8 @@ class ScoringSummary(TypedDict):
     #: ``{"top_k", "requested", "method", "seconds", "setup_seconds", "rows"[, "canary_method"]}``
     explain: dict[str, Any] | None
     segment: str | None
+    #: what :func:`~airflow_mlops.scoring.publish.publish_predictions` did (``predictions: {conn_id, table}``)
+    predictions_table: NotRequired[dict[str, Any] | None]
 
 
 def _part_id(files: Sequence[str]) -> str:
@@ -254,13 +258,15 @@ def score_partition(
     scored_at = dt.datetime.now(dt.UTC)
     run_id = run_id or f"manual__{scored_at.isoformat()}"
     tmpdir = tempfile.mkdtemp(prefix="mlops-score-")
+    sql: _SqlStream | None = None
     try:
-        schemas = _check_schemas(plan, dataset, files, tmpdir, input_uri)
+        sql = _SqlStream.open(dataset, ds, batch_size) if dataset.fmt == "sql" else None
+        schemas = _check_schemas(plan, dataset, files, tmpdir, input_uri, sql)
         plan.drop_unfit(schemas[files[0]])
         layout = _LogLayout.of(plan, schemas[files[0]], scored_at, run_id)
         assembler = BatchAssembler(plan, layout.schema, layout.physical, layout.constants, segment)
         reader = _Reader(plan, dataset, tmpdir, batch_size, input_uri, schemas,
-                         plan.needed_columns(segment[0] if segment else None))
+                         plan.needed_columns(segment[0] if segment else None), sql)
         manifest = _manifest(plan, layout, input_uri, files, part, segment)
         with store.partition_writer(out_key, **manifest) as w:
             rows = sum(_score_file(reader, assembler, layout, f, w.new_file) for f in files)
@@ -270,12 +276,18 @@ def score_partition(
             w.add_rows(rows)
             n_out = len(w.files)
     finally:
+        if sql is not None:
+            sql.close()
         shutil.rmtree(tmpdir, ignore_errors=True)
 
     summary = _summary(plan, layout, rows=rows, canary_rows=assembler.canary_rows, files=files, n_out=n_out,
                        output_uri=store.uri(out_key), out_key=out_key, input_uri=input_uri, part=part,
                        seconds=time.perf_counter() - started, shadow_alias=shadow_alias, segment=segment)
     _log_outcome(plan, summary, input_uri)
+    if not part and output_prefix is None:
+        from airflow_mlops.scoring.publish import publish_predictions
+
+        summary["predictions_table"] = publish_predictions(config, output, ds)
     return summary
 
 
@@ -305,15 +317,50 @@ def _output_key(output: Dataset, ds: str, files: Sequence[str], part: bool, segm
     return join(output.prefix, PARTS_DIR, partition_name(ds), part_id)
 
 
+class _SqlStream:
+    """The record batches of one day of a SQL source, opened before scoring so that the schema of the rows (the
+    query's result) is checked before anything is written; the first batch is kept and handed back first."""
+
+    def __init__(self, batches: Generator[pa.RecordBatch, None, None], first: pa.RecordBatch) -> None:
+        self._batches, self.first = batches, first
+
+    @classmethod
+    def open(cls, dataset: Dataset, ds: str, batch_size: int) -> _SqlStream:
+        batches = dataset.batches(ds, None, batch_rows=batch_size)  # type: ignore[attr-defined]
+        try:
+            first = next(batches)
+        except BaseException:
+            batches.close()
+            raise
+        return cls(batches, first)
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        try:
+            if self.first.num_rows:
+                yield self.first
+            yield from self._batches
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._batches.close()
+
+
 def _check_schemas(plan: ScoringPlan, dataset: Dataset, files: Sequence[str], tmpdir: str,
-                   input_uri: str) -> dict[str, pa.Schema]:
+                   input_uri: str, sql: _SqlStream | None = None) -> dict[str, pa.Schema]:
     """Check the input schema against the model's BEFORE writing anything: every file of a local
     dataset (footers are cheap), the first file of a remote one (the others as they are downloaded,
-    before the commit). Every difference is listed in one :class:`SchemaMismatchError`."""
+    before the commit), the result of a SQL source's query. Every difference is listed in one
+    :class:`SchemaMismatchError`."""
     in_store = dataset.store
     schemas: dict[str, pa.Schema] = {}
     diffs: list[dict[str, str]] = []
-    if in_store.is_local:
+    if sql is not None:
+        schemas[files[0]] = sql.first.schema
+        diffs += check_input_schema(sql.first.schema, plan.scorer.meta, keys=plan.keys, source=input_uri)
+        if diffs:
+            sql.close()
+    elif in_store.is_local:
         for f in files:
             schemas[f] = file_schema(in_store.local_path(f), dataset.fmt, in_store.uri(f))
             diffs += check_input_schema(schemas[f], plan.scorer.meta, keys=plan.keys, source=in_store.uri(f))
@@ -365,6 +412,8 @@ class _Reader:
     input_uri: str
     schemas: dict[str, pa.Schema]
     needed: list[str]
+    #: a SQL source's day of rows (instead of files)
+    sql: _SqlStream | None = None
     #: training dtypes of the columns read (:meth:`ScoringPlan.feature_dtypes`), for typed CSV reads
     dtypes: dict[str, str] = field(init=False)
 
@@ -374,6 +423,15 @@ class _Reader:
     @contextlib.contextmanager
     def batches(self, f: str) -> Iterator[tuple[str, Any]]:
         """``(uri, prefetched batch iterator)`` of file ``f``."""
+        if self.sql is not None:
+            stream, needed = self.sql, self.needed
+            batches = prefetch(lambda: (b.select(needed) for b in stream))
+            try:
+                yield self.input_uri, batches
+            finally:
+                batches.close()
+                stream.close()
+            return
         in_store = self.dataset.store
         uri = in_store.uri(f)
         with local_file(in_store, f, self.tmpdir) as path:

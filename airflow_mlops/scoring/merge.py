@@ -8,7 +8,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from airflow_mlops.scoring.batch import PARTS_DIR, partition_input_files, predictions_dataset
 from airflow_mlops.scoring.io import copy_local
@@ -55,6 +55,8 @@ class MergeSummary(TypedDict):
     shadow_version: int | None
     seconds: float
     ds: str
+    #: what :func:`~airflow_mlops.scoring.publish.publish_predictions` did (``predictions: {conn_id, table}``)
+    predictions_table: NotRequired[dict[str, Any] | None]
 
 
 def merge_parts(config: ModelConfig, store: ArtifactStore, ds: str, parts: Sequence[str | Mapping[str, Any]], *,
@@ -167,6 +169,10 @@ def _merge_files(config: ModelConfig, store: ArtifactStore, ds: str, keys: list[
                "input_uri": first.get("input_uri"), "shadow_version": first.get("shadow_version"),
                "seconds": round(time.perf_counter() - started, 3), "ds": ds}
     log.info("merged %d part(s) of %s %s: %d row(s) -> %s", len(keys), config.name, ds, rows, summary["output_uri"])
+    if output_prefix is None:
+        from airflow_mlops.scoring.publish import publish_predictions
+
+        summary["predictions_table"] = publish_predictions(config, output, ds)
     return summary
 
 

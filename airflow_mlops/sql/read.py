@@ -58,7 +58,7 @@ import json
 import re
 import sys
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.sql.dialects import SqlDialect, detect_dialect, split_name
@@ -82,7 +82,8 @@ _PG_AS_TEXT_OIDS = {PG_JSON, PG_JSONB, PG_UUID}  # converted to text
 
 
 def read_day(hook: Any, source: SqlSource, ds: DateLike, *, batch_rows: int = DEFAULT_BATCH_ROWS,
-             require_rows: bool = False, types: Mapping[str, Any] | None = None) -> Iterator[pa.RecordBatch]:
+             require_rows: bool = False, types: Mapping[str, Any] | None = None
+             ) -> Generator[pa.RecordBatch, None, None]:
     """Record batches of the rows of day ``ds`` (see the module docstring). ``hook``: a ``DbApiHook``."""
     dialect = detect_dialect(hook)
     day = logical_date(ds)
@@ -92,7 +93,7 @@ def read_day(hook: Any, source: SqlSource, ds: DateLike, *, batch_rows: int = DE
 
 def read_window(hook: Any, source: SqlSource, start: DateLike, end: DateLike, *,
                 batch_rows: int = DEFAULT_BATCH_ROWS, require_rows: bool = False,
-                types: Mapping[str, Any] | None = None) -> Iterator[pa.RecordBatch]:
+                types: Mapping[str, Any] | None = None) -> Generator[pa.RecordBatch, None, None]:
     """Record batches of the rows of days ``start`` .. ``end`` (both included)."""
     dialect = detect_dialect(hook)
     w = Window.of(start, end)
@@ -103,7 +104,8 @@ def read_window(hook: Any, source: SqlSource, start: DateLike, end: DateLike, *,
 
 def read_bound(hook: Any, query: BoundQuery, *, source: SqlSource | None = None, what: str = "",
                dialect: SqlDialect | None = None, batch_rows: int = DEFAULT_BATCH_ROWS,
-               require_rows: bool = False, types: Mapping[str, Any] | None = None) -> Iterator[pa.RecordBatch]:
+               require_rows: bool = False, types: Mapping[str, Any] | None = None
+               ) -> Generator[pa.RecordBatch, None, None]:
     """Record batches of a built query (``(sql, params)``). ``source`` names the data in messages and, for a
     table source, gives SQLite's declared types; ``what`` is the day or window in messages.
 

@@ -96,7 +96,7 @@ class SqlSource:
         if self.table is not None:
             split_name(self.table)
             if not self.date_column:
-                raise SqlSourceError(f"SQL table {self.label()}: date_column is required (the column that "
+                raise SqlSourceError(f"SQL {self.label()}: date_column is required (the column that "
                                      "places a row on a day)")
         else:
             if self.date_column:

@@ -57,7 +57,7 @@ import datetime as dt
 import decimal
 import hashlib
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -144,14 +144,17 @@ def sql_type(dialect: SqlDialect | str, arrow_type: pa.DataType, column: str = "
     return names[key]
 
 
-def write_predictions(hook: Any, table: str | Sequence[str], data: pa.Table, ds: DateLike, *,
+def write_predictions(hook: Any, table: str | Sequence[str], data: pa.Table | Iterable[pa.Table | pa.RecordBatch],
+                      ds: DateLike, *,
                       date_column: str = "logical_date", create: bool = True,
                       chunk_rows: int = DEFAULT_CHUNK_ROWS) -> WriteSummary:
     """Replace the rows of logical date ``ds`` in ``table`` by ``data`` (see the module docstring).
 
     :param hook: a ``common.sql`` ``DbApiHook`` (``PostgresHook``, ``SqliteHook``, ...).
     :param table: ``table``, ``schema.table`` or a tuple of name parts; quoted part by part.
-    :param data: the predictions (e.g. the prediction-log rows of that date).
+    :param data: the predictions (e.g. the prediction-log rows of that date): a table, or an iterable of tables /
+        record batches of one schema (streamed: e.g. a prediction-log partition read file by file), all in the
+        same transaction.
     :param date_column: the column that holds the logical date (created ``DATE NOT NULL``).
     :param create: create the table when missing (else a missing table is an error).
     :param chunk_rows: rows per COPY chunk / ``executemany`` call (bounds the memory of the conversion).
@@ -164,9 +167,11 @@ def write_predictions(hook: Any, table: str | Sequence[str], data: pa.Table, ds:
     label = "table " + ".".join(parts)
     where = f"{label} ({day})"
     qtable = dialect.quote_name(parts)
-    data = _prepare(data, date_column, day, where)
-    for field in data.schema:
+    pieces = iter([data] if isinstance(data, (pa_table_types())) else data)
+    first = _prepare(next(pieces, None), date_column, day, where)
+    for field in first.schema:
         sql_type(dialect, field.type, field.name)  # unsupported types fail before any statement
+    rows = 0
 
     try:
         conn = hook.get_conn()
@@ -177,7 +182,7 @@ def write_predictions(hook: Any, table: str | Sequence[str], data: pa.Table, ds:
     with contextlib.suppress(Exception):
         conn.autocommit = False
     try:
-        created = _ensure_table(conn, dialect, qtable, data, date_column, create, where)
+        created = _ensure_table(conn, dialect, qtable, first, date_column, create, where)
         cur = conn.cursor()
         try:
             if pg:
@@ -186,12 +191,19 @@ def write_predictions(hook: Any, table: str | Sequence[str], data: pa.Table, ds:
                         f"{dialect.escape_text(dialect.quote(date_column))} = {dialect.placeholder}",
                         (dialect.date_param(day),))
             deleted = max(int(cur.rowcount or 0), 0)
-            if pg:
-                _copy(cur, driver, dialect, qtable, data, chunk_rows)
-                method = "copy"
-            else:
-                _executemany(cur, dialect, qtable, data, chunk_rows)
-                method = "executemany"
+            method = "copy" if pg else "executemany"
+            piece: pa.Table | None = first
+            while piece is not None:
+                if piece.schema.names != first.schema.names:
+                    raise SqlDataError(f"{where}: the pieces of the data have different columns "
+                                       f"({piece.schema.names} after {first.schema.names})")
+                if pg:
+                    _copy(cur, driver, dialect, qtable, piece, chunk_rows)
+                else:
+                    _executemany(cur, dialect, qtable, piece, chunk_rows)
+                rows += piece.num_rows
+                nxt = next(pieces, None)
+                piece = None if nxt is None else _prepare(nxt, date_column, day, where)
             conn.commit()
         finally:
             with contextlib.suppress(Exception):
@@ -210,15 +222,23 @@ def write_predictions(hook: Any, table: str | Sequence[str], data: pa.Table, ds:
     finally:
         with contextlib.suppress(Exception):
             conn.close()
-    return WriteSummary(".".join(parts), day.isoformat(), deleted, data.num_rows, created, method)
+    return WriteSummary(".".join(parts), day.isoformat(), deleted, rows, created, method)
 
 
 # ----------------------------------------------------------------------------------------------
-def _prepare(data: pa.Table, date_column: str, day: dt.date, where: str) -> pa.Table:
+def pa_table_types() -> tuple[type, ...]:
+    import pyarrow as pa
+
+    return (pa.Table, pa.RecordBatch)
+
+
+def _prepare(data: pa.Table | pa.RecordBatch | None, date_column: str, day: dt.date, where: str) -> pa.Table:
     """Dictionaries decoded; the date column checked (every value ``day``) or added, as ``date32``."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if data is None:
+        raise SqlDataError(f"{where}: no data to write (an empty iterable; give an empty table to clear the date)")
     if isinstance(data, pa.RecordBatch):
         data = pa.Table.from_batches([data])
     if not isinstance(data, pa.Table):
