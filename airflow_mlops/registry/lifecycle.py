@@ -363,6 +363,8 @@ def _train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_
         **(run_info or {}),
         "training_data": {"uri": dataset.uri(), "partitions": dates, "window_end": ds,
                           "fingerprint": fingerprint,
+                          # SQL data: the connection id, the table and date column or the query text (no credentials)
+                          **({"sql": dataset.describe()} if dataset.fmt == "sql" else {}),  # type: ignore[attr-defined]
                           **({"segment": {"column": segment[0], "value": str(segment[1])}} if segment else {})},
         **result.summary(),
         "libraries": library_versions(),

@@ -168,10 +168,16 @@ class DataPartitionSensor(BaseSensorOperator):
         deadline = self._deadline(context)
         self.log.info("deferring: the triggerer waits for partition %s (poking every %gs); gives up at the %s",
                       d.uri(self._ds(context)), float(self.poke_interval), self._limits(deadline, deferring=True))
+        sql = None
+        if d.fmt == "sql":  # a SqlDataset: the triggerer asks the database whether the day has rows
+            source = d.source  # type: ignore[attr-defined]
+            sql = {"conn_id": d.conn_id, "table": source.table, "date_column": source.date_column,  # type: ignore[attr-defined]
+                   "query": source.query}
         self.defer(
-            trigger=DataPartitionTrigger(storage_uri=d.store.root, prefix=d.prefix, ds=self._ds(context), fmt=d.fmt,
-                                         aws_conn_id=self.aws_conn_id, poke_interval=float(self.poke_interval),
-                                         deadline=deadline.isoformat() if deadline else None),
+            trigger=DataPartitionTrigger(storage_uri=d.store.root if sql is None else "", prefix=d.prefix,
+                                         ds=self._ds(context), fmt=d.fmt, aws_conn_id=self.aws_conn_id,
+                                         poke_interval=float(self.poke_interval),
+                                         deadline=deadline.isoformat() if deadline else None, sql=sql),
             method_name="execute_complete",
             timeout=dt.timedelta(seconds=float(self.timeout)),
         )

@@ -8,8 +8,8 @@ monitoring read a table or a query the way they read ``ds=`` folders.
 * The table's ``date_column`` plays the part of the ``ds=`` folder: it is not returned as a data column
   (a model never learns the date its rows were filed under; ``features`` may not list it).
 * :meth:`SqlDataset.uri` names the data the way OpenLineage names SQL datasets, from the connection:
-  ``postgres://host:port/database.schema.table`` (a query: ``postgres://host:port/database`` plus
-  ``?query=<sha256 prefix>``), never credentials; a day adds ``?ds=YYYY-MM-DD``.
+  ``postgres://host:port/database.schema.table`` (a query: ``postgres://host:port/database.query_<sha256
+  prefix>``), never credentials; a day adds ``/ds=YYYY-MM-DD``.
 * Reads stream (:mod:`airflow_mlops.sql.read`); :meth:`SqlDataset.batches` gives scoring its record batches.
 
 Writing goes the other way, through :func:`airflow_mlops.sql.write.write_predictions`; this dataset is read-only.
@@ -95,18 +95,25 @@ class SqlDataset(Dataset):
             where = f"{host}:{port}" if port else host
             if scheme == "sqlite":
                 where, database = "", host or database
-            name = ".".join(split_name(self.source.table)) if self.source.table is not None else ""
-            path = ".".join(p for p in (database, name) if p)
-            query = "" if self.source.table is not None else \
-                "?query=" + hashlib.sha256((self.source.query or "").encode()).hexdigest()[:12]
-            self._base = f"{scheme}://{where}/{path}{query}"
+            name = ".".join(split_name(self.source.table)) if self.source.table is not None else \
+                "query_" + hashlib.sha256((self.source.query or "").encode()).hexdigest()[:12]
+            self._base = f"{scheme}://{where}/{'.'.join(p for p in (database, name) if p)}"
         return self._base
 
     def uri(self, ds: DateLike | None = None) -> str:
+        """The source's name (see the module docstring); a day adds ``/ds=YYYY-MM-DD`` as a store partition does,
+        so lineage splits both the same way."""
         base = self.base_uri()
-        if ds is None:
-            return base
-        return f"{base}{'&' if '?' in base else '?'}ds={logical_date(ds).isoformat()}"
+        return base if ds is None else f"{base}/ds={logical_date(ds).isoformat()}"
+
+    def asset_uri(self) -> str:
+        """A name for Airflow assets, built without opening the connection (a Dag file is parsed without
+        looking connections up): ``mlops-sql://<conn_id>/<table>`` or ``.../query_<sha256 prefix>``."""
+        from airflow_mlops.sql.dialects import split_name
+
+        name = ".".join(split_name(self.source.table)) if self.source.table is not None else \
+            "query_" + hashlib.sha256((self.source.query or "").encode()).hexdigest()[:12]
+        return f"mlops-sql://{self.conn_id}/{name}"
 
     def key(self, ds: DateLike) -> str:
         return f"ds={logical_date(ds).isoformat()}"

@@ -33,7 +33,8 @@ class StorageKeyEvent(TypedDict):
 
 
 class DataPartitionTrigger(BaseTrigger):
-    """Fires when the partition ``<dataset>/ds=<ds>/`` holds at least one data file.
+    """Fires when the partition ``<dataset>/ds=<ds>/`` holds at least one data file (or, for SQL data, when
+    the day has rows).
 
     :param storage_uri: root URI of the dataset's store.
     :param prefix: the dataset's key prefix in that store.
@@ -43,18 +44,23 @@ class DataPartitionTrigger(BaseTrigger):
     :param poke_interval: seconds between checks.
     :param deadline: ISO timestamp (UTC when naive) of the freshness deadline: once it passes without
         the partition, the trigger fires ``{"status": "timeout", "deadline": ...}``.
+    :param sql: data in SQL instead (``{"conn_id", "table", "date_column"}`` or ``{"conn_id", "query"}``): fires
+        when the day has rows (``storage_uri`` and ``prefix`` are then unused).
     """
 
     def __init__(self, storage_uri: str, prefix: str, ds: str, fmt: str = "parquet",
-                 aws_conn_id: str | None = None, poke_interval: float = 60.0, deadline: str | None = None) -> None:
+                 aws_conn_id: str | None = None, poke_interval: float = 60.0, deadline: str | None = None,
+                 sql: dict[str, Any] | None = None) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.storage_uri, self.prefix, self.ds, self.fmt = storage_uri, prefix, ds, fmt
         self.aws_conn_id, self.poke_interval, self.deadline = aws_conn_id, poke_interval, deadline
+        self.sql = sql
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return ("airflow_mlops.triggers.storage.DataPartitionTrigger", {
             "storage_uri": self.storage_uri, "prefix": self.prefix, "ds": self.ds, "fmt": self.fmt,
-            "aws_conn_id": self.aws_conn_id, "poke_interval": self.poke_interval, "deadline": self.deadline})
+            "aws_conn_id": self.aws_conn_id, "poke_interval": self.poke_interval, "deadline": self.deadline,
+            "sql": self.sql})
 
     def _deadline_passed(self) -> bool:
         if not self.deadline:
@@ -67,6 +73,12 @@ class DataPartitionTrigger(BaseTrigger):
         return dt.datetime.now(dt.UTC) >= deadline
 
     def _exists(self) -> bool:
+        if self.sql is not None:
+            from airflow_mlops.sql.dataset import SqlDataset
+            from airflow_mlops.sql.source import SqlSource
+
+            fields = {k: v for k, v in self.sql.items() if k != "conn_id"}
+            return SqlDataset(self.sql["conn_id"], SqlSource(**fields)).exists(self.ds)
         from airflow_mlops.hooks.storage import ArtifactStoreHook
         from airflow_mlops.store.datasets import Dataset
 

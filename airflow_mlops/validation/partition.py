@@ -32,7 +32,10 @@ def check_partition(config: ModelConfig, dataset: Dataset, ds: str | dt.date, *,
     files = dataset.files(ds)
     table = dataset.read_table(ds)  # missing/empty/corrupt -> DataError naming the partition
     schema = {f.name: str(f.type) for f in table.schema}
-    where = dataset.store.uri(files[0]) if len(files) == 1 else f"{dataset.uri(ds)} ({len(files)} files)"
+    if dataset.fmt == "sql":  # a table's or query's day of rows
+        where = dataset.uri(ds)
+    else:
+        where = dataset.store.uri(files[0]) if len(files) == 1 else f"{dataset.uri(ds)} ({len(files)} files)"
     summary: PartitionCheck = {"partition": dataset.uri(ds), "files": len(files), "rows": table.num_rows,
                                "columns": len(schema)}
     if not with_target:

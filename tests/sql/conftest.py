@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from churn_tables import CHURN_DAYS, CHURN_ROWS, PG_CONN_ID
 
 REPO = Path(__file__).resolve().parents[2]
-PG_CONN_ID = "mlops_sql_pg"
 
 
 def _script() -> Any:
@@ -182,3 +182,36 @@ def sqlite_hook(tmp_path: Path) -> Iterator[Any]:
         hook = SqliteHook(sqlite_conn_id="mlops_sql_sqlite")
         hook.db_path = db  # for the tests' own connections
         yield hook
+
+
+@pytest.fixture(scope="session")
+def churn_tables(pg_server: Any) -> dict[str, str]:
+    """``churn_<id>`` (features, an ``event_date`` per row) and ``labels_<id>`` (late labels, ``label_date``)."""
+    import pyarrow as pa
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    from airflow_mlops.demo.data import churn_day
+    from airflow_mlops.sql.write import write_predictions
+
+    hook = PostgresHook(postgres_conn_id=PG_CONN_ID)
+    suffix = uuid.uuid4().hex[:8]
+    names = {"events": f"churn_{suffix}", "labels": f"labels_{suffix}"}
+    for i, day in enumerate(CHURN_DAYS):
+        frame = churn_day(day, rows=CHURN_ROWS, seed=i, drift=1.0 if day == CHURN_DAYS[-1] else 0.0)
+        write_predictions(hook, names["events"], pa.Table.from_pandas(frame.drop(columns=["churned"]),
+                                                                       preserve_index=False), day,
+                          date_column="event_date")
+        write_predictions(hook, names["labels"], pa.Table.from_pandas(frame[["customer_id", "churned"]],
+                                                                       preserve_index=False), day,
+                          date_column="label_date")
+    # training reads features and label together: a view joins them
+    conn = pg_server.connect()
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE VIEW "train_{suffix}" AS SELECT e.*, l.churned FROM "{names["events"]}" e '
+                    f'JOIN "{names["labels"]}" l ON l.customer_id = e.customer_id AND l.label_date = e.event_date')
+    conn.close()
+    names["train"] = f"train_{suffix}"
+    names["preds"] = f"preds_{suffix}"
+    return names
+
+

@@ -5,53 +5,21 @@ bad input fails naming the table or column with nothing written (the library cal
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import uuid
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pytest
 import yaml
+from churn_tables import CHURN_DAYS as DAYS
+from churn_tables import CHURN_ROWS as ROWS
+from churn_tables import PG_CONN_ID
 
 from airflow_mlops.config.parser import parse_model_config
-from airflow_mlops.demo.data import churn_day
-from airflow_mlops.sql.write import write_predictions
 from airflow_mlops.store.artifacts import ArtifactStore
-
-PG_CONN_ID = "mlops_sql_pg"  # the connection of the pg_server fixture (conftest.py)
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = yaml.safe_load((REPO / "dags" / "configs" / "churn.yaml").read_text())
-DAYS = [(dt.date(2024, 3, 1) + dt.timedelta(days=i)).isoformat() for i in range(10)]
-ROWS = 800
-
-
-@pytest.fixture(scope="module")
-def churn_tables(pg_server: Any) -> dict[str, str]:
-    """``churn_<id>`` (features, an ``event_date`` per row) and ``labels_<id>`` (late labels, ``label_date``)."""
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
-
-    hook = PostgresHook(postgres_conn_id=PG_CONN_ID)
-    suffix = uuid.uuid4().hex[:8]
-    names = {"events": f"churn_{suffix}", "labels": f"labels_{suffix}"}
-    for i, day in enumerate(DAYS):
-        frame = churn_day(day, rows=ROWS, seed=i, drift=1.0 if day == DAYS[-1] else 0.0)
-        write_predictions(hook, names["events"], pa.Table.from_pandas(frame.drop(columns=["churned"]),
-                                                                       preserve_index=False), day,
-                          date_column="event_date")
-        write_predictions(hook, names["labels"], pa.Table.from_pandas(frame[["customer_id", "churned"]],
-                                                                       preserve_index=False), day,
-                          date_column="label_date")
-    # training reads features and label together: a view joins them
-    conn = pg_server.connect()
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE VIEW "train_{suffix}" AS SELECT e.*, l.churned FROM "{names["events"]}" e '
-                    f'JOIN "{names["labels"]}" l ON l.customer_id = e.customer_id AND l.label_date = e.event_date')
-    conn.close()
-    names["train"] = f"train_{suffix}"
-    names["preds"] = f"preds_{suffix}"
-    return names
 
 
 def _config(tables: dict[str, str], **data: Any) -> Any:
@@ -96,7 +64,7 @@ def test_train_score_publish_monitor_on_postgres(pg_server, churn_tables, tmp_pa
     for day in DAYS[5:]:  # a backfill of five days, then a rerun of one of them
         summary = score_partition(config, store, day, version=trained["version"])
         assert summary["rows"] == ROWS
-        assert summary["input_uri"].endswith(f".{churn_tables['events']}?ds={day}")
+        assert summary["input_uri"].endswith(f".{churn_tables['events']}/ds={day}")
         assert summary["predictions_table"]["inserted"] == ROWS
     again = score_partition(config, store, DAYS[7], version=trained["version"])
     assert again["predictions_table"] == {**again["predictions_table"], "deleted": ROWS, "inserted": ROWS}
