@@ -326,7 +326,9 @@ class _SqlStream:
 
     @classmethod
     def open(cls, dataset: Dataset, ds: str, batch_size: int) -> _SqlStream:
-        batches = dataset.batches(ds, None, batch_rows=batch_size)  # type: ignore[attr-defined]
+        # fetched ahead in one background thread, which alone uses the database connection (SQLite's may not
+        # change threads), while this one predicts
+        batches = prefetch(lambda: dataset.batches(ds, None, batch_rows=batch_size))  # type: ignore[attr-defined]
         try:
             first = next(batches)
         except BaseException:
@@ -425,11 +427,9 @@ class _Reader:
         """``(uri, prefetched batch iterator)`` of file ``f``."""
         if self.sql is not None:
             stream, needed = self.sql, self.needed
-            batches = prefetch(lambda: (b.select(needed) for b in stream))
             try:
-                yield self.input_uri, batches
+                yield self.input_uri, (b.select(needed) for b in stream)
             finally:
-                batches.close()
                 stream.close()
             return
         in_store = self.dataset.store

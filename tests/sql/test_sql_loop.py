@@ -5,10 +5,12 @@ bad input fails naming the table or column with nothing written (the library cal
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import uuid
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 import yaml
 from churn_tables import CHURN_DAYS as DAYS
@@ -16,6 +18,8 @@ from churn_tables import CHURN_ROWS as ROWS
 from churn_tables import PG_CONN_ID
 
 from airflow_mlops.config.parser import parse_model_config
+from airflow_mlops.demo.data import churn_day
+from airflow_mlops.sql.write import write_predictions
 from airflow_mlops.store.artifacts import ArtifactStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -124,3 +128,64 @@ def test_bad_sql_input_names_the_table_or_column_and_writes_nothing(pg_server, c
         score_partition(parse_model_config(raw), store, DAYS[6], version=version)
     assert _count(pg_server, f'SELECT count(*) FROM "{churn_tables["preds"]}" WHERE logical_date = '
                              f"'{DAYS[6]}'") == before
+
+
+def test_loop_on_sqlite_with_a_query_of_one_day(sqlite_hook, tmp_path):
+    """SQLite through Airflow's sqlite provider; the training data is a query of one day (``{{ ds }}``), read
+    one day at a time so each row keeps its day; the predictions go to a table of the same database."""
+    from airflow_mlops.registry.lifecycle import train_and_register
+    from airflow_mlops.scoring.batch import score_partition
+
+    days = DAYS[:4]
+    for i, day in enumerate(days):
+        frame = churn_day(day, rows=400, seed=20 + i)
+        write_predictions(sqlite_hook, "customers", pa.Table.from_pandas(frame, preserve_index=False), day,
+                          date_column="day")
+    raw = copy.deepcopy(BASE)
+    raw["data"] = {"conn_id": "mlops_sql_sqlite", "dataset": "customers", "training_window_days": 3,
+                   "query": "SELECT * FROM customers WHERE day = {{ ds }}"}
+    raw["training"] = {**raw.get("training", {}), "split": "time", "holdout_days": 1}
+    raw["predictions"] = {"conn_id": "mlops_sql_sqlite", "table": "churn_predictions"}
+    config = parse_model_config(raw)
+    store = ArtifactStore(f"file://{tmp_path / 'store'}")
+    trained = train_and_register(config, store, days[2])
+    from airflow_mlops.registry.model_registry import ModelRegistry
+
+    meta = ModelRegistry(store).get_metadata("churn", trained["version"])
+    assert meta["training_data"]["partitions"] == days[:3]
+    assert meta["training_data"]["sql"]["query"] == "SELECT * FROM customers WHERE day = {{ ds }}"
+    assert meta["training_data"]["uri"].startswith("sqlite:///") and "query_" in meta["training_data"]["uri"]
+    for _ in range(2):  # a rerun replaces the day's rows
+        summary = score_partition(config, store, days[3], version=trained["version"])
+        assert summary["rows"] == 400 and summary["predictions_table"]["inserted"] == 400
+    import sqlite3
+
+    with sqlite3.connect(sqlite_hook.db_path) as c:
+        assert c.execute("SELECT logical_date, count(*), count(DISTINCT customer_id) FROM churn_predictions "
+                         "GROUP BY logical_date").fetchall() == [(days[3], 400, 400)]
+
+
+def test_the_data_sensors_trigger_waits_for_a_days_rows(pg_server, churn_tables):
+    """The deferrable sensor's trigger (what the triggerer runs) fires when the table has rows for the day and
+    keeps waiting, then times out at the deadline, for a day without rows."""
+    import asyncio
+
+    from airflow_mlops.triggers.storage import DataPartitionTrigger
+
+    sql = {"conn_id": PG_CONN_ID, "table": churn_tables["events"], "date_column": "event_date", "query": None}
+
+    def first_event(ds: str, deadline: str | None) -> dict[str, Any]:
+        trigger = DataPartitionTrigger(storage_uri="", prefix="", ds=ds, fmt="sql", poke_interval=0.2,
+                                       deadline=deadline, sql=sql)
+        assert DataPartitionTrigger(**trigger.serialize()[1]).sql == sql  # what the triggerer gets back
+
+        async def run() -> dict[str, Any]:
+            async for event in trigger.run():
+                return dict(event.payload)
+            raise AssertionError("no event")
+
+        return asyncio.run(asyncio.wait_for(run(), timeout=60))
+
+    assert first_event(DAYS[3], None) == {"status": "success", "ds": DAYS[3]}
+    soon = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)).isoformat()
+    assert first_event("2025-01-01", soon)["status"] == "timeout"
