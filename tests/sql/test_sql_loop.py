@@ -189,3 +189,25 @@ def test_the_data_sensors_trigger_waits_for_a_days_rows(pg_server, churn_tables)
     assert first_event(DAYS[3], None) == {"status": "success", "ds": DAYS[3]}
     soon = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)).isoformat()
     assert first_event("2025-01-01", soon)["status"] == "timeout"
+
+
+def test_duplicate_keys_in_a_table_fail_validation_and_are_quarantined_in_the_store(pg_server, churn_tables,
+                                                                                     tmp_path):
+    from airflow_mlops.registry.lifecycle import GateFailed, train_and_register, validate_partition
+
+    store = ArtifactStore(f"file://{tmp_path / 'store'}")
+    config = _config(churn_tables)
+    train_and_register(config, store, DAYS[4])  # the champion's suite checks later days
+    conn = pg_server.connect()
+    table = f"dupes_{uuid.uuid4().hex[:6]}"
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE TABLE "{table}" AS SELECT * FROM "{churn_tables["train"]}" '
+                    f"WHERE event_date = '{DAYS[5]}'")
+        cur.execute(f'INSERT INTO "{table}" SELECT * FROM "{table}" LIMIT 40')  # 40 customers twice
+    conn.close()
+    dupes = _config(churn_tables, table=table)
+    with pytest.raises(GateFailed) as failed:
+        validate_partition(dupes, store, DAYS[5])
+    message = str(failed.value)
+    assert f"{table}/ds={DAYS[5]}" in message and "quarantine" in message
+    assert store.exists(f"quarantine/{table}/ds={DAYS[5]}/_SUCCESS")
