@@ -211,3 +211,21 @@ def test_duplicate_keys_in_a_table_fail_validation_and_are_quarantined_in_the_st
     message = str(failed.value)
     assert f"{table}/ds={DAYS[5]}" in message and "quarantine" in message
     assert store.exists(f"quarantine/{table}/ds={DAYS[5]}/_SUCCESS")
+
+
+def test_openlineage_names_a_table_from_its_connection(pg_server, churn_tables):
+    """``postgres://host:port`` namespace and ``database.schema.table`` name, as the OpenLineage naming spec for
+    Postgres; the day a task read is a partition of that dataset, not another dataset."""
+    pytest.importorskip("airflow.providers.openlineage")
+    from airflow_mlops.operators.base import openlineage_dataset
+    from airflow_mlops.registry.lineage import split_dataset_uri
+    from airflow_mlops.sql.dataset import SqlDataset
+    from airflow_mlops.sql.source import SqlSource
+
+    data = SqlDataset(PG_CONN_ID, SqlSource(table=f"public.{churn_tables['events']}", date_column="event_date"))
+    root, day = split_dataset_uri(data.uri(DAYS[3]))
+    assert (root, day) == (data.uri(), DAYS[3])
+    named = openlineage_dataset(root)
+    assert (named.namespace, named.name) == (f"postgres://{pg_server.host}:{pg_server.port}",
+                                             f"{pg_server.dbname}.public.{churn_tables['events']}")
+    assert data.asset_uri() == f"mlops-sql://{PG_CONN_ID}/public.{churn_tables['events']}"
