@@ -113,6 +113,13 @@ def test_bad_sql_input_names_the_table_or_column_and_writes_nothing(pg_server, c
                  f'FROM "{churn_tables["events"]}" WHERE event_date = {{{{ ds }}}}'})
     with pytest.raises(DataError, match="usage_gb"):
         score_partition(no_usage, store, DAYS[6], version=version)
+    # a column of the wrong type (text where the model learned numbers)
+    text_usage = _config(churn_tables, scoring_dataset={
+        "query": f'SELECT customer_id, tenure_months, monthly_charges, support_calls, usage_gb::text AS usage_gb, '
+                 f'contract, region FROM "{churn_tables["events"]}" WHERE event_date = {{{{ ds }}}}'})
+    with pytest.raises(DataError, match="usage_gb") as wrong:
+        score_partition(text_usage, store, DAYS[6], version=version)
+    assert "string" in str(wrong.value) or "text" in str(wrong.value)
     assert not store.exists(f"predictions/churn/ds={DAYS[6]}/_SUCCESS")
     # a predictions table whose prediction column has another type: rolled back, the rows stay
     score_partition(config, store, DAYS[6], version=version)
