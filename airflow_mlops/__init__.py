@@ -93,6 +93,18 @@ def get_provider_info() -> dict[str, Any]:
                         "version_added": "0.2.0", "type": "string", "example": "/etc/airflow/mlops-signing.key",
                         "default": "",
                     },
+                    "mlflow_conn_id": {
+                        "description": "Airflow connection of a team's MLflow tracking server (host with its scheme, "
+                        "port; login/password for basic auth). When it exists, every registered training version "
+                        "is logged there as a run. See docs/mlflow.md.",
+                        "version_added": "0.3.0", "type": "string", "example": "mlflow_default",
+                        "default": "mlflow_default",
+                    },
+                    "mlflow_strict": {
+                        "description": "Fail the training task when MLflow cannot be written (default: one warning, "
+                        "the version stays registered and the run is recorded as pending).",
+                        "version_added": "0.3.0", "type": "boolean", "example": "False", "default": "False",
+                    },
                     "allow_unsigned_versions": {
                         "description": "Load model versions and registry state written before signatures existed "
                         "(each load logs a warning). Prefer signing them once: python -m airflow_mlops.cli sign "

@@ -6,6 +6,8 @@ Logs carry counts, metrics and URIs, never row values.
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import logging
 from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict, cast
 
@@ -75,6 +77,7 @@ class TrainingSummary(TypedDict):
     #: ``latency_ms_per_10k_rows``, ``model_size_mb``, ``peak_rss_mb`` of the smoke test (None when not measured)
     profile: dict[str, float | None]
     fairness: NotRequired[TrainingFairness]  #: with ``sensitive_features`` only
+    mlflow_run_id: NotRequired[str]  #: with an MLflow tracking server configured (``[mlops] mlflow_conn_id``)
 
 
 class BrokenConstraint(TypedDict):
@@ -405,6 +408,7 @@ def _train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_
         before_commit=check,
     )
     card = write_card(registry, config.name, mv.version)
+    mlflow_run = _track(registry, config.name, mv)
     primary = result.primary_metric
     profile = mv.metadata.get("profile") or {}
     summary: TrainingSummary = {
@@ -415,12 +419,36 @@ def _train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_
         "evaluation_report": registry.version_uri(config.name, mv.version, "reports/evaluation.html"),
         "model_card": card.get("model_card"),
         "profile": {k: profile.get(k) for k in ("latency_ms_per_10k_rows", "model_size_mb", "peak_rss_mb")}}
+    if mlflow_run is not None:
+        summary["mlflow_run_id"] = mlflow_run
     if fairness is not None:
         summary["fairness"] = {"metric": fairness["metric"], "gap": fairness.get("gap"),
                                "max_gap": fairness["max_gap"], "primary_gap": fairness.get("primary_gap")}
     log.info("registered %s v%d: holdout %s=%s (baseline %s)", config.name, mv.version, primary,
              summary["holdout"][primary], summary["baseline"][primary])
     return summary
+
+
+def _track(registry: ModelRegistry, name: str, mv: Any) -> str | None:
+    """The version as a run in the team's MLflow, when one is configured (:mod:`airflow_mlops.tracking.mlflow`);
+    a failure is one warning (the version stays registered) and a pending record for the catch-up."""
+    from airflow_mlops.tracking.mlflow import track_registration
+
+    def files() -> dict[str, bytes]:
+        out = {}
+        # the evaluation report is a registered artifact (checked against its hash); the card is a derived view,
+        # re-rendered on every decision, so read as it is now
+        for artifact, verify in (("reports/evaluation.html", True), ("reports/model_card.md", False)):
+            with contextlib.suppress(RegistryError):
+                out[artifact] = registry.read_artifact(name, mv.version, artifact, verify=verify)
+        return out
+
+    def pending(model: str, version: int, reason: str) -> None:
+        registry.store.write_json(join(registry.prefix, model, "_mlflow", "pending", f"{version}.json"),
+                                  {"model": model, "version": version, "reason": reason,
+                                   "at": dt.datetime.now(dt.UTC).isoformat()})
+
+    return track_registration(name, mv.version, mv.metadata, files, version_uri=mv.uri, pending=pending)
 
 
 def _acting(run_info: dict[str, Any] | None) -> str:

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "airflow_mlops"
 #: packages of one tier are independent of each other. Keep in step with docs/architecture.md.
 TIERS: list[set[str]] = [
     {"platform"},  # the Airflow seam
-    {"trust", "reports", "evaluation"},  # foundation
+    {"trust", "reports", "evaluation", "tracking"},  # foundation (tracking: a team's MLflow server)
     {"store"},
     {"sql"},  # SQL sources and prediction tables over a common.sql hook passed in
     {"config"},

@@ -1,0 +1,128 @@
+"""Training runs in a team's MLflow: a real `mlflow server` started by the fixtures; the package's own training
+(`train_and_register`) logs each registered version as a run with its trials as child runs; an unreachable
+server costs a warning and a pending record, never the registration."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from airflow_mlops.config.parser import parse_model_config
+from airflow_mlops.demo.data import churn_day, date_range
+from airflow_mlops.registry.model_registry import ModelRegistry
+from airflow_mlops.store.artifacts import ArtifactStore
+from airflow_mlops.store.datasets import Dataset
+
+REPO = Path(__file__).resolve().parents[2]
+DS = "2024-01-07"
+
+
+def _setup(tmp_path: Path, search: bool = False) -> tuple[Any, ArtifactStore]:
+    raw = copy.deepcopy(yaml.safe_load((REPO / "dags" / "configs" / "churn.yaml").read_text()))
+    raw["data"].pop("example_rows", None)
+    raw["estimator"] = {"class": "sklearn.ensemble.HistGradientBoostingClassifier", "params": {"max_iter": 30}}
+    if search:
+        raw["search"] = {"method": "random", "n_iter": 3, "space": {"learning_rate": [0.05, 0.1, 0.2],
+                                                                   "max_leaf_nodes": [15, 31]}}
+    else:
+        raw.pop("search", None)
+    store = ArtifactStore(f"file://{tmp_path / 'store'}")
+    data = Dataset.for_name(store, "churn")
+    for day in date_range("2024-01-01", 7):
+        data.write(day, churn_day(day, rows=400))
+    return parse_model_config(raw), store
+
+
+def test_a_registered_version_is_an_mlflow_run_with_its_trials(mlflow_conn, tmp_path):
+    from mlflow import MlflowClient
+
+    from airflow_mlops.registry.lifecycle import train_and_register
+
+    config, store = _setup(tmp_path, search=True)
+    summary = train_and_register(config, store, DS, run_info={"dag_id": "churn_training", "run_id": "r1",
+                                                              "task_id": "train"})
+    meta = ModelRegistry(store).get_metadata("churn", summary["version"])
+    client = MlflowClient(tracking_uri=mlflow_conn.url)
+    run = client.get_run(summary["mlflow_run_id"])
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.name == "churn" and run.info.status == "FINISHED"
+    assert run.data.tags["mlops.version"] == str(summary["version"])
+    assert run.data.tags["mlops.fingerprint"] == meta["training_data"]["fingerprint"]["content_hash"]
+    assert run.data.tags["airflow.dag_id"] == "churn_training" and run.data.tags["airflow.run_id"] == "r1"
+    assert run.data.params["estimator.class"] == meta["estimator"]
+    assert run.data.params["best.learning_rate"] == str(meta["best_params"]["learning_rate"])
+    assert run.data.metrics["holdout.roc_auc"] == pytest.approx(meta["metrics"]["holdout"]["roc_auc"])
+    assert run.data.metrics["baseline.roc_auc"] == pytest.approx(0.5)
+    assert run.data.metrics["cv.roc_auc.mean"] == pytest.approx(meta["metrics"]["cv"]["roc_auc"]["mean"])
+    files = {a.path for a in client.list_artifacts(run.info.run_id, "reports")}
+    assert {"reports/evaluation.html", "reports/model_card.md"} <= files
+    children = client.search_runs([run.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+    trials = meta["search"]["trials"]
+    assert len(children) == len(trials) == 3
+    by_trial = {int(c.data.tags["mlops.trial"]): c for c in children}
+    for trial in trials:
+        child = by_trial[trial["trial"]]
+        assert child.data.metrics["cv.mean"] == pytest.approx(trial["cv_mean"])
+        assert child.data.params["learning_rate"] == str(trial["params"]["learning_rate"])
+    # a second version: a second run in the same experiment
+    again = train_and_register(config, store, DS)
+    assert again["mlflow_run_id"] != summary["mlflow_run_id"]
+    runs = client.search_runs([run.info.experiment_id], filter_string="tags.`mlops.model` = 'churn' and "
+                                                                      "tags.`mlops.version` = '2'")
+    assert [r.info.run_id for r in runs if "mlflow.parentRunId" not in r.data.tags] == [again["mlflow_run_id"]]
+    assert len(runs) == 1 + 3  # its own trials are its children
+
+
+def test_an_unreachable_server_costs_a_warning_and_a_pending_record(monkeypatch, tmp_path, caplog):
+    from airflow_mlops.registry.lifecycle import train_and_register
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", f"http://127.0.0.1:{port}")
+    config, store = _setup(tmp_path)
+    started = time.perf_counter()
+    with caplog.at_level(logging.WARNING, logger="airflow_mlops.tracking.mlflow"):
+        summary = train_and_register(config, store, DS)
+    assert "mlflow_run_id" not in summary
+    assert ModelRegistry(store).list_versions("churn") == [summary["version"]]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "airflow_mlops.tracking.mlflow"]
+    assert len(warnings) == 1 and f"127.0.0.1:{port}" in warnings[0] and "pending" in warnings[0]
+    pending = store.read_json(f"registry/churn/_mlflow/pending/{summary['version']}.json")
+    assert pending["version"] == summary["version"] and pending["reason"]
+    assert time.perf_counter() - started < 120
+
+
+def test_strict_mode_fails_the_task_after_the_version_is_registered(monkeypatch, tmp_path):
+    from airflow_mlops.registry.lifecycle import train_and_register
+    from airflow_mlops.tracking.mlflow import TrackingError
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", f"http://user:s3cr3t-pw@127.0.0.1:{port}")
+    monkeypatch.setenv("AIRFLOW__MLOPS__MLFLOW_STRICT", "true")
+    config, store = _setup(tmp_path)
+    with pytest.raises(TrackingError) as failed:
+        train_and_register(config, store, DS)
+    assert "s3cr3t-pw" not in str(failed.value) and f"127.0.0.1:{port}" in str(failed.value)
+    assert ModelRegistry(store).list_versions("churn") == [1]  # the registration is kept
+
+
+def test_without_the_connection_nothing_is_logged(monkeypatch, tmp_path):
+    from airflow_mlops.registry.lifecycle import train_and_register
+    from airflow_mlops.tracking.mlflow import mlflow_target
+
+    monkeypatch.delenv("AIRFLOW_CONN_MLFLOW_DEFAULT", raising=False)
+    assert mlflow_target() is None
+    config, store = _setup(tmp_path)
+    summary = train_and_register(config, store, DS)
+    assert "mlflow_run_id" not in summary and not store.exists("registry/churn/_mlflow")
