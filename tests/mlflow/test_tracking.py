@@ -126,3 +126,24 @@ def test_without_the_connection_nothing_is_logged(monkeypatch, tmp_path):
     config, store = _setup(tmp_path)
     summary = train_and_register(config, store, DS)
     assert "mlflow_run_id" not in summary and not store.exists("registry/churn/_mlflow")
+
+
+def test_outside_airflow_an_unset_default_connection_costs_no_airflow_import(tmp_path):
+    """A plain process (a script, the benchmarks) without AIRFLOW_CONN_MLFLOW_DEFAULT and without the option
+    does not import Airflow to find out that the default connection is missing."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW__MLOPS__MLFLOW"))}
+    code = ("import sys\nfrom airflow_mlops.tracking.mlflow import mlflow_target\n"
+            "print(mlflow_target(), 'airflow' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], env={**env, "AIRFLOW_HOME": str(tmp_path)},
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["None", "False"]
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO,
+                          env={**env, "AIRFLOW_HOME": str(tmp_path),
+                               "AIRFLOW_CONN_MLFLOW_DEFAULT": "http://127.0.0.1:5999"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[0] == "MlflowTarget(conn_id='mlflow_default',"
