@@ -269,14 +269,28 @@ class RegistryCore:
         delay = 0.005
         for _ in range(attempts):
             st, etag = self._read_state(name, adopt_unsigned=adopt_unsigned)
+            before = dict(st.get("aliases") or {})
             result = mutate(st)
             try:
                 self.store.write_bytes_if_match(key, self._state_bytes(name, st), etag)
+                if dict(st.get("aliases") or {}) != before:
+                    self._aliases_moved(name, dict(st["aliases"]))
                 return result
             except PreconditionFailedError:
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 0.5)
         raise ConcurrentUpdateError(f"{self.store.uri(key)}: gave up after {attempts} concurrent-update retries")
+
+    def _aliases_moved(self, name: str, aliases: dict[str, int]) -> None:
+        """After a committed alias move: a team's MLflow registry follows (:func:`~airflow_mlops.tracking.mlflow.
+        follow_aliases`; nothing without a server, a warning and a pending record when it fails)."""
+        from airflow_mlops.tracking.mlflow import follow_aliases
+
+        def pending(model: str, reason: str) -> None:
+            self.store.write_json(join(self.prefix, model, "_mlflow", "pending", "aliases.json"),
+                                  {"model": model, "aliases": aliases, "reason": reason, "at": utcnow()})
+
+        follow_aliases(name, aliases, self.store.uri(self.prefix), pending)
 
     def audit_log(self, name: str) -> list[dict[str, Any]]:
         """Every change (registration, alias, approval, lifecycle), oldest first."""

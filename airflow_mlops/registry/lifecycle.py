@@ -408,7 +408,7 @@ def _train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_
         before_commit=check,
     )
     card = write_card(registry, config.name, mv.version)
-    mlflow_run = _track(registry, config.name, mv)
+    mlflow_run = _track(registry, config.name, mv, result.pipeline, trusted, holdout[result.features].head(5))
     primary = result.primary_metric
     profile = mv.metadata.get("profile") or {}
     summary: TrainingSummary = {
@@ -429,10 +429,11 @@ def _train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_
     return summary
 
 
-def _track(registry: ModelRegistry, name: str, mv: Any) -> str | None:
-    """The version as a run in the team's MLflow, when one is configured (:mod:`airflow_mlops.tracking.mlflow`);
-    a failure is one warning (the version stays registered) and a pending record for the catch-up."""
-    from airflow_mlops.tracking.mlflow import track_registration
+def _track(registry: ModelRegistry, name: str, mv: Any, pipeline: Any, trusted: list[str], example: Any) -> str | None:
+    """The version as a run in the team's MLflow, when one is configured (:mod:`airflow_mlops.tracking.mlflow`),
+    with the model mirrored as an MLflow model version; a failure is one warning (the version stays registered)
+    and a pending record for the catch-up."""
+    from airflow_mlops.tracking.mlflow import ModelToMirror, track_registration
 
     def files() -> dict[str, bytes]:
         out = {}
@@ -448,7 +449,12 @@ def _track(registry: ModelRegistry, name: str, mv: Any) -> str | None:
                                   {"model": model, "version": version, "reason": reason,
                                    "at": dt.datetime.now(dt.UTC).isoformat()})
 
-    return track_registration(name, mv.version, mv.metadata, files, version_uri=mv.uri, pending=pending)
+    from airflow_mlops.trust.types import TRUSTED_TYPES
+
+    allowed = tuple(sorted(TRUSTED_TYPES | set(trusted)))  # what load_model trusts for this version
+    return track_registration(name, mv.version, mv.metadata, files, version_uri=mv.uri, pending=pending,
+                              fitted=ModelToMirror(pipeline, allowed, example,
+                                                   registry_uri=registry.store.uri(registry.prefix)))
 
 
 def _acting(run_info: dict[str, Any] | None) -> str:

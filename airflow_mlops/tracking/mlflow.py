@@ -41,7 +41,8 @@ from airflow_mlops import platform
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MlflowTarget", "TrackingError", "log_training_run", "mlflow_target", "track_registration"]
+__all__ = ["MlflowTarget", "ModelToMirror", "TrackingError", "follow_aliases", "log_training_run", "mirror_aliases",
+           "mirror_model", "mlflow_target", "track_registration"]
 
 DEFAULT_CONN_ID = "mlflow_default"
 #: seconds an MLflow HTTP call may take before the server counts as unreachable
@@ -82,6 +83,10 @@ def mlflow_target() -> MlflowTarget | None:
         conn = platform.connection(conn_id)
     except platform.ConnectionNotFoundError:
         return None
+    except Exception as e:  # noqa: BLE001 - a secrets backend or metadata DB that cannot answer: no tracking
+        log.warning("MLflow: connection %r cannot be read (%s: %s); nothing is logged to MLflow", conn_id,
+                    type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "")
+        return None
     host = (conn.host or "").rstrip("/")
     if not host:
         return None
@@ -119,9 +124,11 @@ def _client_env(target: MlflowTarget) -> Iterator[None]:
 
 
 def log_training_run(target: MlflowTarget, model: str, version: int, meta: Mapping[str, Any],
-                     artifacts: Mapping[str, bytes] | None = None, *, version_uri: str | None = None) -> str:
+                     artifacts: Mapping[str, bytes] | None = None, *, version_uri: str | None = None,
+                     fitted: ModelToMirror | None = None) -> str:
     """Log version ``version`` of ``model`` (its registry ``metadata.json`` content ``meta``) as one MLflow run,
-    with a child run per search trial; returns the run id. Raises what the client raises."""
+    with a child run per search trial, and with ``fitted`` the model itself as an MLflow model version (see
+    :func:`mirror_model`); returns the run id. Raises what the client raises."""
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param, RunTag
 
@@ -154,6 +161,8 @@ def log_training_run(target: MlflowTarget, model: str, version: int, meta: Mappi
             client.log_batch(child.info.run_id, metrics=trial_metrics, params=trial_params[:_MAX_PARAMS],
                              tags=[RunTag("mlops.rank", str(trial.get("rank")))])
             client.set_terminated(child.info.run_id, "FINISHED" if trial.get("cv_mean") is not None else "FAILED")
+        if fitted is not None:
+            mirror_model(client, model, version, run_id, fitted)
         client.set_terminated(run_id, "FINISHED")
     log.info("MLflow: logged %s v%d as run %s in experiment %r at %s (%d params, %d metrics, %d trial run(s)) "
              "in %.2f s", model, version, run_id, model, target.tracking_uri, len(params), len(metrics),
@@ -163,7 +172,8 @@ def log_training_run(target: MlflowTarget, model: str, version: int, meta: Mappi
 
 def track_registration(model: str, version: int, meta: Mapping[str, Any],
                        artifacts: Callable[[], Mapping[str, bytes]] | None = None, *, version_uri: str | None = None,
-                       pending: Callable[[str, int, str], Any] | None = None) -> str | None:
+                       pending: Callable[[str, int, str], Any] | None = None,
+                       fitted: ModelToMirror | None = None) -> str | None:
     """:func:`log_training_run` when a server is configured, with the fault policy of the module docstring.
     ``artifacts()`` gives the files to attach (called only when a server is configured); ``pending(model,
     version, reason)`` records a missed run (the registry's catch-up list). Returns the run id, ``None`` when
@@ -173,7 +183,7 @@ def track_registration(model: str, version: int, meta: Mapping[str, Any],
         return None
     try:
         files = artifacts() if artifacts is not None else {}
-        return log_training_run(target, model, version, meta, files, version_uri=version_uri)
+        return log_training_run(target, model, version, meta, files, version_uri=version_uri, fitted=fitted)
     except Exception as e:  # noqa: BLE001 - the server, the network or the client: never the registration
         reason = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
         if pending is not None:
@@ -186,6 +196,158 @@ def track_registration(model: str, version: int, meta: Mapping[str, Any],
                     "is recorded as pending for a later catch-up", target.tracking_uri, target.conn_id, model,
                     version, reason)
         return None
+
+
+# ------------------------------------------------------------------------------------------------
+# the registry mirror: versions as MLflow model versions, aliases following ours
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelToMirror:
+    """A registered version's fitted pipeline with what MLflow needs to log and load it safely."""
+
+    pipeline: Any
+    #: fully qualified types our own loads of this version trust (the package's list plus the config's); the
+    #: MLflow model trusts those of them its skops file holds
+    trusted_types: tuple[str, ...]
+    #: a few input rows (the features): the signature and the input example
+    example: Any
+    #: our registry's root URI: one MLflow server may mirror several registries (tag ``mlops.registry``)
+    registry_uri: str = ""
+
+
+def mirror_model(client: Any, model: str, version: int, run_id: str, fitted: ModelToMirror) -> str:
+    """The pipeline logged under the run as an MLflow ``sklearn`` model in the **skops** format (never pickle;
+    loading trusts exactly the types our registry trusts for this version) with its signature and input example,
+    registered as a version of the MLflow registered model ``<model>`` tagged ``mlops.version``. Returns the MLflow
+    version number. A pipeline of xgboost, LightGBM or CatBoost steps is still a scikit-learn pipeline: the
+    ``sklearn`` flavor loads all of them."""
+    import mlflow.sklearn
+    import skops.io as sio
+    from mlflow.models import infer_signature
+
+    needed = sio.get_untrusted_types(data=sio.dumps(fitted.pipeline))
+    refused = sorted(t for t in needed if t not in set(fitted.trusted_types))
+    if refused:  # cannot happen for a version that passed the smoke test; never widen trust for MLflow's sake
+        raise TrackingError(f"{model} v{version} holds types our registry does not trust: {refused}")
+    with tempfile.TemporaryDirectory(prefix="mlops-mlflow-model-") as tmp:
+        path = os.path.join(tmp, "model")
+        example = fitted.example
+        signature = infer_signature(example, fitted.pipeline.predict(example))
+        mlflow.sklearn.save_model(fitted.pipeline, path, serialization_format="skops",
+                                  skops_trusted_types=sorted(needed), signature=signature,
+                                  input_example=example, pip_requirements=_requirements(fitted.pipeline))
+        client.log_artifacts(run_id, path, artifact_path="model")
+    try:
+        client.get_registered_model(model)
+    except Exception as e:
+        if not _does_not_exist(e):
+            raise
+        client.create_registered_model(model, tags={"mlops.source_of_truth": "airflow-mlops registry"},
+                                       description=f"Mirror of the airflow-mlops registry's model {model!r}; "
+                                                   "aliases follow it.")
+    existing = _mlflow_version(client, model, version, fitted.registry_uri)
+    if existing is not None:  # a retry: the same version is not registered twice
+        return existing
+    mv = client.create_model_version(model, source=f"runs:/{run_id}/model", run_id=run_id,
+                                     tags={"mlops.version": str(version), "mlops.registry": fitted.registry_uri},
+                                     await_creation_for=60)
+    return str(mv.version)
+
+
+def _does_not_exist(e: BaseException) -> bool:
+    """MLflow's "no such registered model" (not a server or network failure)."""
+    return getattr(e, "error_code", None) == "RESOURCE_DOES_NOT_EXIST"
+
+
+def _requirements(pipeline: Any) -> list[str]:
+    """Pinned requirements of the libraries the pipeline's steps come from (no environment scan: fast)."""
+    from importlib import metadata
+
+    names = {"scikit-learn", "skops", "pandas", "numpy"}
+    for step in getattr(pipeline, "steps", [(None, pipeline)]):
+        top = type(step[1]).__module__.split(".")[0]
+        names.add({"sklearn": "scikit-learn", "xgboost": "xgboost", "lightgbm": "lightgbm",
+                   "catboost": "catboost"}.get(top, top))
+    out = []
+    for name in sorted(names):
+        try:
+            out.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            if name == "xgboost":
+                with contextlib.suppress(metadata.PackageNotFoundError):
+                    out.append(f"xgboost=={metadata.version('xgboost-cpu')}")
+    return out
+
+
+def _mlflow_version(client: Any, model: str, version: int, registry_uri: str) -> str | None:
+    """The MLflow version number mirroring our ``version`` of the registry at ``registry_uri`` (tags
+    ``mlops.version``, ``mlops.registry``), or None."""
+    found = client.search_model_versions(f"name = '{_quoted(model)}' and tag.`mlops.version` = '{int(version)}'")
+    mine = [mv for mv in found if (mv.tags or {}).get("mlops.registry", "") == registry_uri]
+    return str(mine[0].version) if mine else None
+
+
+def _quoted(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def mirror_aliases(model: str, aliases: Mapping[str, int], registry_uri: str, *,
+                   target: MlflowTarget | None = None) -> dict[str, Any]:
+    """Make the MLflow registered model ``<model>``'s aliases those of our registry (``aliases``: alias ->
+    our version): set the ones that differ, delete the ones we do not have. An alias whose version has no
+    MLflow mirror yet is left out (reported). Returns ``{"set": {...}, "deleted": [...], "missing": {...}}``;
+    ``{}`` without a server. Raises what the client raises."""
+    target = target or mlflow_target()
+    if target is None:
+        return {}
+    from mlflow import MlflowClient
+
+    changes: dict[str, Any] = {"set": {}, "deleted": [], "missing": {}}
+    with _client_env(target):
+        client = MlflowClient(tracking_uri=target.tracking_uri)
+        try:
+            current = dict(client.get_registered_model(model).aliases or {})
+        except Exception as e:
+            if not _does_not_exist(e):
+                raise
+            changes["missing"] = dict(aliases)  # no registered model yet: nothing mirrored to point at
+            return changes
+        for alias, ours in aliases.items():
+            mirrored = _mlflow_version(client, model, int(ours), registry_uri)
+            if mirrored is None:
+                changes["missing"][alias] = int(ours)
+            elif str(current.get(alias)) != mirrored:
+                client.set_registered_model_alias(model, alias, mirrored)
+                changes["set"][alias] = int(ours)
+        for alias in current:
+            if alias not in aliases:
+                client.delete_registered_model_alias(model, alias)
+                changes["deleted"].append(alias)
+    if changes["set"] or changes["deleted"]:
+        log.info("MLflow: aliases of %s mirrored at %s: set %s, deleted %s", model, target.tracking_uri,
+                 changes["set"] or "none", changes["deleted"] or "none")
+    return changes
+
+
+def follow_aliases(model: str, aliases: Mapping[str, int], registry_uri: str,
+                   pending: Callable[[str, str], Any] | None = None) -> None:
+    """:func:`mirror_aliases` after an alias move committed in our registry, with the module's fault policy
+    (a warning; ``pending(model, reason)`` records the missed mirror; strict mode raises)."""
+    target = mlflow_target()
+    if target is None:
+        return
+    try:
+        mirror_aliases(model, aliases, registry_uri, target=target)
+    except Exception as e:  # noqa: BLE001 - the alias move is committed; MLflow catches up later
+        reason = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+        if pending is not None:
+            with contextlib.suppress(Exception):
+                pending(model, reason)
+        if strict():
+            raise TrackingError(f"MLflow at {target.tracking_uri} (connection {target.conn_id!r}) could not mirror "
+                                f"the aliases of {model}: {reason}") from None
+        log.warning("MLflow at %s (connection %r) could not mirror the aliases of %s (%s); our registry has them, "
+                    "the mirror is recorded as pending", target.tracking_uri, target.conn_id, model, reason)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import copy
 import logging
 import socket
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ def _setup(tmp_path: Path, search: bool = False) -> tuple[Any, ArtifactStore]:
                                                                    "max_leaf_nodes": [15, 31]}}
     else:
         raw.pop("search", None)
+    raw["name"] = f"churn_{uuid.uuid4().hex[:6]}"  # one server for every test: a model of its own each
     store = ArtifactStore(f"file://{tmp_path / 'store'}")
     data = Dataset.for_name(store, "churn")
     for day in date_range("2024-01-01", 7):
@@ -48,11 +50,11 @@ def test_a_registered_version_is_an_mlflow_run_with_its_trials(mlflow_conn, tmp_
     config, store = _setup(tmp_path, search=True)
     summary = train_and_register(config, store, DS, run_info={"dag_id": "churn_training", "run_id": "r1",
                                                               "task_id": "train"})
-    meta = ModelRegistry(store).get_metadata("churn", summary["version"])
+    meta = ModelRegistry(store).get_metadata(config.name, summary["version"])
     client = MlflowClient(tracking_uri=mlflow_conn.url)
     run = client.get_run(summary["mlflow_run_id"])
     experiment = client.get_experiment(run.info.experiment_id)
-    assert experiment.name == "churn" and run.info.status == "FINISHED"
+    assert experiment.name == config.name and run.info.status == "FINISHED"
     assert run.data.tags["mlops.version"] == str(summary["version"])
     assert run.data.tags["mlops.fingerprint"] == meta["training_data"]["fingerprint"]["content_hash"]
     assert run.data.tags["airflow.dag_id"] == "churn_training" and run.data.tags["airflow.run_id"] == "r1"
@@ -75,7 +77,7 @@ def test_a_registered_version_is_an_mlflow_run_with_its_trials(mlflow_conn, tmp_
     # a second version: a second run in the same experiment
     again = train_and_register(config, store, DS)
     assert again["mlflow_run_id"] != summary["mlflow_run_id"]
-    runs = client.search_runs([run.info.experiment_id], filter_string="tags.`mlops.model` = 'churn' and "
+    runs = client.search_runs([run.info.experiment_id], filter_string=f"tags.`mlops.model` = '{config.name}' and "
                                                                       "tags.`mlops.version` = '2'")
     assert [r.info.run_id for r in runs if "mlflow.parentRunId" not in r.data.tags] == [again["mlflow_run_id"]]
     assert len(runs) == 1 + 3  # its own trials are its children
@@ -93,10 +95,10 @@ def test_an_unreachable_server_costs_a_warning_and_a_pending_record(monkeypatch,
     with caplog.at_level(logging.WARNING, logger="airflow_mlops.tracking.mlflow"):
         summary = train_and_register(config, store, DS)
     assert "mlflow_run_id" not in summary
-    assert ModelRegistry(store).list_versions("churn") == [summary["version"]]
+    assert ModelRegistry(store).list_versions(config.name) == [summary["version"]]
     warnings = [r.getMessage() for r in caplog.records if r.name == "airflow_mlops.tracking.mlflow"]
     assert len(warnings) == 1 and f"127.0.0.1:{port}" in warnings[0] and "pending" in warnings[0]
-    pending = store.read_json(f"registry/churn/_mlflow/pending/{summary['version']}.json")
+    pending = store.read_json(f"registry/{config.name}/_mlflow/pending/{summary['version']}.json")
     assert pending["version"] == summary["version"] and pending["reason"]
     assert time.perf_counter() - started < 120
 
@@ -114,7 +116,7 @@ def test_strict_mode_fails_the_task_after_the_version_is_registered(monkeypatch,
     with pytest.raises(TrackingError) as failed:
         train_and_register(config, store, DS)
     assert "s3cr3t-pw" not in str(failed.value) and f"127.0.0.1:{port}" in str(failed.value)
-    assert ModelRegistry(store).list_versions("churn") == [1]  # the registration is kept
+    assert ModelRegistry(store).list_versions(config.name) == [1]  # the registration is kept
 
 
 def test_without_the_connection_nothing_is_logged(monkeypatch, tmp_path):
@@ -125,7 +127,7 @@ def test_without_the_connection_nothing_is_logged(monkeypatch, tmp_path):
     assert mlflow_target() is None
     config, store = _setup(tmp_path)
     summary = train_and_register(config, store, DS)
-    assert "mlflow_run_id" not in summary and not store.exists("registry/churn/_mlflow")
+    assert "mlflow_run_id" not in summary and not store.exists(f"registry/{config.name}/_mlflow")
 
 
 def test_outside_airflow_an_unset_default_connection_costs_no_airflow_import(tmp_path):
@@ -147,3 +149,66 @@ def test_outside_airflow_an_unset_default_connection_costs_no_airflow_import(tmp
                                "AIRFLOW_CONN_MLFLOW_DEFAULT": "http://127.0.0.1:5999"})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split()[0] == "MlflowTarget(conn_id='mlflow_default',"
+
+
+def test_versions_and_alias_moves_are_mirrored_and_mlflow_loads_what_we_score(mlflow_conn, tmp_path):
+    """Each version is an MLflow model version (skops format, tagged with our version); every alias move in our
+    registry, rollback included, moves the MLflow alias; ``models:/churn@champion`` predicts what our registry's
+    champion predicts."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from airflow_mlops.registry.lifecycle import train_and_register
+
+    config, store = _setup(tmp_path)
+    registry = ModelRegistry(store)
+    v1 = train_and_register(config, store, DS)["version"]
+    registry.set_alias(config.name, "champion", v1, reason="first")
+    client = MlflowClient(tracking_uri=mlflow_conn.url)
+
+    def aliases() -> dict[str, str]:
+        model = client.get_registered_model(config.name)
+        tags = {mv.version: mv.tags["mlops.version"] for mv in client.search_model_versions(f"name = '{config.name}'")}
+        return {alias: tags[str(v)] for alias, v in (model.aliases or {}).items()}
+
+    assert aliases() == {"champion": str(v1)}
+    mv = client.get_model_version_by_alias(config.name, "champion")
+    assert mv.tags["mlops.version"] == str(v1) and mv.source.startswith("runs:/")
+    model_files = {a.path for a in client.list_artifacts(mv.run_id, "model")}
+    assert "model/model.skops" in model_files and not any(p.endswith((".pkl", ".pickle")) for p in model_files)
+
+    frame = churn_day("2024-01-08", rows=200, seed=3)[list(config.features)]
+    ours, _ = registry.load_model(config.name, version=v1)
+    mlflow.set_tracking_uri(mlflow_conn.url)
+    try:
+        loaded = mlflow.pyfunc.load_model(f"models:/{config.name}@champion")
+        assert list(loaded.predict(frame)) == list(ours.predict(frame))
+    finally:
+        mlflow.set_tracking_uri(None)
+
+    v2 = train_and_register(config, store, DS)["version"]
+    registry.set_alias(config.name, "previous_champion", v1, reason="keep")
+    registry.set_alias(config.name, "champion", v2, reason="better")
+    assert aliases() == {"champion": str(v2), "previous_champion": str(v1)}
+    registry.set_alias(config.name, "champion", v1, reason="roll back")
+    registry.delete_alias(config.name, "previous_champion", reason="done")
+    assert aliases() == {"champion": str(v1)}
+
+
+def test_an_alias_move_while_mlflow_is_down_is_kept_and_caught_up(mlflow_conn, monkeypatch, tmp_path):
+    from airflow_mlops.registry.lifecycle import train_and_register
+    from airflow_mlops.tracking.mlflow import mirror_aliases
+
+    config, store = _setup(tmp_path)
+    registry = ModelRegistry(store)
+    version = train_and_register(config, store, DS)["version"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", f"http://127.0.0.1:{dead}")
+    registry.set_alias(config.name, "challenger", version, reason="while MLflow is down")
+    assert registry.get_aliases(config.name)["challenger"] == version
+    assert store.read_json(f"registry/{config.name}/_mlflow/pending/aliases.json")["aliases"]["challenger"] == version
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", mlflow_conn.url)
+    changes = mirror_aliases(config.name, registry.get_aliases(config.name), store.uri("registry"))
+    assert changes["set"].get("challenger") == version
