@@ -144,7 +144,9 @@ class _Reader:
             if driver in ("psycopg2", "psycopg"):
                 with contextlib.suppress(Exception):
                     conn.autocommit = False  # a named cursor lives in a transaction
-                cur = conn.cursor(name=f"mlops_read_{uuid.uuid4().hex[:16]}")
+                name = f"mlops_read_{uuid.uuid4().hex[:16]}"
+                # psycopg 3: the binary protocol (numbers arrive as numbers, not text to parse: about twice as fast)
+                cur = conn.cursor(name=name, binary=True) if driver == "psycopg" else conn.cursor(name=name)
                 with contextlib.suppress(AttributeError):
                     cur.itersize = self.batch_rows
             else:
