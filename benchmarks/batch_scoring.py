@@ -261,6 +261,11 @@ def spawn(mode: str, workdir: str, batch_size: int) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--mode", mode, "--workdir", workdir]
     if batch_size:
         cmd += ["--batch-size", str(batch_size)]
+    return spawn_child(cmd, mode)
+
+
+def spawn_child(cmd: list[str], mode: str) -> dict:
+    """Run a benchmark child; its last JSON line, plus ``process_wall`` (seconds, the whole process)."""
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     wall = time.perf_counter() - t0
@@ -268,7 +273,7 @@ def spawn(mode: str, workdir: str, batch_size: int) -> dict:
         sys.stderr.write(proc.stdout + proc.stderr)
         raise SystemExit(f"{mode} child failed with exit code {proc.returncode}")
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1]
-    res = json.loads(line)
+    res: dict = json.loads(line)
     res["process_wall"] = wall
     return res
 

@@ -73,42 +73,23 @@ import io
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
+from batch_scoring import DS, NAME, REPO, peak_rss_mib, spawn_child  # (it puts the repository on sys.path)
+from batch_scoring import config_dict as batch_config_dict
 
-DS = "2024-01-01"
-NAME = "bench"
 CONN_ID = "bench_pg"
 INPUT, PLAIN_TABLE, OURS_TABLE = "bench_input", "bench_preds_plain", "bench_preds_ours"
 PG_MAX_PARAMS = 65_535  # bind parameters per statement (psycopg 3 binds on the server)
 
 
 # ----------------------------------------------------------------------------------------------
-# measurements
+# measurements (peak RSS: batch_scoring.peak_rss_mib, VmHWM)
 # ----------------------------------------------------------------------------------------------
-def peak_rss_mib() -> float:
-    """Peak resident set size of this process (VmHWM), MiB."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def cpu_seconds() -> float:
     """User + system CPU time of this process and its waited-for children."""
     import resource
@@ -207,19 +188,12 @@ def load_input(spec: dict[str, Any], rows: int, n_features: int, chunk: int = 20
 
 
 def config_dict(n_features: int) -> dict[str, Any]:
-    return {
-        "name": NAME,
-        "owner": "bench@example.com",
-        "data": {"conn_id": CONN_ID, "table": INPUT, "date_column": "event_date"},
-        "predictions": {"conn_id": CONN_ID, "table": OURS_TABLE},
-        "keys": ["customer_id"],
-        "target": "label",
-        "features": [f"f{j}" for j in range(n_features)],
-        "task": "binary",
-        "estimator": {"class": "sklearn.linear_model.LogisticRegression", "params": {"max_iter": 300}},
-        "training": {"cv_folds": 3, "test_size": 0.2, "seed": 0, "reference_sample_size": 1000},
-        "validation": {"suite": None},
-    }
+    """batch_scoring.py's config (same LogisticRegression, training settings, no validation suite) on the table."""
+    cfg = batch_config_dict(n_features)
+    cfg.update(data={"conn_id": CONN_ID, "table": INPUT, "date_column": "event_date"},
+               predictions={"conn_id": CONN_ID, "table": OURS_TABLE}, keys=["customer_id"],
+               features=[f"f{j}" for j in range(n_features)])
+    return cfg
 
 
 def train(workdir: str, spec: dict[str, Any], n_features: int) -> None:
@@ -352,14 +326,7 @@ def spawn(mode: str, workdir: str, args: argparse.Namespace, postmaster: int, pr
     if profile:
         cmd += ["--profile", profile]
     server0 = server_cpu_seconds(postmaster)
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stdout + proc.stderr)
-        raise SystemExit(f"{mode} child failed with exit code {proc.returncode}")
-    res = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1])
-    res["process_wall"] = wall
+    res = spawn_child(cmd, mode)
     res["server_cpu_seconds"] = server_cpu_seconds(postmaster) - server0
     return res
 
