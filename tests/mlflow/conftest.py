@@ -42,6 +42,16 @@ def _server_venv() -> Path:
     return venv
 
 
+def _copy_database(source: Path, target: Path) -> None:
+    """A consistent copy of an SQLite database in use (the backup API), written under a temporary name first."""
+    import sqlite3
+
+    partial = target.with_suffix(".partial")
+    with sqlite3.connect(source) as src, sqlite3.connect(partial) as dst:
+        src.backup(dst)
+    partial.replace(target)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -56,7 +66,13 @@ class MlflowServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        """Start the server; its first start creates the tracking database's tables (a minute or more on a
+        busy machine), so the migrated empty database is kept beside the environment and copied for later
+        starts."""
         self.workdir.mkdir(parents=True, exist_ok=True)
+        template = self.venv / "empty-tracking.db"
+        if template.exists():
+            shutil.copyfile(template, self.workdir / "mlflow.db")
         log = open(self.workdir / "server.log", "ab")  # noqa: SIM115 - kept open for the server's life
         self.proc = subprocess.Popen(
             [str(self.venv / "bin" / "python"), "-m", "mlflow", "server", "--host", "127.0.0.1",
@@ -64,13 +80,15 @@ class MlflowServer:
              "--backend-store-uri", f"sqlite:///{self.workdir / 'mlflow.db'}",
              "--artifacts-destination", str(self.workdir / "artifacts"), "--workers", "1"],
             stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True)
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 420
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"mlflow server exited: {(self.workdir / 'server.log').read_text()[-3000:]}")
             try:
                 with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
                     if r.status == 200:
+                        if not template.exists():
+                            _copy_database(self.workdir / "mlflow.db", template)
                         return
             except OSError:
                 time.sleep(0.5)
