@@ -106,13 +106,18 @@ def partition_input_files(config: ModelConfig, store: ArtifactStore, ds: str,
     dataset = input_dataset or scoring_input(config, store)
     files = dataset.files(ds)
     if not files and dataset.fmt == "sql":
-        raise DataError(f"{dataset.uri()} has no rows for {logical_ds(ds)}")
+        raise _no_rows(dataset, ds)
     if not files:
         raise DataError(
             f"partition {dataset.uri(ds)} has no {dataset.fmt} files; expected data for {logical_ds(ds)} "
             f"(present partitions: {dataset.partitions()[-5:] or 'none'})"
         )
     return files
+
+
+def _no_rows(dataset: Dataset, ds: str) -> DataError:
+    """The error of a SQL source's day without rows."""
+    return DataError(f"{dataset.uri()} has no rows for {logical_ds(ds)}")
 
 
 # ------------------------------------------------------------------------------------------
@@ -298,7 +303,9 @@ def _select_files(config: ModelConfig, store: ArtifactStore, ds: str, dataset: D
                   files: Sequence[str] | str | None, segment: tuple[str, Any] | None) -> tuple[list[str], bool]:
     """``(files to score, whether the output is a part)``: the given files must be data files of the
     partition; a part is written for a file subset or a segment (merged later by :func:`merge_parts`)."""
-    all_files = partition_input_files(config, store, ds, dataset)
+    # a SQL source's day is one pseudo-file; whether it has rows is seen in the first batch the scoring reads
+    # (_SqlStream.open), not asked in a query of its own
+    all_files = [dataset.key(ds)] if dataset.fmt == "sql" else partition_input_files(config, store, ds, dataset)
     if files is None:
         return all_files, segment is not None
     chosen = [files] if isinstance(files, str) else list(files)
@@ -331,6 +338,8 @@ class _SqlStream:
         batches = prefetch(lambda: dataset.batches(ds, None, batch_rows=batch_size))  # type: ignore[attr-defined]
         try:
             first = next(batches)
+            if first.num_rows == 0:  # one empty batch with the schema: the day has no rows
+                raise _no_rows(dataset, ds)
         except BaseException:
             batches.close()
             raise
@@ -338,8 +347,7 @@ class _SqlStream:
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         try:
-            if self.first.num_rows:
-                yield self.first
+            yield self.first
             yield from self._batches
         finally:
             self.close()

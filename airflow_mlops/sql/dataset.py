@@ -84,7 +84,7 @@ class SqlDataset(Dataset):
     def base_uri(self) -> str:
         """``<scheme>://host:port/database[.schema.table]`` from the connection (no credentials)."""
         if self._base is None:
-            from airflow_mlops.sql.dialects import detect_dialect, split_name
+            from airflow_mlops.sql.dialects import detect_dialect
 
             scheme = detect_dialect(self.hook).name
             try:
@@ -95,9 +95,7 @@ class SqlDataset(Dataset):
             where = f"{host}:{port}" if port else host
             if scheme == "sqlite":
                 where, database = "", host or database
-            name = ".".join(split_name(self.source.table)) if self.source.table is not None else \
-                "query_" + hashlib.sha256((self.source.query or "").encode()).hexdigest()[:12]
-            self._base = f"{scheme}://{where}/{'.'.join(p for p in (database, name) if p)}"
+            self._base = f"{scheme}://{where}/{'.'.join(p for p in (database, self._source_name()) if p)}"
         return self._base
 
     def uri(self, ds: DateLike | None = None) -> str:
@@ -109,11 +107,15 @@ class SqlDataset(Dataset):
     def asset_uri(self) -> str:
         """A name for Airflow assets, built without opening the connection (a Dag file is parsed without
         looking connections up): ``mlops-sql://<conn_id>/<table>`` or ``.../query_<sha256 prefix>``."""
+        return f"mlops-sql://{self.conn_id}/{self._source_name()}"
+
+    def _source_name(self) -> str:
+        """``schema.table`` (the name parts joined), or ``query_<sha256 prefix of the query text>``."""
         from airflow_mlops.sql.dialects import split_name
 
-        name = ".".join(split_name(self.source.table)) if self.source.table is not None else \
-            "query_" + hashlib.sha256((self.source.query or "").encode()).hexdigest()[:12]
-        return f"mlops-sql://{self.conn_id}/{name}"
+        if self.source.table is not None:
+            return ".".join(split_name(self.source.table))
+        return "query_" + hashlib.sha256((self.source.query or "").encode()).hexdigest()[:12]
 
     def key(self, ds: DateLike) -> str:
         return f"ds={logical_date(ds).isoformat()}"
@@ -121,7 +123,7 @@ class SqlDataset(Dataset):
     def describe(self) -> dict[str, Any]:
         """What lineage records about the source: connection id, table and date column or the query text."""
         if self.source.table is not None:
-            return {"conn_id": self.conn_id, "table": ".".join(_parts(self.source.table)),
+            return {"conn_id": self.conn_id, "table": self._source_name(),
                     "date_column": self.source.date_column, "uri": self.uri()}
         return {"conn_id": self.conn_id, "query": self.source.query, "uri": self.uri()}
 
@@ -264,18 +266,15 @@ class SqlDataset(Dataset):
                          order_by=self.source.order_by, name=self.source.name)
 
     def _drop_date(self, batch: pa.RecordBatch, columns: list[str] | None) -> pa.RecordBatch:
+        """A table's batch without its date column (unless asked for); a query's batch cut to ``columns``."""
+        if self.source.table is None:  # the query selected what it selected: keep the columns asked for
+            if not columns:
+                return batch
+            missing = [c for c in columns if c not in batch.schema.names]
+            if missing:
+                raise SqlDataError(f"{self.source.label()}: the query returns no column(s) {missing}")
+            return batch.select(columns)
         date_col = self.source.date_column
-        if date_col is None or date_col in (columns or ()) or date_col not in batch.schema.names:
-            if columns and self.source.table is None:
-                missing = [c for c in columns if c not in batch.schema.names]
-                if missing:
-                    raise SqlDataError(f"{self.source.label()}: the query returns no column(s) {missing}")
-                return batch.select(columns)
+        if date_col in (columns or ()) or date_col not in batch.schema.names:
             return batch
         return batch.drop_columns([date_col])
-
-
-def _parts(table: Any) -> tuple[str, ...]:
-    from airflow_mlops.sql.dialects import split_name
-
-    return split_name(table)
