@@ -287,10 +287,15 @@ class RegistryCore:
         from airflow_mlops.tracking.mlflow import follow_aliases
 
         def pending(model: str, reason: str) -> None:
-            self.store.write_json(join(self.prefix, model, "_mlflow", "pending", "aliases.json"),
-                                  {"model": model, "aliases": aliases, "reason": reason, "at": utcnow()})
+            self.mlflow_pending(model, "aliases", {"aliases": aliases, "reason": reason})
 
         follow_aliases(name, aliases, self.store.uri(self.prefix), pending)
+
+    def mlflow_pending(self, name: str, what: str, record: dict[str, Any]) -> None:
+        """Record a write to the team's MLflow that failed (``<name>/_mlflow/pending/<what>.json``: a version's
+        run, or ``aliases``), for the catch-up."""
+        self.store.write_json(join(self.prefix, name, "_mlflow", "pending", f"{what}.json"),
+                              {"model": name, **record, "at": utcnow()})
 
     def audit_log(self, name: str) -> list[dict[str, Any]]:
         """Every change (registration, alias, approval, lifecycle), oldest first."""

@@ -7,11 +7,11 @@ Logs carry counts, metrics and URIs, never row values.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import logging
 from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict, cast
 
 from airflow_mlops.config.locations import Locations
+from airflow_mlops.registry.core import MODEL_FILE
 from airflow_mlops.registry.model_registry import (
     AliasNotFoundError,
     ConcurrentUpdateError,
@@ -445,16 +445,23 @@ def _track(registry: ModelRegistry, name: str, mv: Any, pipeline: Any, trusted: 
         return out
 
     def pending(model: str, version: int, reason: str) -> None:
-        registry.store.write_json(join(registry.prefix, model, "_mlflow", "pending", f"{version}.json"),
-                                  {"model": model, "version": version, "reason": reason,
-                                   "at": dt.datetime.now(dt.UTC).isoformat()})
+        registry.mlflow_pending(model, str(version), {"version": version, "reason": reason})
 
-    from airflow_mlops.trust.types import TRUSTED_TYPES
+    def fitted() -> ModelToMirror:
+        """The types the registered file holds beyond skops' defaults (read from it: no second dump), each one
+        that load_model trusts for this version (never more for MLflow's sake)."""
+        import skops.io as sio
 
-    allowed = tuple(sorted(TRUSTED_TYPES | set(trusted)))  # what load_model trusts for this version
+        from airflow_mlops.trust.types import TRUSTED_TYPES
+
+        needed = sio.get_untrusted_types(data=registry.read_artifact(name, mv.version, MODEL_FILE))
+        refused = sorted(set(needed) - TRUSTED_TYPES - set(trusted))
+        if refused:  # cannot happen for a version that passed the smoke test
+            raise RegistryError(f"{name} v{mv.version} holds types its loads do not trust: {refused}")
+        return ModelToMirror(pipeline, tuple(sorted(needed)), example, registry_uri=registry.store.uri(registry.prefix))
+
     return track_registration(name, mv.version, mv.metadata, files, version_uri=mv.uri, pending=pending,
-                              fitted=ModelToMirror(pipeline, allowed, example,
-                                                   registry_uri=registry.store.uri(registry.prefix)))
+                              fitted=fitted)
 
 
 def _acting(run_info: dict[str, Any] | None) -> str:

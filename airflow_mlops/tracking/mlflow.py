@@ -173,17 +173,18 @@ def log_training_run(target: MlflowTarget, model: str, version: int, meta: Mappi
 def track_registration(model: str, version: int, meta: Mapping[str, Any],
                        artifacts: Callable[[], Mapping[str, bytes]] | None = None, *, version_uri: str | None = None,
                        pending: Callable[[str, int, str], Any] | None = None,
-                       fitted: ModelToMirror | None = None) -> str | None:
+                       fitted: Callable[[], ModelToMirror] | None = None) -> str | None:
     """:func:`log_training_run` when a server is configured, with the fault policy of the module docstring.
-    ``artifacts()`` gives the files to attach (called only when a server is configured); ``pending(model,
-    version, reason)`` records a missed run (the registry's catch-up list). Returns the run id, ``None`` when
-    nothing was logged."""
+    ``artifacts()`` gives the files to attach and ``fitted()`` the model to mirror (both called only when a
+    server is configured); ``pending(model, version, reason)`` records a missed run (the registry's catch-up
+    list). Returns the run id, ``None`` when nothing was logged."""
     target = mlflow_target()
     if target is None:
         return None
     try:
         files = artifacts() if artifacts is not None else {}
-        return log_training_run(target, model, version, meta, files, version_uri=version_uri, fitted=fitted)
+        return log_training_run(target, model, version, meta, files, version_uri=version_uri,
+                                fitted=fitted() if fitted is not None else None)
     except Exception as e:  # noqa: BLE001 - the server, the network or the client: never the registration
         reason = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
         if pending is not None:
@@ -206,8 +207,8 @@ class ModelToMirror:
     """A registered version's fitted pipeline with what MLflow needs to log and load it safely."""
 
     pipeline: Any
-    #: fully qualified types our own loads of this version trust (the package's list plus the config's); the
-    #: MLflow model trusts those of them its skops file holds
+    #: the types outside skops' defaults that the version's registered skops file holds, each one our own loads
+    #: of this version trust (the MLflow model trusts exactly these)
     trusted_types: tuple[str, ...]
     #: a few input rows (the features): the signature and the input example
     example: Any
@@ -222,19 +223,14 @@ def mirror_model(client: Any, model: str, version: int, run_id: str, fitted: Mod
     version number. A pipeline of xgboost, LightGBM or CatBoost steps is still a scikit-learn pipeline: the
     ``sklearn`` flavor loads all of them."""
     import mlflow.sklearn
-    import skops.io as sio
     from mlflow.models import infer_signature
 
-    needed = sio.get_untrusted_types(data=sio.dumps(fitted.pipeline))
-    refused = sorted(t for t in needed if t not in set(fitted.trusted_types))
-    if refused:  # cannot happen for a version that passed the smoke test; never widen trust for MLflow's sake
-        raise TrackingError(f"{model} v{version} holds types our registry does not trust: {refused}")
     with tempfile.TemporaryDirectory(prefix="mlops-mlflow-model-") as tmp:
         path = os.path.join(tmp, "model")
         example = fitted.example
         signature = infer_signature(example, fitted.pipeline.predict(example))
         mlflow.sklearn.save_model(fitted.pipeline, path, serialization_format="skops",
-                                  skops_trusted_types=sorted(needed), signature=signature,
+                                  skops_trusted_types=list(fitted.trusted_types), signature=signature,
                                   input_example=example, pip_requirements=_requirements(fitted.pipeline))
         client.log_artifacts(run_id, path, artifact_path="model")
     try:
