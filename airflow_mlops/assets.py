@@ -46,15 +46,14 @@ def data_asset(config: ModelConfig, storage_uri: str | None = None, dataset: str
     ``dataset``: ``config.data.scoring`` for the scoring input (:attr:`Locations.scoring`), else the
     config's input dataset (:attr:`Locations.input`). Builds URIs only; reads nothing."""
     where = Locations.of(config, storage_uri)
-    sql = config.data.scoring_sql if dataset and dataset == config.data.scoring else None
-    if sql is not None or (config.data.sql is not None and not (dataset and dataset != config.data.dataset)):
-        found = where.scoring if sql is not None else where.input
+    scoring = bool(dataset and dataset != config.data.dataset)
+    found = where.scoring if scoring else where.input
+    if found.fmt == "sql":
         uri = found.asset_uri()  # type: ignore[attr-defined]  # a SqlDataset: no connection is opened
         return Asset(name=f"mlops.data.{uri}", uri=uri, group="mlops")
-    if dataset and dataset != config.data.dataset:
-        uri = where.scoring.uri()
-        return Asset(name=f"mlops.data.{uri if '://' in dataset else dataset}", uri=uri, group="mlops")
-    uri = where.input.uri()
+    uri = found.uri()
+    if scoring:
+        return Asset(name=f"mlops.data.{uri if '://' in str(dataset) else dataset}", uri=uri, group="mlops")
     return Asset(name=f"mlops.data.{config.data.dataset}" if not config.data.uri else f"mlops.data.{uri}", uri=uri,
                  group="mlops")
 

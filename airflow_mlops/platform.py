@@ -78,7 +78,7 @@ def setting(section: str, key: str, fallback: str | None = None) -> str | None:
     env = f"AIRFLOW__{section.upper()}__{key.upper()}"
     value = os.environ.get(env, "").strip()
     if not value:
-        from_file = None if "airflow.configuration" in sys.modules else _from_config_file(section, key)
+        from_file = None if "airflow.configuration" in sys.modules else _from_config_file(section, key, env)
         if from_file is not None:
             value = from_file.strip()
         else:
@@ -89,7 +89,7 @@ def setting(section: str, key: str, fallback: str | None = None) -> str | None:
     return value or fallback
 
 
-def _from_config_file(section: str, key: str) -> str | None:
+def _from_config_file(section: str, key: str, env: str) -> str | None:
     """``[section] key`` read straight from ``airflow.cfg`` (``$AIRFLOW_CONFIG``, else ``$AIRFLOW_HOME/airflow.cfg``,
     else ``~/airflow/airflow.cfg``; ``""`` when the file or the option is absent), for processes that have not
     imported Airflow: importing ``airflow.configuration`` costs seconds, once per process. ``None`` (ask Airflow)
@@ -97,7 +97,7 @@ def _from_config_file(section: str, key: str) -> str | None:
     or the file cannot be parsed."""
     import configparser
 
-    if any(os.environ.get(f"AIRFLOW__{section.upper()}__{key.upper()}{suffix}") for suffix in ("_CMD", "_SECRET")):
+    if any(os.environ.get(f"{env}{suffix}") for suffix in ("_CMD", "_SECRET")):  # env: AIRFLOW__<SECTION>__<KEY>
         return None
     home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
     path = os.environ.get("AIRFLOW_CONFIG") or os.path.join(os.path.expanduser(home), "airflow.cfg")

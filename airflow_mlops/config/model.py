@@ -204,7 +204,7 @@ class DataConfig:
                 continue
             out[f.name] = getattr(self, f.name)
         if self.sql is not None:
-            out.update({k: v for k, v in self.sql.to_dict().items()})
+            out.update(self.sql.to_dict())
         if self.scoring_sql is not None:
             out["scoring_dataset"] = self.scoring_sql.to_dict()
         if self.ground_truth_sql is not None:

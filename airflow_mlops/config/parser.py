@@ -215,12 +215,10 @@ class _Parser(EstimatorParser, FactoryParser):
                 raise self.error("data.uri", "data is either in the store (uri / dataset) or in SQL (conn_id with "
                                              "table or query), not both")
             sql = self.sql_data(sec, "data", conn_id)
-        dataset = sec.get("dataset")
-        if dataset is None and sql is not None and sql.table:  # the table's own name names the dataset
-            dataset = sql.table.split(".")[-1].strip('"`[]')
+        if sec.get("dataset") is None and sql is not None and sql.table:  # the table's own name names the dataset
+            sec = {**sec, "dataset": sql.table.split(".")[-1].strip('"`[]')}
         return DataConfig(
-            dataset=self.string(self.get({"dataset": dataset} if dataset is not None else {}, "dataset", "data"),
-                                "data.dataset", pattern=DATASET_RE),
+            dataset=self.string(self.get(sec, "dataset", "data"), "data.dataset", pattern=DATASET_RE),
             uri=uri,
             format=self.string(sec.get("format", "parquet"), "data.format", choices=DATA_FORMATS),
             conn_id=conn_id,
