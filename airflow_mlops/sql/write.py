@@ -57,6 +57,7 @@ import datetime as dt
 import decimal
 import hashlib
 import io
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -167,7 +168,9 @@ def write_predictions(hook: Any, table: str | Sequence[str], data: pa.Table | It
     label = "table " + ".".join(parts)
     where = f"{label} ({day})"
     qtable = dialect.quote_name(parts)
-    pieces = iter([data] if isinstance(data, (pa_table_types())) else data)
+    import pyarrow as pa
+
+    pieces = iter([data] if isinstance(data, (pa.Table, pa.RecordBatch)) else data)
     first = _prepare(next(pieces, None), date_column, day, where)
     for field in first.schema:
         sql_type(dialect, field.type, field.name)  # unsupported types fail before any statement
@@ -192,8 +195,7 @@ def write_predictions(hook: Any, table: str | Sequence[str], data: pa.Table | It
                         (dialect.date_param(day),))
             deleted = max(int(cur.rowcount or 0), 0)
             method = "copy" if pg else "executemany"
-            piece: pa.Table | None = first
-            while piece is not None:
+            for piece in itertools.chain([first], (_prepare(p, date_column, day, where) for p in pieces)):
                 if piece.schema.names != first.schema.names:
                     raise SqlDataError(f"{where}: the pieces of the data have different columns "
                                        f"({piece.schema.names} after {first.schema.names})")
@@ -202,8 +204,6 @@ def write_predictions(hook: Any, table: str | Sequence[str], data: pa.Table | It
                 else:
                     _executemany(cur, dialect, qtable, piece, chunk_rows)
                 rows += piece.num_rows
-                nxt = next(pieces, None)
-                piece = None if nxt is None else _prepare(nxt, date_column, day, where)
             conn.commit()
         finally:
             with contextlib.suppress(Exception):
@@ -226,12 +226,6 @@ def write_predictions(hook: Any, table: str | Sequence[str], data: pa.Table | It
 
 
 # ----------------------------------------------------------------------------------------------
-def pa_table_types() -> tuple[type, ...]:
-    import pyarrow as pa
-
-    return (pa.Table, pa.RecordBatch)
-
-
 def _prepare(data: pa.Table | pa.RecordBatch | None, date_column: str, day: dt.date, where: str) -> pa.Table:
     """Dictionaries decoded; the date column checked (every value ``day``) or added, as ``date32``."""
     import pyarrow as pa
