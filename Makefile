@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint clean standalone scale-demo
+.PHONY: install demo demo-mlflow test lint clean standalone scale-demo
 
 install: $(VENV)/.installed
 
@@ -16,6 +16,11 @@ $(VENV)/.installed: pyproject.toml
 
 demo: install
 	$(PY) -m airflow_mlops.demo
+
+# The demo with a local MLflow server (its own environment, created once under ~/.cache/airflow-mlops):
+# every version is an MLflow run, the aliases follow ours; MLflow's champion is checked against the registry's.
+demo-mlflow: install
+	$(PY) -m airflow_mlops.demo --mlflow
 
 test: install lint
 	@sh scripts/ensure-chromium.sh || echo "chromium unavailable: the browser test will be skipped"

@@ -16,6 +16,9 @@
     python -m airflow_mlops.cli init --data file:///srv/data/churn --target churned [--name churn] [--keys id,...]
         [--task binary|multiclass|regression] [--owner NAME] [--config-dir DIR] [--dags-folder DIR] [--force]
     python -m airflow_mlops.cli check dags/configs/churn.yaml [--data]
+    python -m airflow_mlops.cli mlflow-sync churn
+    python -m airflow_mlops.cli register-external dags/configs/churn.yaml models:/churn_notebook/3 --ds 2024-01-07
+        --as alice [--no-promote]
 
 ``init`` reads the latest ``ds=YYYY-MM-DD`` partition of a dataset folder (or one parquet/CSV file), infers the
 task from the target column, the keys and the features, and writes a commented config
@@ -29,7 +32,13 @@ The store is ``--storage-uri`` or ``[mlops] storage_uri``; every change lands in
 ``--approver`` are older spellings of ``--as``.
 Exit codes: 0 ok; 2 a registry/storage error (message on stderr); 3 ``reproduce`` did not
 reproduce (mismatch or data changed: the verdict is in the JSON output), or ``sign``/``verify`` found a
-version whose signature is missing or does not verify.
+version whose signature is missing or does not verify; 5 the MLflow server could not be written or read
+(``mlflow-sync``, ``register-external`` of an MLflow URI: nothing of ours changed, run it again).
+
+``mlflow-sync`` makes a team's MLflow agree with our registry (every version's run and model version, the gate's
+decisions as run tags, the aliases) and prints what it changed; a second run changes nothing.
+``register-external`` sends a model trained elsewhere (an MLflow model URI or a ``.skops`` file) through the
+smoke test, then the promotion gate (unless ``--no-promote``), like a training run for ``--ds``.
 ``check``: 0 the config is valid (and fits the data with ``--data``); 2 it is not: stderr names the config
 file and the field (and with ``--data`` the partition file and the column); 4 the data cannot be read (no
 partition, unreadable or empty file, storage error). ``init``: 0 written; 2 refused (ambiguous task or keys,
@@ -118,6 +127,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--dags-folder", help="default: [core] dags_folder")
     s.add_argument("--conn-id", help="Airflow AWS connection for an s3:// --data")
     s.add_argument("--force", action="store_true", help="overwrite an existing config / Dag file")
+    s = sub.add_parser("mlflow-sync", help="make the team's MLflow agree with our registry; prints what changed")
+    s.add_argument("model")
+    s = sub.add_parser("register-external", help="register a model trained elsewhere through the smoke test and the "
+                                                 "promotion gate")
+    s.add_argument("config", help="the model's config (what it predicts, from which data, its gate)")
+    s.add_argument("source", help="models:/<name>/<version>, models:/<name>@<alias>, runs:/<run id>/<path> or a "
+                                  ".skops file")
+    s.add_argument("--ds", required=True, help="the logical date whose data window evaluates it (YYYY-MM-DD)")
+    _identity(s)
+    s.add_argument("--no-promote", action="store_true", help="register only; leave the gate to a later run")
     s = sub.add_parser("check", help="validate a model config (exit 0 ok, 2 invalid, 4 data unreadable)")
     s.add_argument("config")
     s.add_argument("--data", action="store_true", help="also check it against the latest partition of its data")
@@ -192,6 +211,8 @@ def _run(reg: ModelRegistry, a: argparse.Namespace) -> tuple[object, int]:
         out = reg.lineage(a.dataset)
     elif a.command == "reproduce":
         out, code = _reproduce(reg, a)
+    elif a.command in ("mlflow-sync", "register-external"):
+        out, code = _mlflow(reg, a, actor)
     else:
         out = _show(reg, a.model)
     return out, code
@@ -384,6 +405,37 @@ def _reproduce(reg: ModelRegistry, a: argparse.Namespace) -> tuple[dict[str, Any
     return out, 0 if report["verdict"] == "reproduced" else 3
 
 
+def _mlflow(reg: ModelRegistry, a: argparse.Namespace, actor: str | None) -> tuple[dict[str, Any], int]:
+    """``mlflow-sync`` and ``register-external``; a server that fails is exit 5 with the reason on stderr."""
+    from airflow_mlops.tracking.mlflow import TrackingError
+
+    try:
+        if a.command == "mlflow-sync":
+            from airflow_mlops.registry.mirror import sync_mlflow
+
+            return dict(sync_mlflow(reg, a.model)), 0
+        from airflow_mlops.config.parser import load_model_config
+        from airflow_mlops.registry.external import register_external
+        from airflow_mlops.registry.lifecycle import promote_candidate
+        from airflow_mlops.store.dates import logical_ds
+
+        config = load_model_config(a.config)
+        summary = register_external(config, reg.store, a.source, logical_ds(a.ds), actor=actor)
+        out: dict[str, Any] = {"registered": summary}
+        if not a.no_promote:
+            out["promotion"] = promote_candidate(config, reg.store, summary["version"], actor=actor)
+        return out, 0
+    except TrackingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return {"error": str(e)}, 5
+    except Exception as e:  # the MLflow client's connection and server errors; anything else is raised
+        if type(e).__module__.startswith(("mlflow", "requests", "urllib3")) or isinstance(e, ConnectionError):
+            print(f"error: MLflow: {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}",
+                  file=sys.stderr)
+            return {"error": f"MLflow: {type(e).__name__}"}, 5
+        raise
+
+
 if __name__ == "__main__":
     code = main()
     # The answer is complete once main() returns: flush it and leave without interpreter teardown. A native
@@ -392,3 +444,4 @@ if __name__ == "__main__":
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code or 0)
+

@@ -228,6 +228,8 @@ LINKS_BY_OPERATOR: dict[tuple[str, str], tuple[type[BaseOperatorLink], ...]] = {
     ("airflow_mlops.operators.validation", "DataValidationOperator"): (ValidationReportLink,),
     ("airflow_mlops.operators.training", "TrainModelOperator"): (EvaluationReportLink, ModelCardLink,
                                                                  ModelRegistryLink),
+    ("airflow_mlops.operators.training", "RegisterExternalModelOperator"): (EvaluationReportLink, ModelCardLink,
+                                                                            ModelRegistryLink),
     ("airflow_mlops.operators.registry", "PromoteModelOperator"): (PromotionReportLink, ModelCardLink,
                                                                    ModelRegistryLink),
     ("airflow_mlops.operators.registry", "ApproveModelOperator"): (ModelCardLink, ModelRegistryLink),

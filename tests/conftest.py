@@ -116,3 +116,17 @@ def webhook_server():
     server = WebhookServer()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real ``mlflow server`` (SQLite backend store, local artifacts) on 127.0.0.1, started once per session on
+    first use (:mod:`airflow_mlops.demo.mlflow_server`): the MLflow tests and the demo loop log to it."""
+    from airflow_mlops.demo.mlflow_server import MlflowServer, server_venv
+
+    server = MlflowServer(server_venv(), tmp_path_factory.mktemp("mlflow"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

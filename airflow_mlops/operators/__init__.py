@@ -16,6 +16,7 @@ _MODULES = {
     "NotifyPromotionOperator": "airflow_mlops.operators.registry",
     "PerformanceMonitorOperator": "airflow_mlops.operators.monitoring",
     "PromoteModelOperator": "airflow_mlops.operators.registry",
+    "RegisterExternalModelOperator": "airflow_mlops.operators.training",
     "ReproduceModelOperator": "airflow_mlops.operators.reproduce",
     "RollbackModelOperator": "airflow_mlops.operators.registry",
     "SeedExampleDataOperator": "airflow_mlops.operators.example_data",

@@ -81,3 +81,55 @@ class TrainModelOperator(MLOpsBaseOperator):
         except SmokeTestError as e:  # the artifact itself is wrong: retrying cannot help
             fail(str(e))
             raise
+
+
+class RegisterExternalModelOperator(MLOpsBaseOperator):
+    """Register a model trained elsewhere (a notebook, another pipeline, a team's MLflow) as the next version
+    of the config's model, through the same door as :class:`TrainModelOperator`: evaluated on the holdout the
+    config's split takes from the data window ending at the logical date, beside the naive baseline; smoke-tested
+    in a fresh process before the version is committed; its metadata records where it came from (``origin``:
+    the MLflow URI, run id, registered model and version, or the file and its sha256). Like training, it moves
+    no alias: chain :class:`~airflow_mlops.operators.registry.PromoteModelOperator` for the promotion gate,
+    approvals and the audit log.
+
+    Accepted (nothing from outside runs as code; see :mod:`airflow_mlops.registry.external`): an MLflow model
+    ``models:/<name>/<version>``, ``models:/<name>@<alias>`` or ``runs:/<run id>/<path>`` of flavor ``sklearn``
+    or ``lightgbm`` saved with ``serialization_format="skops"``, or of flavor ``xgboost`` / ``catboost`` (the
+    library's own file format); a ``.skops`` file (path, ``file://`` or ``s3://``). Its types must be trusted by
+    the config (``estimator.class``, ``estimator.trusted_types``). MLflow models need the MLflow connection
+    (``[mlops] mlflow_conn_id``). A refused or broken model fails the task without retry and writes nothing.
+
+    Example::
+
+        register = RegisterExternalModelOperator(task_id="register", config_path="dags/configs/churn.yaml",
+                                                 source="models:/churn_notebook/{{ params.version }}")
+        register >> PromoteModelOperator(task_id="promote", config_path="dags/configs/churn.yaml",
+                                         candidate_task_id="register")
+
+    XCom: :class:`~airflow_mlops.registry.lifecycle.TrainingSummary`, as :class:`TrainModelOperator`.
+
+    :param source: the model's URI or path (templated).
+    """
+
+    template_fields: Sequence[str] = (*MLOpsBaseOperator.template_fields, "source")
+    ui_color = "#d9f2d9"
+
+    def __init__(self, *, source: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.source = source
+
+    def execute(self, context: Context) -> TrainingSummary:
+        from airflow_mlops.config.model import ConfigError
+        from airflow_mlops.operators.base import fail
+        from airflow_mlops.registry.errors import UntrustedModelError
+        from airflow_mlops.registry.external import ExternalModelError, register_external
+        from airflow_mlops.registry.smoke import SmokeTestError
+        from airflow_mlops.store.datasets import DataError
+
+        try:
+            summary = register_external(self.config, self.store, str(self.source), self.logical_ds(context),
+                                        self.run_info(context))
+        except (ExternalModelError, UntrustedModelError, ConfigError, DataError, SmokeTestError) as e:
+            fail(f"{self.source} cannot be registered: {e}")
+            raise
+        return summary

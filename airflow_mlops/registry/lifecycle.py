@@ -6,12 +6,10 @@ Logs carry counts, metrics and URIs, never row values.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict, cast
 
 from airflow_mlops.config.locations import Locations
-from airflow_mlops.registry.core import MODEL_FILE
 from airflow_mlops.registry.model_registry import (
     AliasNotFoundError,
     ConcurrentUpdateError,
@@ -29,6 +27,7 @@ if TYPE_CHECKING:
 
     from airflow_mlops.config.model import ModelConfig
     from airflow_mlops.registry.smoke import SmokeProcess
+    from airflow_mlops.training.external import ExternalModel
     from airflow_mlops.validation.run import ValidationSummary
 
 log = logging.getLogger(__name__)
@@ -324,7 +323,9 @@ def train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_i
 
     from airflow_mlops.registry.smoke import SmokeProcess
     from airflow_mlops.store.fingerprint import fingerprint_table
+    from airflow_mlops.tracking.mlflow import warm_up
 
+    warm_up()  # with a team's MLflow: its client imports in the background while this trains
     registry = ModelRegistry(store)
     dataset = Locations(config, store).input
     time_split = config.training.split == "time"  # the holdout is the last days: each row's date is needed
@@ -346,7 +347,9 @@ def train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_i
 def _train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_info: dict[str, Any] | None,
                         actor: str | None, segment: tuple[str, Any] | None, registry: ModelRegistry,
                         dataset: Dataset, df: Any, dates: list[str], fingerprint: dict[str, Any],
-                        smoke: Any, row_dates: Any = None) -> TrainingSummary:
+                        smoke: Any, row_dates: Any = None, external: ExternalModel | None = None) -> TrainingSummary:
+    """Train (or, with ``external``, take the model fitted elsewhere and evaluate it the same way), then
+    register it behind the smoke test; the card and the MLflow run follow."""
     from airflow_mlops.registry.smoke import smoke_check, training_columns
     from airflow_mlops.reports import html as reports
     from airflow_mlops.training.fairness import evaluate_fairness
@@ -354,7 +357,12 @@ def _train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_
     from airflow_mlops.training.trainer import compute_importance, library_versions, train_model
 
     # importance is computed while the smoke test runs
-    result = train_model(config, df, importance=False, row_dates=row_dates)
+    if external is None:
+        result = train_model(config, df, importance=False, row_dates=row_dates)
+    else:
+        from airflow_mlops.training.external import evaluate_fitted
+
+        result = evaluate_fitted(config, df, external.model, source=external.origin["uri"], row_dates=row_dates)
     holdout = result.holdout.reset_index(drop=True).copy()
     for col, values in training_columns(result.holdout_predictions, result.holdout_proba, result.classes).items():
         holdout[col] = values
@@ -378,6 +386,8 @@ def _train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_
         log.info("fairness of %s on %d holdout rows over %s: %s = %s (max_gap %s)", config.name, fairness["rows"],
                  fairness["sensitive_features"], fairness["metric"], fairness.get("gap"), fairness["max_gap"])
     meta.pop("source", None)
+    if external is not None:  # where the model came from (no credentials): the card and the MLflow run show it
+        meta["origin"] = dict(external.origin)
     artifacts = {HOLDOUT_FILE: _parquet_bytes(holdout)}
 
     def while_smoke_test_runs(mv: Any) -> dict[str, bytes]:
@@ -396,19 +406,25 @@ def _train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_
     # the configured estimator class (with its library's helper types) and the config's estimator.trusted_types
     # are named by the config's author: trusted for this model only, recorded in its signed metadata (loads
     # trust them from there; sklearn helper types and the pipeline helpers are on the explicit list anyway)
-    own = model_trusted_types(_qualified_class(config.estimator.class_path), config.estimator.trusted_types)
+    own = model_trusted_types(_qualified_class(config.estimator.class_path),
+                              [*config.estimator.trusted_types, *(external.trusted_types if external else ())])
     meta["trusted_types"] = own
     trusted = [*PIPELINE_CUSTOM_TYPES, *own]
     check = smoke_check(store, features=result.features, task=result.task, classes=result.classes,
                         trusted_types=trusted, process=smoke, while_running=while_smoke_test_runs)
     mv = registry.register(
         config.name, result.pipeline, metadata=meta, artifacts=artifacts, reference=result.reference,
-        actor=actor or _acting(run_info), reason=f"trained by {meta.get('dag_id', 'a script')} for {ds}",
+        actor=actor or _acting(run_info),
+        reason=(f"trained by {meta.get('dag_id', 'a script')} for {ds}" if external is None else
+                f"{external.origin['uri']} registered by {meta.get('dag_id', 'a script')}, evaluated for {ds}"),
         require_approval=config.promotion.require_approval, lineage_hashes=[fingerprint["content_hash"]],
         before_commit=check,
     )
     card = write_card(registry, config.name, mv.version)
-    mlflow_run = _track(registry, config.name, mv, result.pipeline, trusted, holdout[result.features].head(5))
+    from airflow_mlops.registry.mirror import track_version
+
+    mlflow_run = track_version(registry, config.name, mv, result.pipeline, trusted, holdout[result.features].head(5),
+                               result.holdout_predictions[:5])
     primary = result.primary_metric
     profile = mv.metadata.get("profile") or {}
     summary: TrainingSummary = {
@@ -427,41 +443,6 @@ def _train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_
     log.info("registered %s v%d: holdout %s=%s (baseline %s)", config.name, mv.version, primary,
              summary["holdout"][primary], summary["baseline"][primary])
     return summary
-
-
-def _track(registry: ModelRegistry, name: str, mv: Any, pipeline: Any, trusted: list[str], example: Any) -> str | None:
-    """The version as a run in the team's MLflow, when one is configured (:mod:`airflow_mlops.tracking.mlflow`),
-    with the model mirrored as an MLflow model version; a failure is one warning (the version stays registered)
-    and a pending record for the catch-up."""
-    from airflow_mlops.tracking.mlflow import ModelToMirror, track_registration
-
-    def files() -> dict[str, bytes]:
-        out = {}
-        # the evaluation report is a registered artifact (checked against its hash); the card is a derived view,
-        # re-rendered on every decision, so read as it is now
-        for artifact, verify in (("reports/evaluation.html", True), ("reports/model_card.md", False)):
-            with contextlib.suppress(RegistryError):
-                out[artifact] = registry.read_artifact(name, mv.version, artifact, verify=verify)
-        return out
-
-    def pending(model: str, version: int, reason: str) -> None:
-        registry.mlflow_pending(model, str(version), {"version": version, "reason": reason})
-
-    def fitted() -> ModelToMirror:
-        """The types the registered file holds beyond skops' defaults (read from it: no second dump), each one
-        that load_model trusts for this version (never more for MLflow's sake)."""
-        import skops.io as sio
-
-        from airflow_mlops.trust.types import TRUSTED_TYPES
-
-        needed = sio.get_untrusted_types(data=registry.read_artifact(name, mv.version, MODEL_FILE))
-        refused = sorted(set(needed) - TRUSTED_TYPES - set(trusted))
-        if refused:  # cannot happen for a version that passed the smoke test
-            raise RegistryError(f"{name} v{mv.version} holds types its loads do not trust: {refused}")
-        return ModelToMirror(pipeline, tuple(sorted(needed)), example, registry_uri=registry.store.uri(registry.prefix))
-
-    return track_registration(name, mv.version, mv.metadata, files, version_uri=mv.uri, pending=pending,
-                              fitted=fitted)
 
 
 def _acting(run_info: dict[str, Any] | None) -> str:
@@ -626,6 +607,9 @@ def promote_candidate(config: ModelConfig, store: ArtifactStore, version: int, *
         registry.add_report(name, version, "promotion.html", reports.decision_html(name, version, d).encode())
     except RegistryError:  # a retried task: the first decision report stays, the audit log has both
         log.info("promotion report of %s v%d exists; kept the first one", name, version)
+    from airflow_mlops.registry.mirror import record_decision
+
+    record_decision(registry, name, version, details["decision"])
     card = write_card(registry, name, version)
     if d["promote"] and champion_v is not None:
         write_card(registry, name, champion_v)  # its aliases changed

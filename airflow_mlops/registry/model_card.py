@@ -108,6 +108,16 @@ def card_sections(meta: Mapping[str, Any], state: Mapping[str, Any],
                       "trained by": " / ".join(str(meta.get(k)) for k in ("dag_id", "run_id", "task_id")
                                                if meta.get(k)) or "a script"}),
     ]
+    origin = meta.get("origin") or {}
+    if origin:  # a model trained elsewhere: where it came from (it was evaluated, not trained, here)
+        sections.append(("Trained elsewhere", {
+            "source": origin.get("uri"), "kind": origin.get("kind"), "MLflow server": origin.get("tracking_uri"),
+            "MLflow run": origin.get("run_id"),
+            "MLflow model version": (f"{origin['registered_model']} v{origin.get('model_version')}"
+                                     if origin.get("registered_model") else None),
+            "format": " / ".join(str(origin[k]) for k in ("flavor", "format") if origin.get(k)) or None,
+            "file sha256": origin.get("sha256"),
+            "evaluated here": "on the holdout of the data window below; no cross-validation"}))
     td = meta.get("training_data") or {}
     fp = td.get("fingerprint") or {}
     parts = td.get("partitions") or []

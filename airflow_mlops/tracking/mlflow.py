@@ -32,6 +32,7 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -41,8 +42,9 @@ from airflow_mlops import platform
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MlflowTarget", "ModelToMirror", "TrackingError", "follow_aliases", "log_training_run", "mirror_aliases",
-           "mirror_model", "mlflow_target", "track_registration"]
+__all__ = ["FetchedModel", "MlflowTarget", "ModelToMirror", "TrackingError", "decision_tags", "fetch_model",
+           "follow_aliases", "log_training_run", "mirror_aliases", "mirror_model", "mlflow_target",
+           "sync_version", "tag_decision", "track_registration", "warm_up"]
 
 DEFAULT_CONN_ID = "mlflow_default"
 #: seconds an MLflow HTTP call may take before the server counts as unreachable
@@ -99,14 +101,43 @@ def mlflow_target() -> MlflowTarget | None:
     return MlflowTarget(conn_id, uri, conn.login or None, conn.password or None)
 
 
+def warm_up() -> None:
+    """When a server is configured, import the MLflow client and its ``sklearn`` flavor and fill MLflow's table
+    of installed distributions (its requirement check when a model is saved) in a background thread, so the
+    MLflow step at the end of a training finds them ready: in a fresh task process they take a second or more,
+    which the training's own work hides. Nothing without a server; a failure here is ignored (the step itself
+    reports its own)."""
+    if mlflow_target() is None:
+        return
+
+    def work() -> None:
+        try:
+            import mlflow.sklearn  # noqa: F401 - imported for the later step
+            from mlflow.models import infer_signature  # noqa: F401
+            from mlflow.utils import requirements_utils
+
+            init = getattr(requirements_utils, "_init_modules_to_packages_map", None)
+            if callable(init):
+                init()
+        except Exception as e:  # noqa: BLE001 - the step imports again and reports
+            log.debug("MLflow warm-up: %s", e)
+
+    threading.Thread(target=work, name="mlflow-warm-up", daemon=True).start()
+
+
 def strict() -> bool:
     return platform.setting_bool("mlops", "mlflow_strict", fallback=False)
 
 
 @contextlib.contextmanager
-def _client_env(target: MlflowTarget) -> Iterator[None]:
-    """The client's settings for the duration of the calls: credentials, a short timeout, no retries."""
-    values = {"MLFLOW_HTTP_REQUEST_TIMEOUT": str(HTTP_TIMEOUT_SECONDS), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+def _client_env(target: MlflowTarget, timeout: int = HTTP_TIMEOUT_SECONDS, *,
+                as_default: bool = False) -> Iterator[None]:
+    """The client's settings for the duration of the calls: credentials, a short timeout, no retries; with
+    ``as_default`` the server is also the default tracking and registry URI (the artifact repositories MLflow
+    builds itself, e.g. for a ``runs:/`` URI naming a logged model, look there)."""
+    values = {"MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    if as_default:
+        values.update({"MLFLOW_TRACKING_URI": target.tracking_uri, "MLFLOW_REGISTRY_URI": target.tracking_uri})
     if target.username:
         values["MLFLOW_TRACKING_USERNAME"] = target.username
     if target.password:
@@ -125,7 +156,7 @@ def _client_env(target: MlflowTarget) -> Iterator[None]:
 
 def log_training_run(target: MlflowTarget, model: str, version: int, meta: Mapping[str, Any],
                      artifacts: Mapping[str, bytes] | None = None, *, version_uri: str | None = None,
-                     fitted: ModelToMirror | None = None) -> str:
+                     fitted: ModelToMirror | None = None, registry_uri: str = "") -> str:
     """Log version ``version`` of ``model`` (its registry ``metadata.json`` content ``meta``) as one MLflow run,
     with a child run per search trial, and with ``fitted`` the model itself as an MLflow model version (see
     :func:`mirror_model`); returns the run id. Raises what the client raises."""
@@ -138,13 +169,13 @@ def log_training_run(target: MlflowTarget, model: str, version: int, meta: Mappi
         experiment = client.get_experiment_by_name(model)
         experiment_id = experiment.experiment_id if experiment is not None else client.create_experiment(model)
         now = int(time.time() * 1000)
-        run = client.create_run(experiment_id, run_name=f"{model} v{version}", tags=_tags(model, version, meta,
-                                                                                           version_uri))
+        run = client.create_run(experiment_id, run_name=f"{model} v{version}",
+                                tags=_tags(model, version, meta, version_uri, registry_uri))
         run_id = run.info.run_id
         params = [Param(k, v) for k, v in _params(meta).items()]
-        metrics = [Metric(k, v, now, 0) for k, v in _metrics(meta).items()]
-        for i in range(0, max(len(params), 1), _MAX_PARAMS):
-            client.log_batch(run_id, metrics=metrics if i == 0 else (), params=params[i:i + _MAX_PARAMS])
+        metrics = [Metric(k, v, now, step) for k, v, step in _metrics(meta)]
+        for i in range(0, max(len(params), len(metrics), 1), _MAX_PARAMS):
+            client.log_batch(run_id, metrics=metrics[i:i + _MAX_PARAMS], params=params[i:i + _MAX_PARAMS])
         with tempfile.TemporaryDirectory(prefix="mlops-mlflow-") as tmp:
             for name, data in (artifacts or {}).items():
                 path = os.path.join(tmp, os.path.basename(name))
@@ -173,7 +204,7 @@ def log_training_run(target: MlflowTarget, model: str, version: int, meta: Mappi
 def track_registration(model: str, version: int, meta: Mapping[str, Any],
                        artifacts: Callable[[], Mapping[str, bytes]] | None = None, *, version_uri: str | None = None,
                        pending: Callable[[str, int, str], Any] | None = None,
-                       fitted: Callable[[], ModelToMirror] | None = None) -> str | None:
+                       fitted: Callable[[], ModelToMirror] | None = None, registry_uri: str = "") -> str | None:
     """:func:`log_training_run` when a server is configured, with the fault policy of the module docstring.
     ``artifacts()`` gives the files to attach and ``fitted()`` the model to mirror (both called only when a
     server is configured); ``pending(model, version, reason)`` records a missed run (the registry's catch-up
@@ -184,7 +215,7 @@ def track_registration(model: str, version: int, meta: Mapping[str, Any],
     try:
         files = artifacts() if artifacts is not None else {}
         return log_training_run(target, model, version, meta, files, version_uri=version_uri,
-                                fitted=fitted() if fitted is not None else None)
+                                fitted=fitted() if fitted is not None else None, registry_uri=registry_uri)
     except Exception as e:  # noqa: BLE001 - the server, the network or the client: never the registration
         reason = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
         if pending is not None:
@@ -214,6 +245,8 @@ class ModelToMirror:
     example: Any
     #: our registry's root URI: one MLflow server may mirror several registries (tag ``mlops.registry``)
     registry_uri: str = ""
+    #: the pipeline's predictions of ``example`` when already known (the training's): the signature's output
+    example_output: Any = None
 
 
 def mirror_model(client: Any, model: str, version: int, run_id: str, fitted: ModelToMirror) -> str:
@@ -228,7 +261,14 @@ def mirror_model(client: Any, model: str, version: int, run_id: str, fitted: Mod
     with tempfile.TemporaryDirectory(prefix="mlops-mlflow-model-") as tmp:
         path = os.path.join(tmp, "model")
         example = fitted.example
-        signature = infer_signature(example, fitted.pipeline.predict(example))
+        if fitted.example_output is not None:  # labels kept as Python objects: their concrete dtype
+            import numpy as np
+            import pandas as pd
+
+            output = np.asarray(pd.Series(list(fitted.example_output)).infer_objects())
+        else:
+            output = fitted.pipeline.predict(example)
+        signature = infer_signature(example, output)
         mlflow.sklearn.save_model(fitted.pipeline, path, serialization_format="skops",
                                   skops_trusted_types=list(fitted.trusted_types), signature=signature,
                                   input_example=example, pip_requirements=_requirements(fitted.pipeline))
@@ -347,10 +387,177 @@ def follow_aliases(model: str, aliases: Mapping[str, int], registry_uri: str,
 
 
 # ------------------------------------------------------------------------------------------------
-def _tags(model: str, version: int, meta: Mapping[str, Any], version_uri: str | None) -> dict[str, str]:
+# the gate's decision on the run; the catch-up of one version (mlflow-sync)
+# ------------------------------------------------------------------------------------------------
+def decision_tags(decision: Mapping[str, Any]) -> dict[str, str]:
+    """The promotion gate's decision (a version's ``reports/promotion.json``) as run tags."""
+    outcome = ("promoted" if decision.get("promote") else
+               "awaiting_approval" if decision.get("awaiting_approval") else "challenger")
+    tags = {"mlops.gate_decision": outcome, "mlops.gate_summary": str(decision.get("summary") or "")[:500],
+            "mlops.gate_champion": str(decision.get("champion_version") if decision.get("champion_version")
+                                       is not None else "none"),
+            "mlops.gate_decided_by": str(decision.get("decided_by") or "")}
+    return {k: v for k, v in tags.items() if v}
+
+
+def _version_run(client: Any, model: str, version: int, registry_uri: str) -> Any | None:
+    """The (parent) run logged for our ``version`` of the registry at ``registry_uri``, or None."""
+    experiment = client.get_experiment_by_name(model)
+    if experiment is None:
+        return None
+    runs = client.search_runs([experiment.experiment_id], max_results=50,
+                              filter_string=f"tags.`mlops.version` = '{int(version)}' and "
+                                            f"tags.`mlops.registry` = '{_quoted(registry_uri)}'")
+    runs = [r for r in runs if "mlflow.parentRunId" not in (r.data.tags or {})]
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    return (finished or runs or [None])[0]
+
+
+def tag_decision(model: str, version: int, registry_uri: str, decision: Mapping[str, Any],
+                 pending: Callable[[str, str], Any] | None = None) -> bool:
+    """Put the gate's decision on the version's run (fault policy of the module; ``pending(model, reason)``
+    records a miss, ``mlflow-sync`` catches up). True when tagged."""
+    target = mlflow_target()
+    if target is None:
+        return False
+    try:
+        from mlflow import MlflowClient
+
+        with _client_env(target):
+            client = MlflowClient(tracking_uri=target.tracking_uri)
+            run = _version_run(client, model, version, registry_uri)
+            if run is None:
+                raise LookupError(f"no run of {model} v{version} in experiment {model!r}")
+            for key, value in decision_tags(decision).items():
+                client.set_tag(run.info.run_id, key, value)
+        return True
+    except Exception as e:  # noqa: BLE001 - the aliases are committed; MLflow catches up later
+        reason = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+        if pending is not None:
+            with contextlib.suppress(Exception):
+                pending(model, reason)
+        if strict():
+            raise TrackingError(f"MLflow at {target.tracking_uri} (connection {target.conn_id!r}) could not tag "
+                                f"{model} v{version} with the gate's decision: {reason}") from None
+        log.warning("MLflow at %s (connection %r) could not tag %s v%d with the gate's decision (%s); recorded as "
+                    "pending", target.tracking_uri, target.conn_id, model, version, reason)
+        return False
+
+
+def sync_version(target: MlflowTarget, model: str, version: int, meta: Mapping[str, Any], registry_uri: str, *,
+                 artifacts: Callable[[], Mapping[str, bytes]], fitted: Callable[[], ModelToMirror],
+                 version_uri: str | None = None, extra_tags: Mapping[str, str] | None = None) -> list[str]:
+    """Make MLflow hold what it should for one of our versions: a finished run (logged now when missing; an
+    unfinished one left by an interrupted write is deleted and logged again), the model version mirroring
+    it, and ``extra_tags`` on the run (the gate's decision). Returns what was changed (``run``,
+    ``model_version``, ``tags``); ``[]`` when MLflow already agreed. Raises what the client raises."""
+    from mlflow import MlflowClient
+
+    changed: list[str] = []
+    with _client_env(target):
+        client = MlflowClient(tracking_uri=target.tracking_uri)
+        run = _version_run(client, model, version, registry_uri)
+        if run is not None and run.info.status != "FINISHED":
+            client.delete_run(run.info.run_id)
+            run = None
+        if run is None:
+            run_id = log_training_run(target, model, version, meta, artifacts(), version_uri=version_uri,
+                                      fitted=fitted(), registry_uri=registry_uri)
+            changed += ["run", "model_version"]
+            run = client.get_run(run_id)
+        elif _mlflow_version(client, model, version, registry_uri) is None:
+            mirror_model(client, model, version, run.info.run_id, fitted())
+            changed.append("model_version")
+        tags = run.data.tags or {}
+        missing = {k: v for k, v in (extra_tags or {}).items() if tags.get(k) != v}
+        for key, value in missing.items():
+            client.set_tag(run.info.run_id, key, value)
+        if missing:
+            changed.append("tags")
+    return changed
+
+
+# ------------------------------------------------------------------------------------------------
+# the other direction: a model logged to MLflow elsewhere, fetched for our gate
+# ------------------------------------------------------------------------------------------------
+#: seconds one request may take while a model's files are downloaded
+DOWNLOAD_TIMEOUT_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class FetchedModel:
+    """An MLflow model's files in a local directory, its ``MLmodel`` description and where it came from."""
+
+    path: str
+    mlmodel: dict[str, Any]
+    #: ``{"kind": "mlflow", "uri", "tracking_uri", "run_id", "registered_model", "model_version"}`` (the last two
+    #: for a ``models:/`` URI); no credentials
+    origin: dict[str, Any]
+
+
+@contextlib.contextmanager
+def fetch_model(source: str) -> Iterator[FetchedModel]:
+    """Download the MLflow model ``source`` (``models:/<name>/<version>``, ``models:/<name>@<alias>``,
+    ``models:/<logged model id>`` or ``runs:/<run id>/<path>``) from the configured server into a temporary
+    directory that lives as long as the context. Only files are read: what they may load is decided by the
+    caller. Raises
+    :class:`TrackingError` without a server or for another kind of URI, and what the client raises when the
+    model does not exist or the server fails."""
+    import yaml
+
+    target = mlflow_target()
+    if target is None:
+        raise TrackingError(f"{source} is an MLflow model URI, but no MLflow server is configured (the Airflow "
+                            "connection named by [mlops] mlflow_conn_id, default mlflow_default)")
+    import mlflow.artifacts
+    from mlflow import MlflowClient
+
+    origin: dict[str, Any] = {"kind": "mlflow", "uri": source, "tracking_uri": target.tracking_uri}
+    with _client_env(target, DOWNLOAD_TIMEOUT_SECONDS, as_default=True), \
+            tempfile.TemporaryDirectory(prefix="mlops-fetch-") as tmp:
+        client = MlflowClient(tracking_uri=target.tracking_uri)
+        if source.startswith("models:/"):
+            name, _, ref = source.removeprefix("models:/").partition("/")
+            if "@" in name and not ref:
+                name, alias = name.split("@", 1)
+                mv = client.get_model_version_by_alias(name, alias)
+            elif ref.isdigit():
+                mv = client.get_model_version(name, ref)
+            elif not ref and name.startswith("m-"):  # MLflow 3: a logged model's id (what log_model returns)
+                logged = client.get_logged_model(name)
+                mv = None
+                origin.update(logged_model=name, run_id=logged.source_run_id)
+            else:
+                raise TrackingError(f"{source}: use models:/<name>/<version>, models:/<name>@<alias> or "
+                                    "models:/<logged model id>")
+            if mv is not None:
+                origin.update(registered_model=name, model_version=int(mv.version), run_id=mv.run_id)
+            uri = client.get_model_version_download_uri(name, mv.version) if mv is not None else source
+        elif source.startswith("runs:/") and source.count("/") >= 2:
+            origin["run_id"] = source.removeprefix("runs:/").split("/", 1)[0]
+            uri = source
+        else:
+            raise TrackingError(f"{source}: an MLflow model URI is models:/<name>/<version>, models:/<name>@<alias> "
+                                "or runs:/<run id>/<artifact path>")
+        path = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp, tracking_uri=target.tracking_uri)
+        description = os.path.join(path, "MLmodel")
+        if not os.path.isfile(description):
+            raise TrackingError(f"{source} is not an MLflow model: it has no MLmodel file")
+        with open(description) as f:
+            mlmodel = yaml.safe_load(f) or {}
+        log.info("MLflow: fetched %s from %s (flavors %s)", source, target.tracking_uri,
+                 sorted(mlmodel.get("flavors") or {}))
+        yield FetchedModel(path, mlmodel, origin)
+
+
+# ------------------------------------------------------------------------------------------------
+def _tags(model: str, version: int, meta: Mapping[str, Any], version_uri: str | None,
+          registry_uri: str = "") -> dict[str, str]:
     td = meta.get("training_data") or {}
+    origin = meta.get("origin") or {}
     tags = {
-        "mlops.model": model, "mlops.version": str(version),
+        "mlops.model": model, "mlops.version": str(version), "mlops.registry": registry_uri,
+        "mlops.origin": str(origin.get("uri") or ""),
         "mlops.fingerprint": str((td.get("fingerprint") or {}).get("content_hash") or ""),
         "mlops.training_data": str(td.get("uri") or ""), "mlops.window_end": str(td.get("window_end") or ""),
         "mlops.registered_by": str(meta.get("registered_by") or ""),
@@ -384,18 +591,21 @@ def _param_value(value: Any) -> str:
     return str(value)[:_MAX_PARAM_CHARS]
 
 
-def _metrics(meta: Mapping[str, Any]) -> dict[str, float]:
+def _metrics(meta: Mapping[str, Any]) -> list[tuple[str, float, int]]:
+    """``(key, value, step)``: holdout, baseline and the CV aggregates at step 0, and each CV fold's metrics as
+    ``cv.<metric>`` with the fold's index as the step (MLflow's chart of a metric over steps shows the folds)."""
     import math
 
-    out: dict[str, float] = {}
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    out: list[tuple[str, float, int]] = []
     metrics = meta.get("metrics") or {}
     for part in ("holdout", "baseline"):
-        for k, v in (metrics.get(part) or {}).items():
-            if isinstance(v, (int, float)) and math.isfinite(v):
-                out[f"{part}.{k}"] = float(v)
+        out += [(f"{part}.{k}", float(v), 0) for k, v in (metrics.get(part) or {}).items() if number(v)]
     for k, stats in (metrics.get("cv") or {}).items():
-        for stat in ("mean", "std"):
-            v = (stats or {}).get(stat)
-            if isinstance(v, (int, float)) and math.isfinite(v):
-                out[f"cv.{k}.{stat}"] = float(v)
+        out += [(f"cv.{k}.{stat}", float(v), 0) for stat, v in (stats or {}).items()
+                if stat in ("mean", "std") and number(v)]
+    for fold, values in enumerate(meta.get("cv_folds") or []):
+        out += [(f"cv.{k}", float(v), fold) for k, v in (values or {}).items() if number(v)]
     return out

@@ -117,6 +117,8 @@ class TrainResult:
     importance_metric: str = ""
     feature_dtypes: dict[str, str] = field(default_factory=dict)
     search: dict[str, Any] | None = None
+    #: each cross-validation fold's metrics, in fold order (``metrics["cv"]`` aggregates them)
+    cv_folds: list[dict[str, float]] = field(default_factory=list)
     train_seconds: float = 0.0
     #: the holdout's target as the model sees it (labels normalised; see :func:`compute_importance`)
     holdout_target: np.ndarray | None = None
@@ -139,6 +141,7 @@ class TrainResult:
             "best_params": self.best_params,
             "search": self.search,
             "cv_scheme": self.cv_scheme,
+            "cv_folds": self.cv_folds,
             "split": self.split,
             "primary_metric": self.primary_metric,
             "metrics": self.metrics,
@@ -479,7 +482,8 @@ def train_model(config: ModelConfig, df: pd.DataFrame, *, importance: bool = Tru
         pipeline.set_params(**{f"estimator__{k}": v for k, v in best_params.items()})
 
     # -- cross-validation on the train part -------------------------------------------------------
-    cv_metrics = _cross_validate(pipeline, splitter, X_train, y_train, grouped, task, classes, fit_params)
+    cv_folds = _cross_validate(pipeline, splitter, X_train, y_train, grouped, task, classes, fit_params)
+    cv_metrics = _aggregate(cv_folds, task)
 
     # -- final fit, holdout, baseline -------------------------------------------------------------
     fit_start = time.perf_counter()
@@ -529,6 +533,7 @@ def train_model(config: ModelConfig, df: pd.DataFrame, *, importance: bool = Tru
         primary_metric=primary,
         feature_dtypes={f: schema[f] for f in features},
         search=search_info,
+        cv_folds=cv_folds,
         holdout_target=y_hold,
         seed=seed,
     )
@@ -555,8 +560,8 @@ def _check_trainable(y: np.ndarray, n_dropped: int, folds: int, classification: 
 
 def _cross_validate(pipeline: Any, splitter: Any, X_train: pd.DataFrame, y_train: np.ndarray,
                     categorical: Sequence[str], task: str, classes: list[Any] | None,
-                    fit_params: Mapping[str, Any] | None = None) -> dict[str, dict[str, float]]:
-    """Metrics of each fold of ``splitter`` on the train part, aggregated (mean, std)."""
+                    fit_params: Mapping[str, Any] | None = None) -> list[dict[str, float]]:
+    """Metrics of each fold of ``splitter`` on the train part, in fold order."""
     from sklearn.base import clone
 
     fold_metrics: list[dict[str, float]] = []
@@ -564,7 +569,7 @@ def _cross_validate(pipeline: Any, splitter: Any, X_train: pd.DataFrame, y_train
         model = _fit(clone(pipeline), X_train.iloc[fit_idx], y_train[fit_idx], categorical, fit_params)
         pred, proba = predict_labels(model, X_train.iloc[val_idx], task, classes)
         fold_metrics.append(compute_metrics(task, y_train[val_idx], pred, proba, classes))
-    return _aggregate(fold_metrics, task)
+    return fold_metrics
 
 
 def _baseline_metrics(task: str, y_train: np.ndarray, y_hold: np.ndarray,

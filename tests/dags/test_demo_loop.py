@@ -1,17 +1,24 @@
 """The closed loop as the README's main command runs it (python -m airflow_mlops.demo), checked from the
 outside: 7 quiet days request no retraining; the drift injected from day 8 is detected on that day's
 monitoring run, its asset event schedules churn_training, a new version is registered and promoted only
-through the champion/challenger gate."""
+through the champion/challenger gate. It runs with ``--mlflow`` against the session's real ``mlflow server``
+(``make demo-mlflow``): MLflow's REST API, asked by the test itself, lists one run per registered version and
+shows ``champion`` on our registry's champion after the drift-triggered retraining."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import urllib.parse
+import urllib.request
+from typing import Any
 
 import pytest
 from airflow_env import REPO
 
+from airflow_mlops.demo.runner import mlflow_view
 from airflow_mlops.monitoring.monitor import read_drift_summary, read_retrain_requests
 from airflow_mlops.registry.model_registry import ModelRegistry
 from airflow_mlops.store.artifacts import ArtifactStore
@@ -19,9 +26,26 @@ from airflow_mlops.store.artifacts import ArtifactStore
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 
-def test_demo_detects_drift_on_day_8_and_retrains_through_the_asset_event(tmp_path):
+def _get(url: str, endpoint: str, **query: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{url}/api/2.0/mlflow/{endpoint}?{urllib.parse.urlencode(query)}", timeout=30) as r:
+        return dict(json.loads(r.read()))
+
+
+def _post(url: str, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(f"{url}/api/2.0/mlflow/{endpoint}", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as r:
+        return dict(json.loads(r.read()))
+
+
+def _tags(entity: dict[str, Any]) -> dict[str, str]:
+    return {t["key"]: t["value"] for t in entity.get("tags") or []}
+
+
+def test_demo_detects_drift_on_day_8_and_retrains_through_the_asset_event(tmp_path, mlflow_server):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLOPS_"))}
     proc = subprocess.run([sys.executable, "-m", "airflow_mlops.demo", "--home", str(tmp_path / "demo"),
+                           "--mlflow", mlflow_server.url,
                            "--days", "9", "--drift-day", "8", "--rows", "1500"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=800)
     out = proc.stdout + proc.stderr
@@ -48,3 +72,35 @@ def test_demo_detects_drift_on_day_8_and_retrains_through_the_asset_event(tmp_pa
     assert decision["alias"] in ("champion", "challenger")
     assert decision["details"]["champion_version"] == 1
     assert "=== Model registry ===" in out and "retraining runs triggered by drift: 1" in out
+    assert "=== MLflow ===" in out and "(the same)" in out
+
+    # MLflow, asked here through its REST API: one finished run per registered version, tagged with it
+    champion = reg.get_aliases("churn")["champion"]
+    experiment = _get(mlflow_server.url, "experiments/get-by-name", experiment_name="churn")["experiment"]
+    found = _post(mlflow_server.url, "runs/search", {"experiment_ids": [experiment["experiment_id"]],
+                                                     "max_results": 1000})["runs"]
+    runs = [r for r in found if "mlflow.parentRunId" not in _tags(r["data"])]
+    assert sorted(int(_tags(r["data"])["mlops.version"]) for r in runs) == versions
+    assert {r["info"]["status"] for r in runs} == {"FINISHED"}
+    assert {r["info"]["run_name"] for r in runs} == {f"churn v{v}" for v in versions}
+    for r in runs:
+        metrics = {m["key"]: m["value"] for m in r["data"]["metrics"]}
+        meta = reg.get_metadata("churn", int(_tags(r["data"])["mlops.version"]))
+        assert abs(metrics["holdout.roc_auc"] - meta["metrics"]["holdout"]["roc_auc"]) < 1e-9
+
+    # the registered model's champion alias is the MLflow version mirroring our champion
+    model = _get(mlflow_server.url, "registered-models/get", name="churn")["registered_model"]
+    aliases = {a["alias"]: a["version"] for a in model.get("aliases") or []}
+    mirrored = _get(mlflow_server.url, "model-versions/get", name="churn",
+                    version=str(aliases["champion"]))["model_version"]
+    assert _tags(mirrored)["mlops.version"] == str(champion)
+    ours = reg.get_aliases("churn")
+    for alias, version in aliases.items():  # every MLflow alias is ours, on the same version
+        mv = _get(mlflow_server.url, "model-versions/get", name="churn", version=str(version))["model_version"]
+        assert int(_tags(mv)["mlops.version"]) == ours[alias]
+    assert set(aliases) == set(ours)
+
+    # the demo's own reading of the REST API (what its MLflow section printed) agrees
+    view = mlflow_view(mlflow_server.url, "churn")
+    assert view["aliases"]["champion"]["version"] == champion
+    assert sorted(r["version"] for r in view["runs"]) == versions

@@ -1,23 +1,10 @@
-"""A real ``mlflow server`` for the tests (:mod:`airflow_mlops.demo.mlflow_server`): started once per session."""
+"""The MLflow tests' connection to the session's ``mlflow server`` (fixture ``mlflow_server``, tests/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 import pytest
 
-from airflow_mlops.demo.mlflow_server import MlflowServer, server_venv
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: Any) -> Iterator[MlflowServer]:
-    server = MlflowServer(server_venv(), tmp_path_factory.mktemp("mlflow"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+from airflow_mlops.demo.mlflow_server import MlflowServer
 
 
 @pytest.fixture

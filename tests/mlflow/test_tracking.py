@@ -4,42 +4,16 @@ server costs a warning and a pending record, never the registration."""
 
 from __future__ import annotations
 
-import copy
 import logging
 import socket
 import time
-import uuid
-from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
+from churn_model import DS, REPO
+from churn_model import churn_model as _setup
 
-from airflow_mlops.config.parser import parse_model_config
-from airflow_mlops.demo.data import churn_day, date_range
+from airflow_mlops.demo.data import churn_day
 from airflow_mlops.registry.model_registry import ModelRegistry
-from airflow_mlops.store.artifacts import ArtifactStore
-from airflow_mlops.store.datasets import Dataset
-
-REPO = Path(__file__).resolve().parents[2]
-DS = "2024-01-07"
-
-
-def _setup(tmp_path: Path, search: bool = False) -> tuple[Any, ArtifactStore]:
-    raw = copy.deepcopy(yaml.safe_load((REPO / "dags" / "configs" / "churn.yaml").read_text()))
-    raw["data"].pop("example_rows", None)
-    raw["estimator"] = {"class": "sklearn.ensemble.HistGradientBoostingClassifier", "params": {"max_iter": 30}}
-    if search:
-        raw["search"] = {"method": "random", "n_iter": 3, "space": {"learning_rate": [0.05, 0.1, 0.2],
-                                                                   "max_leaf_nodes": [15, 31]}}
-    else:
-        raw.pop("search", None)
-    raw["name"] = f"churn_{uuid.uuid4().hex[:6]}"  # one server for every test: a model of its own each
-    store = ArtifactStore(f"file://{tmp_path / 'store'}")
-    data = Dataset.for_name(store, "churn")
-    for day in date_range("2024-01-01", 7):
-        data.write(day, churn_day(day, rows=400))
-    return parse_model_config(raw), store
 
 
 def test_a_registered_version_is_an_mlflow_run_with_its_trials(mlflow_conn, tmp_path):
@@ -63,6 +37,11 @@ def test_a_registered_version_is_an_mlflow_run_with_its_trials(mlflow_conn, tmp_
     assert run.data.metrics["holdout.roc_auc"] == pytest.approx(meta["metrics"]["holdout"]["roc_auc"])
     assert run.data.metrics["baseline.roc_auc"] == pytest.approx(0.5)
     assert run.data.metrics["cv.roc_auc.mean"] == pytest.approx(meta["metrics"]["cv"]["roc_auc"]["mean"])
+    # each cross-validation fold: metric cv.<name> at step = the fold's index
+    history = sorted(client.get_metric_history(run.info.run_id, "cv.roc_auc"), key=lambda m: m.step)
+    assert [m.step for m in history] == [0, 1, 2] == list(range(len(meta["cv_folds"])))
+    assert [m.value for m in history] == pytest.approx([f["roc_auc"] for f in meta["cv_folds"]])
+    assert run.data.tags["mlops.registry"] == store.uri("registry")
     files = {a.path for a in client.list_artifacts(run.info.run_id, "reports")}
     assert {"reports/evaluation.html", "reports/model_card.md"} <= files
     children = client.search_runs([run.info.experiment_id],

@@ -55,7 +55,11 @@ def _rows(pg_server: Any, sql: str) -> list[tuple[Any, ...]]:
 
 
 def test_training_scoring_and_monitoring_dags_on_postgres(af: Any, pg_server: Any) -> None:
-    af.dags_test("churn_pg_training", DAYS[4])
+    # training, scoring two days (a rerun of a day replaces its rows), monitoring: one Airflow process
+    runs = [("churn_pg_training", DAYS[4]), *[("churn_pg_batch_scoring", d) for d in (DAYS[5], DAYS[6], DAYS[6])],
+            ("churn_pg_monitoring", DAYS[6])]
+    assert af.dags_test_in_one_process(runs) == ["success"] * len(runs), af.last_output[-4000:]
+    out = af.last_output
     registry = ModelRegistry(af.store)
     assert registry.resolve("churn_pg", alias="champion") == 1
     meta = registry.get_metadata("churn_pg", 1)
@@ -69,15 +73,11 @@ def test_training_scoring_and_monitoring_dags_on_postgres(af: Any, pg_server: An
     assert registry.models_using(f"{table_uri}/ds={DAYS[2]}") == [("churn_pg", 1)]
     assert registry.models_using(f"{table_uri}/ds={DAYS[8]}") == []
 
-    for day in (DAYS[5], DAYS[6], DAYS[6]):  # a rerun of a day replaces its rows
-        af.dags_test("churn_pg_batch_scoring", day)
     counts = _rows(pg_server, f'SELECT logical_date, count(*) FROM "{af.tables["preds"]}" '
                               "GROUP BY logical_date ORDER BY logical_date")
     assert [(d.isoformat(), n) for d, n in counts] == [(DAYS[5], ROWS), (DAYS[6], ROWS)]
     assert af.store.exists(f"predictions/churn_pg/ds={DAYS[6]}/_SUCCESS")
 
-    proc = af.dags_test("churn_pg_monitoring", DAYS[6])
-    out = proc.stdout + proc.stderr
     drift = af.store.read_json(f"monitoring/churn_pg/ds={DAYS[6]}/drift.json")
     assert drift["version"] == 1 and drift["n_features"] == 6, out[-3000:]
     perf = af.store.read_json(f"monitoring/churn_pg/ds={DAYS[6]}/performance.json")
