@@ -1,7 +1,8 @@
 """Our registry mirrored to a team's MLflow (:mod:`airflow_mlops.tracking.mlflow`): what the registry hands over.
 
 * :func:`track_version`: after a registration, the version as an MLflow run with the model as an MLflow model
-  version (the training step, and the registration of a model trained elsewhere);
+  version (the training step, and the registration of a model trained elsewhere); when earlier writes are
+  pending (the server was down), :func:`catch_up` syncs them then;
 * :func:`record_decision`: after the promotion gate, its decision as tags of the version's run;
 * :func:`sync_mlflow`: the catch-up (``python -m airflow_mlops.cli mlflow-sync <model>``): every version's run,
   model version and decision tags, and the aliases, made what our registry says, idempotently; the pending
@@ -24,7 +25,7 @@ from airflow_mlops.store.artifacts import join
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SyncReport", "gate_decision", "record_decision", "sync_mlflow", "track_version"]
+__all__ = ["SyncReport", "catch_up", "gate_decision", "record_decision", "sync_mlflow", "track_version"]
 
 HOLDOUT_FILE = "holdout.parquet"
 
@@ -86,10 +87,34 @@ def track_version(registry: ModelRegistry, name: str, mv: Any, pipeline: Any, tr
     def pending(model: str, version: int, reason: str) -> None:
         registry.mlflow_pending(model, str(version), {"version": version, "reason": reason})
 
-    return track_registration(name, mv.version, mv.metadata, lambda: _files(registry, name, mv.version),
-                              version_uri=mv.uri, pending=pending, registry_uri=_registry_uri(registry),
-                              fitted=lambda: _to_mirror(registry, name, mv.version, pipeline, trusted, example,
-                                                        example_output))
+    run_id = track_registration(name, mv.version, mv.metadata, lambda: _files(registry, name, mv.version),
+                                version_uri=mv.uri, pending=pending, registry_uri=_registry_uri(registry),
+                                fitted=lambda: _to_mirror(registry, name, mv.version, pipeline, trusted, example,
+                                                          example_output))
+    if run_id is not None:
+        catch_up(registry, name)
+    return run_id
+
+
+def catch_up(registry: ModelRegistry, name: str) -> SyncReport | None:
+    """After a write that reached MLflow: when earlier writes of ``name`` are pending (the server was down),
+    :func:`sync_mlflow` now, with the module's fault policy (a warning; they stay pending for the next run or
+    ``mlflow-sync``). One listing of the pending folder when nothing is pending."""
+    if not registry.store.list(join(registry.prefix, name, "_mlflow", "pending")):
+        return None
+    from airflow_mlops.tracking.mlflow import TrackingError, strict
+
+    try:
+        report = sync_mlflow(registry, name)
+    except Exception as e:  # noqa: BLE001 - the server, the network or the client: the records stay pending
+        if strict():
+            raise TrackingError(f"MLflow: catching up the pending writes of {name} failed: {type(e).__name__}: "
+                                f"{str(e).splitlines()[0][:300] if str(e) else ''}") from None
+        log.warning("MLflow: the pending writes of %s could not be caught up (%s: %s); they stay pending for the "
+                    "next run or mlflow-sync", name, type(e).__name__, str(e).splitlines()[0][:300] if str(e) else "")
+        return None
+    log.info("MLflow: caught up the pending writes of %s (%s)", name, ", ".join(report["pending_cleared"]))
+    return report
 
 
 def record_decision(registry: ModelRegistry, name: str, version: int, decision: Mapping[str, Any]) -> None:

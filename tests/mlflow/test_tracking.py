@@ -175,6 +175,8 @@ def test_versions_and_alias_moves_are_mirrored_and_mlflow_loads_what_we_score(ml
 
 
 def test_an_alias_move_while_mlflow_is_down_is_kept_and_caught_up(mlflow_conn, monkeypatch, tmp_path):
+    from mlflow import MlflowClient
+
     from airflow_mlops.registry.lifecycle import train_and_register
     from airflow_mlops.tracking.mlflow import mirror_aliases
 
@@ -188,6 +190,12 @@ def test_an_alias_move_while_mlflow_is_down_is_kept_and_caught_up(mlflow_conn, m
     registry.set_alias(config.name, "challenger", version, reason="while MLflow is down")
     assert registry.get_aliases(config.name)["challenger"] == version
     assert store.read_json(f"registry/{config.name}/_mlflow/pending/aliases.json")["aliases"]["challenger"] == version
+    # the next training run that reaches MLflow catches the missed alias move up, and clears the record
     monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", mlflow_conn.url)
-    changes = mirror_aliases(config.name, registry.get_aliases(config.name), store.uri("registry"))
-    assert changes["set"].get("challenger") == version
+    later = train_and_register(config, store, DS)
+    assert later["mlflow_run_id"] and not store.list(f"registry/{config.name}/_mlflow/pending/")
+    client = MlflowClient(tracking_uri=mlflow_conn.url)
+    mirrored = client.get_model_version_by_alias(config.name, "challenger")
+    assert mirrored.tags["mlops.version"] == str(version)
+    assert mirror_aliases(config.name, registry.get_aliases(config.name), store.uri("registry")) == \
+        {"set": {}, "deleted": [], "missing": {}}  # nothing left to do
