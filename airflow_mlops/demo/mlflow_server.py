@@ -88,7 +88,10 @@ class MlflowServer:
              "--port", str(self.port),
              "--backend-store-uri", f"sqlite:///{self.workdir / 'mlflow.db'}",
              "--artifacts-destination", str(self.workdir / "artifacts"), "--workers", "1"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True)
+            stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True,
+            # tracking and the model registry only: no background job consumers (MLflow's GenAI jobs), which
+            # would start several more interpreters beside the server on a small machine
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
         deadline = time.monotonic() + 420
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

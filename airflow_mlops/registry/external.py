@@ -161,12 +161,10 @@ def register_external(config: ModelConfig, store: ArtifactStore, source: str, ds
     from airflow_mlops.registry.lifecycle import _qualified_class, _train_and_register
     from airflow_mlops.registry.smoke import SmokeProcess
     from airflow_mlops.store.fingerprint import fingerprint_table
-    from airflow_mlops.tracking.mlflow import warm_up
     from airflow_mlops.training.steps import PIPELINE_CUSTOM_TYPES
     from airflow_mlops.trust.types import model_trusted_types
 
     own = model_trusted_types(_qualified_class(config.estimator.class_path), config.estimator.trusted_types)
-    warm_up()  # with a team's MLflow: the mirror's imports in the background while the model is evaluated
     external = load_external(source, [*PIPELINE_CUSTOM_TYPES, *own], conn_id=store.conn_id)
     registry = ModelRegistry(store)
     dataset = Locations(config, store).input

@@ -323,9 +323,6 @@ def train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_i
 
     from airflow_mlops.registry.smoke import SmokeProcess
     from airflow_mlops.store.fingerprint import fingerprint_table
-    from airflow_mlops.tracking.mlflow import warm_up
-
-    warm_up()  # with a team's MLflow: its client imports in the background while this trains
     registry = ModelRegistry(store)
     dataset = Locations(config, store).input
     time_split = config.training.split == "time"  # the holdout is the last days: each row's date is needed

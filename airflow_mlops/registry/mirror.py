@@ -68,12 +68,13 @@ def _to_mirror(registry: ModelRegistry, name: str, version: int, pipeline: Any, 
     from airflow_mlops.tracking.mlflow import ModelToMirror
     from airflow_mlops.trust.types import TRUSTED_TYPES
 
-    needed = sio.get_untrusted_types(data=registry.read_artifact(name, version, MODEL_FILE))
+    data = registry.read_artifact(name, version, MODEL_FILE)  # checked against its signed sha256
+    needed = sio.get_untrusted_types(data=data)
     refused = sorted(set(needed) - TRUSTED_TYPES - set(trusted))
     if refused:  # cannot happen for a version that passed the smoke test
         raise RegistryError(f"{name} v{version} holds types its loads do not trust: {refused}")
     return ModelToMirror(pipeline, tuple(sorted(needed)), example, registry_uri=_registry_uri(registry),
-                         example_output=example_output)
+                         example_output=example_output, model_bytes=data)
 
 
 def track_version(registry: ModelRegistry, name: str, mv: Any, pipeline: Any, trusted: list[str],

@@ -32,7 +32,6 @@ import logging
 import os
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -44,7 +43,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["FetchedModel", "MlflowTarget", "ModelToMirror", "TrackingError", "decision_tags", "fetch_model",
            "follow_aliases", "log_training_run", "mirror_aliases", "mirror_model", "mlflow_target",
-           "sync_version", "tag_decision", "track_registration", "warm_up"]
+           "sync_version", "tag_decision", "track_registration"]
 
 DEFAULT_CONN_ID = "mlflow_default"
 #: seconds an MLflow HTTP call may take before the server counts as unreachable
@@ -99,30 +98,6 @@ def mlflow_target() -> MlflowTarget | None:
     if conn.schema:
         uri = f"{uri}/{conn.schema.strip('/')}"
     return MlflowTarget(conn_id, uri, conn.login or None, conn.password or None)
-
-
-def warm_up() -> None:
-    """When a server is configured, import the MLflow client and its ``sklearn`` flavor and fill MLflow's table
-    of installed distributions (its requirement check when a model is saved) in a background thread, so the
-    MLflow step at the end of a training finds them ready: in a fresh task process they take a second or more,
-    which the training's own work hides. Nothing without a server; a failure here is ignored (the step itself
-    reports its own)."""
-    if mlflow_target() is None:
-        return
-
-    def work() -> None:
-        try:
-            import mlflow.sklearn  # noqa: F401 - imported for the later step
-            from mlflow.models import infer_signature  # noqa: F401
-            from mlflow.utils import requirements_utils
-
-            init = getattr(requirements_utils, "_init_modules_to_packages_map", None)
-            if callable(init):
-                init()
-        except Exception as e:  # noqa: BLE001 - the step imports again and reports
-            log.debug("MLflow warm-up: %s", e)
-
-    threading.Thread(target=work, name="mlflow-warm-up", daemon=True).start()
 
 
 def strict() -> bool:
@@ -247,31 +222,18 @@ class ModelToMirror:
     registry_uri: str = ""
     #: the pipeline's predictions of ``example`` when already known (the training's): the signature's output
     example_output: Any = None
+    #: the version's registered ``model.skops`` (what MLflow gets, unchanged)
+    model_bytes: bytes = b""
 
 
 def mirror_model(client: Any, model: str, version: int, run_id: str, fitted: ModelToMirror) -> str:
-    """The pipeline logged under the run as an MLflow ``sklearn`` model in the **skops** format (never pickle;
-    loading trusts exactly the types our registry trusts for this version) with its signature and input example,
-    registered as a version of the MLflow registered model ``<model>`` tagged ``mlops.version``. Returns the MLflow
-    version number. A pipeline of xgboost, LightGBM or CatBoost steps is still a scikit-learn pipeline: the
-    ``sklearn`` flavor loads all of them."""
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
-
+    """The version logged under the run as an MLflow model of the ``sklearn`` flavor in the **skops** format
+    (never pickle; see :func:`_write_mlflow_model`), registered as a version of the MLflow registered model
+    ``<model>`` tagged ``mlops.version``. Returns the MLflow version number. A pipeline of xgboost, LightGBM or
+    CatBoost steps is still a scikit-learn pipeline: the ``sklearn`` flavor loads all of them."""
     with tempfile.TemporaryDirectory(prefix="mlops-mlflow-model-") as tmp:
         path = os.path.join(tmp, "model")
-        example = fitted.example
-        if fitted.example_output is not None:  # labels kept as Python objects: their concrete dtype
-            import numpy as np
-            import pandas as pd
-
-            output = np.asarray(pd.Series(list(fitted.example_output)).infer_objects())
-        else:
-            output = fitted.pipeline.predict(example)
-        signature = infer_signature(example, output)
-        mlflow.sklearn.save_model(fitted.pipeline, path, serialization_format="skops",
-                                  skops_trusted_types=list(fitted.trusted_types), signature=signature,
-                                  input_example=example, pip_requirements=_requirements(fitted.pipeline))
+        _write_mlflow_model(path, fitted)
         client.log_artifacts(run_id, path, artifact_path="model")
     try:
         client.get_registered_model(model)
@@ -288,6 +250,52 @@ def mirror_model(client: Any, model: str, version: int, run_id: str, fitted: Mod
                                      tags={"mlops.version": str(version), "mlops.registry": fitted.registry_uri},
                                      await_creation_for=60)
     return str(mv.version)
+
+
+def _write_mlflow_model(path: str, fitted: ModelToMirror) -> None:
+    """The directory ``mlflow.sklearn.save_model(..., serialization_format="skops")`` writes, made from the
+    version's registered skops file itself: MLflow's ``model.skops`` is byte for byte the file our registry
+    signed and scoring loads, and loading it trusts exactly the types that file needs (``fitted.trusted_types``).
+    ``MLmodel`` carries the signature and the input example; the requirements are the pinned libraries of the
+    pipeline's steps. (``save_model`` would serialise the pipeline again and scan every installed distribution
+    to check requirements we already pin: about half a second of a training task.)"""
+    import sys as _sys
+
+    import numpy as np
+    import pandas as pd
+    import sklearn
+    import yaml
+    from mlflow import pyfunc
+    from mlflow.models import Model, infer_signature
+    from mlflow.models.utils import _save_example
+    from mlflow.version import VERSION
+
+    os.makedirs(path)
+    with open(os.path.join(path, "model.skops"), "wb") as f:
+        f.write(fitted.model_bytes)
+    if fitted.example_output is not None:  # labels kept as Python objects: their concrete dtype
+        output = np.asarray(pd.Series(list(fitted.example_output)).infer_objects())
+    else:
+        output = fitted.pipeline.predict(fitted.example)
+    mlmodel = Model()
+    mlmodel.signature = infer_signature(fitted.example, output)
+    _save_example(mlmodel, fitted.example, path)
+    python = ".".join(map(str, _sys.version_info[:3]))
+    pyfunc.add_to_model(mlmodel, loader_module="mlflow.sklearn", model_path="model.skops", conda_env="conda.yaml",
+                        python_env="python_env.yaml", predict_fn="predict")
+    mlmodel.add_flavor("sklearn", pickled_model="model.skops", sklearn_version=sklearn.__version__,
+                       serialization_format="skops", code=None, skops_trusted_types=list(fitted.trusted_types))
+    mlmodel.model_size_bytes = len(fitted.model_bytes)
+    mlmodel.save(os.path.join(path, "MLmodel"))
+    requirements = [f"mlflow=={VERSION}", *_requirements(fitted.pipeline)]
+    with open(os.path.join(path, "requirements.txt"), "w") as f:
+        f.write("\n".join(requirements))
+    with open(os.path.join(path, "python_env.yaml"), "w") as f:
+        yaml.safe_dump({"python": python, "build_dependencies": ["pip", "setuptools", "wheel"],
+                        "dependencies": ["-r requirements.txt"]}, f, default_flow_style=False)
+    with open(os.path.join(path, "conda.yaml"), "w") as f:
+        yaml.safe_dump({"channels": ["conda-forge"], "dependencies": [f"python={python}", "pip", {"pip": requirements}],
+                        "name": "mlflow-env"}, f, default_flow_style=False)
 
 
 def _does_not_exist(e: BaseException) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from pathlib import Path
 
 import pytest
 from churn_model import DS, REPO
@@ -155,6 +156,15 @@ def test_versions_and_alias_moves_are_mirrored_and_mlflow_loads_what_we_score(ml
     assert mv.tags["mlops.version"] == str(v1) and mv.source.startswith("runs:/")
     model_files = {a.path for a in client.list_artifacts(mv.run_id, "model")}
     assert "model/model.skops" in model_files and not any(p.endswith((".pkl", ".pickle")) for p in model_files)
+    # MLflow's model file is byte for byte the one our registry signed; MLmodel has the signature and example
+    import yaml
+
+    local = Path(client.download_artifacts(mv.run_id, "model", str(tmp_path / "mlflow-model")))
+    assert (local / "model.skops").read_bytes() == registry.read_artifact(config.name, v1, "model.skops")
+    mlmodel = yaml.safe_load((local / "MLmodel").read_text())
+    assert mlmodel["flavors"]["sklearn"]["serialization_format"] == "skops"
+    assert mlmodel["signature"]["inputs"] and mlmodel["saved_input_example_info"]["type"] == "dataframe"
+    assert "scikit-learn==" in (local / "requirements.txt").read_text()
 
     frame = churn_day("2024-01-08", rows=200, seed=3)[list(config.features)]
     ours, _ = registry.load_model(config.name, version=v1)
