@@ -301,7 +301,7 @@ def main() -> int:
              ("prepare", "connection lookup, report + card read, skops type scan"),
              ("client_import", "import the MLflow client (first call)"),
              ("run", "experiment, run, params/metrics, artifacts, trial runs"),
-             ("mirror_model", "mirror: mlflow.sklearn import, save_model (skops), upload, model version")]
+             ("mirror_model", "mirror: MLmodel from the registered skops file, upload, model version")]
     for scenario in scenarios:
         rows = res_steps(results[scenario]["with"])
         print(f"  {scenario}:")
