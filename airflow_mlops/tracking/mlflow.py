@@ -100,6 +100,22 @@ def mlflow_target() -> MlflowTarget | None:
     return MlflowTarget(conn_id, uri, conn.login or None, conn.password or None)
 
 
+def _missed(target: MlflowTarget, error: BaseException, what: str, record: Callable[[str], Any] | None,
+            kept: str) -> None:
+    """The module's fault policy for a write MLflow did not take: ``record(reason)`` (the pending record), then
+    :class:`TrackingError` in strict mode, else one warning line naming the server and the connection (never
+    its credentials) and what was kept (``kept``)."""
+    reason = f"{type(error).__name__}: {str(error).splitlines()[0][:300] if str(error) else ''}"
+    if record is not None:
+        with contextlib.suppress(Exception):
+            record(reason)
+    if strict():
+        raise TrackingError(f"MLflow at {target.tracking_uri} (connection {target.conn_id!r}) could not {what}: "
+                            f"{reason}") from None
+    log.warning("MLflow at %s (connection %r) could not %s (%s); %s", target.tracking_uri, target.conn_id, what,
+                reason, kept)
+
+
 def strict() -> bool:
     return platform.setting_bool("mlops", "mlflow_strict", fallback=False)
 
@@ -192,16 +208,9 @@ def track_registration(model: str, version: int, meta: Mapping[str, Any],
         return log_training_run(target, model, version, meta, files, version_uri=version_uri,
                                 fitted=fitted() if fitted is not None else None, registry_uri=registry_uri)
     except Exception as e:  # noqa: BLE001 - the server, the network or the client: never the registration
-        reason = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
-        if pending is not None:
-            with contextlib.suppress(Exception):
-                pending(model, version, reason)
-        if strict():
-            raise TrackingError(f"MLflow at {target.tracking_uri} (connection {target.conn_id!r}) could not log "
-                                f"{model} v{version}: {reason}") from None
-        log.warning("MLflow at %s (connection %r) could not log %s v%d (%s); the version is registered, the run "
-                    "is recorded as pending for a later catch-up", target.tracking_uri, target.conn_id, model,
-                    version, reason)
+        _missed(target, e, f"log {model} v{version}",
+                (lambda reason: pending(model, version, reason)) if pending is not None else None,
+                "the version is registered, the run is recorded as pending for a later catch-up")
         return None
 
 
@@ -383,15 +392,9 @@ def follow_aliases(model: str, aliases: Mapping[str, int], registry_uri: str,
     try:
         mirror_aliases(model, aliases, registry_uri, target=target)
     except Exception as e:  # noqa: BLE001 - the alias move is committed; MLflow catches up later
-        reason = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
-        if pending is not None:
-            with contextlib.suppress(Exception):
-                pending(model, reason)
-        if strict():
-            raise TrackingError(f"MLflow at {target.tracking_uri} (connection {target.conn_id!r}) could not mirror "
-                                f"the aliases of {model}: {reason}") from None
-        log.warning("MLflow at %s (connection %r) could not mirror the aliases of %s (%s); our registry has them, "
-                    "the mirror is recorded as pending", target.tracking_uri, target.conn_id, model, reason)
+        _missed(target, e, f"mirror the aliases of {model}",
+                (lambda reason: pending(model, reason)) if pending is not None else None,
+                "our registry has them, the mirror is recorded as pending")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -440,15 +443,8 @@ def tag_decision(model: str, version: int, registry_uri: str, decision: Mapping[
                 client.set_tag(run.info.run_id, key, value)
         return True
     except Exception as e:  # noqa: BLE001 - the aliases are committed; MLflow catches up later
-        reason = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
-        if pending is not None:
-            with contextlib.suppress(Exception):
-                pending(model, reason)
-        if strict():
-            raise TrackingError(f"MLflow at {target.tracking_uri} (connection {target.conn_id!r}) could not tag "
-                                f"{model} v{version} with the gate's decision: {reason}") from None
-        log.warning("MLflow at %s (connection %r) could not tag %s v%d with the gate's decision (%s); recorded as "
-                    "pending", target.tracking_uri, target.conn_id, model, version, reason)
+        _missed(target, e, f"tag {model} v{version} with the gate's decision",
+                (lambda reason: pending(model, reason)) if pending is not None else None, "recorded as pending")
         return False
 
 

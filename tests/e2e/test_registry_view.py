@@ -299,7 +299,7 @@ def test_plugin_import_is_cheap_and_attaches_links():
             "assert 'fastapi' not in sys.modules and 'airflow_mlops.operators' not in sys.modules, 'eager import'\n"
             "assert p.MLOpsPlugin.name == 'mlops' and p.MLOpsPlugin.external_views[0]['href'] == '/mlops/'\n"
             "links = {l.name: sorted(o.__name__ for o in l.operators) for l in p.MLOpsPlugin.operator_extra_links}\n"
-            "assert links['Evaluation report'] == ['TrainModelOperator'], links\n"
+            "assert links['Evaluation report'] == ['RegisterExternalModelOperator', 'TrainModelOperator'], links\n"
             "assert links['Validation report'] == ['DataValidationOperator'], links\n"
             "assert 'PromoteModelOperator' in links['Promotion decision'], links\n"
             "app = p.MLOpsPlugin.fastapi_apps[0]\n"

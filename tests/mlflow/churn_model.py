@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,3 +38,15 @@ def churn_model(tmp_path: Path, search: bool = False, rows: int = 400,
     for day in date_range("2024-01-01", 7):
         data.write(day, churn_day(day, rows=rows))
     return parse_model_config(raw), store
+
+
+@contextlib.contextmanager
+def tracking_uri(url: str) -> Iterator[None]:
+    """MLflow's fluent API (what a notebook uses) pointed at ``url`` for the block, then reset."""
+    import mlflow
+
+    mlflow.set_tracking_uri(url)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(None)

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from churn_model import DS, REPO, churn_model
+from churn_model import DS, REPO, churn_model, tracking_uri
 
 from airflow_mlops.demo.data import churn_day, date_range
 from airflow_mlops.registry.model_registry import ModelRegistry
@@ -98,12 +98,9 @@ def test_a_server_stopped_during_training_is_caught_up_by_mlflow_sync(tmp_path, 
         champion = registry.get_aliases(config.name)["champion"]
         frame = churn_day("2024-01-08", rows=100, seed=5)[FEATURES]
         model, _ = registry.load_model(config.name, version=champion)
-        mlflow.set_tracking_uri(server.url)
-        try:
+        with tracking_uri(server.url):
             loaded = mlflow.pyfunc.load_model(f"models:/{config.name}@champion")
             assert list(loaded.predict(frame)) == list(model.predict(frame))
-        finally:
-            mlflow.set_tracking_uri(None)
 
         server.stop()  # the sync itself against a server that is down: exit 5, nothing of ours changed
         down = _cli(store, "mlflow-sync", config.name, env={"AIRFLOW_CONN_MLFLOW_DEFAULT": server.url})
@@ -151,13 +148,10 @@ def test_a_model_logged_to_mlflow_elsewhere_enters_through_the_gate_and_is_score
         data.write(day, churn_day(day, rows=600))
     pipe, _ = _notebook_pipeline(date_range("2023-12-20", 5))
     notebook = f"notebook_{uuid.uuid4().hex[:6]}"
-    mlflow.set_tracking_uri(mlflow_conn.url)
-    try:
+    with tracking_uri(mlflow_conn.url):
         with mlflow.start_run() as run:
             mlflow.sklearn.log_model(pipe, name="model", serialization_format="skops",
                                      skops_trusted_types=["numpy.dtype"], registered_model_name=notebook)
-    finally:
-        mlflow.set_tracking_uri(None)
     source = f"models:/{notebook}/1"
 
     # the team's Dag: RegisterExternalModelOperator >> PromoteModelOperator, then the batch scoring Dag
@@ -212,12 +206,9 @@ def test_unsafe_or_unknown_models_are_refused_before_anything_is_written(mlflow_
 
     config, store = churn_model(tmp_path)
     pipe, _ = _notebook_pipeline(date_range("2023-12-20", 2))
-    mlflow.set_tracking_uri(mlflow_conn.url)
-    try:
+    with tracking_uri(mlflow_conn.url):
         with mlflow.start_run():
             pickled = mlflow.sklearn.log_model(pipe, name="model", serialization_format="cloudpickle")
-    finally:
-        mlflow.set_tracking_uri(None)
     with pytest.raises(ExternalModelError, match="cloudpickle.*serialization_format='skops'"):
         register_external(config, store, f"runs:/{pickled.run_id}/model", DS)
     # a skops file naming a type the config does not trust
@@ -244,12 +235,9 @@ def test_an_xgboost_model_in_its_own_format_enters(mlflow_conn, tmp_path):
     config, store = churn_model(tmp_path, rows=600, features=numeric)
     _, df = _notebook_pipeline(date_range("2023-12-20", 3))
     model = XGBClassifier(n_estimators=30, max_depth=3).fit(df[numeric], df["churned"])
-    mlflow.set_tracking_uri(mlflow_conn.url)
-    try:
+    with tracking_uri(mlflow_conn.url):
         with mlflow.start_run():
             info = mlflow.xgboost.log_model(model, name="model", model_format="ubj")
-    finally:
-        mlflow.set_tracking_uri(None)
     summary = register_external(config, store, f"runs:/{info.run_id}/model", DS)
     registry = ModelRegistry(store)
     meta = registry.get_metadata(config.name, summary["version"])

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from churn_model import DS, REPO
+from churn_model import DS, REPO, tracking_uri
 from churn_model import churn_model as _setup
 
 from airflow_mlops.demo.data import churn_day
@@ -168,12 +168,9 @@ def test_versions_and_alias_moves_are_mirrored_and_mlflow_loads_what_we_score(ml
 
     frame = churn_day("2024-01-08", rows=200, seed=3)[list(config.features)]
     ours, _ = registry.load_model(config.name, version=v1)
-    mlflow.set_tracking_uri(mlflow_conn.url)
-    try:
+    with tracking_uri(mlflow_conn.url):
         loaded = mlflow.pyfunc.load_model(f"models:/{config.name}@champion")
         assert list(loaded.predict(frame)) == list(ours.predict(frame))
-    finally:
-        mlflow.set_tracking_uri(None)
 
     v2 = train_and_register(config, store, DS)["version"]
     registry.set_alias(config.name, "previous_champion", v1, reason="keep")
