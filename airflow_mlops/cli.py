@@ -132,8 +132,8 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("register-external", help="register a model trained elsewhere through the smoke test and the "
                                                  "promotion gate")
     s.add_argument("config", help="the model's config (what it predicts, from which data, its gate)")
-    s.add_argument("source", help="models:/<name>/<version>, models:/<name>@<alias>, runs:/<run id>/<path> or a "
-                                  ".skops file")
+    s.add_argument("source", help="models:/<name>/<version>, models:/<name>@<alias>, models:/<logged model id>, "
+                                  "runs:/<run id>/<path> or a .skops file")
     s.add_argument("--ds", required=True, help="the logical date whose data window evaluates it (YYYY-MM-DD)")
     _identity(s)
     s.add_argument("--no-promote", action="store_true", help="register only; leave the gate to a later run")

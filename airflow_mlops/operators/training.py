@@ -93,7 +93,8 @@ class RegisterExternalModelOperator(MLOpsBaseOperator):
     approvals and the audit log.
 
     Accepted (nothing from outside runs as code; see :mod:`airflow_mlops.registry.external`): an MLflow model
-    ``models:/<name>/<version>``, ``models:/<name>@<alias>`` or ``runs:/<run id>/<path>`` of flavor ``sklearn``
+    ``models:/<name>/<version>``, ``models:/<name>@<alias>``, ``models:/<logged model id>`` or
+    ``runs:/<run id>/<path>`` of flavor ``sklearn``
     or ``lightgbm`` saved with ``serialization_format="skops"``, or of flavor ``xgboost`` / ``catboost`` (the
     library's own file format); a ``.skops`` file (path, ``file://`` or ``s3://``). Its types must be trusted by
     the config (``estimator.class``, ``estimator.trusted_types``). MLflow models need the MLflow connection

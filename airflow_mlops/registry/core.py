@@ -57,6 +57,8 @@ _T = TypeVar("_T")
 MODEL_FILE = "model.skops"
 METADATA_FILE = "metadata.json"
 REFERENCE_FILE = "reference.parquet"
+#: the holdout with the training-time predictions (the gate and the smoke test score it)
+HOLDOUT_FILE = "holdout.parquet"
 CLAIM_FILE = "_claim.json"
 STATE_FILE = "state.json"
 SIGNATURE_FILE = "signature.json"

@@ -10,6 +10,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict, cast
 
 from airflow_mlops.config.locations import Locations
+from airflow_mlops.registry.core import HOLDOUT_FILE
 from airflow_mlops.registry.model_registry import (
     AliasNotFoundError,
     ConcurrentUpdateError,
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HOLDOUT_FILE = "holdout.parquet"
 SUITE_FILE = "validation_suite.json"
 
 
@@ -323,6 +323,7 @@ def train_and_register(config: ModelConfig, store: ArtifactStore, ds: str, run_i
 
     from airflow_mlops.registry.smoke import SmokeProcess
     from airflow_mlops.store.fingerprint import fingerprint_table
+
     registry = ModelRegistry(store)
     dataset = Locations(config, store).input
     time_split = config.training.split == "time"  # the holdout is the last days: each row's date is needed

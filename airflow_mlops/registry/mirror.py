@@ -18,7 +18,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, TypedDict
 
-from airflow_mlops.registry.core import MODEL_FILE
+from airflow_mlops.registry.core import HOLDOUT_FILE, MODEL_FILE
 from airflow_mlops.registry.errors import RegistryError
 from airflow_mlops.registry.model_registry import ModelRegistry
 from airflow_mlops.store.artifacts import join
@@ -26,8 +26,6 @@ from airflow_mlops.store.artifacts import join
 log = logging.getLogger(__name__)
 
 __all__ = ["SyncReport", "catch_up", "gate_decision", "record_decision", "sync_mlflow", "track_version"]
-
-HOLDOUT_FILE = "holdout.parquet"
 
 
 class SyncReport(TypedDict):
@@ -103,16 +101,16 @@ def catch_up(registry: ModelRegistry, name: str) -> SyncReport | None:
     ``mlflow-sync``). One listing of the pending folder when nothing is pending."""
     if not registry.store.list(join(registry.prefix, name, "_mlflow", "pending")):
         return None
-    from airflow_mlops.tracking.mlflow import TrackingError, strict
+    from airflow_mlops.tracking.mlflow import mlflow_target, report_missed
 
+    target = mlflow_target()
+    if target is None:
+        return None
     try:
         report = sync_mlflow(registry, name)
     except Exception as e:  # noqa: BLE001 - the server, the network or the client: the records stay pending
-        if strict():
-            raise TrackingError(f"MLflow: catching up the pending writes of {name} failed: {type(e).__name__}: "
-                                f"{str(e).splitlines()[0][:300] if str(e) else ''}") from None
-        log.warning("MLflow: the pending writes of %s could not be caught up (%s: %s); they stay pending for the "
-                    "next run or mlflow-sync", name, type(e).__name__, str(e).splitlines()[0][:300] if str(e) else "")
+        report_missed(target, e, f"catch up the pending writes of {name}", None,
+                      "they stay pending for the next run or mlflow-sync")
         return None
     log.info("MLflow: caught up the pending writes of %s (%s)", name, ", ".join(report["pending_cleared"]))
     return report

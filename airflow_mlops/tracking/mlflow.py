@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["FetchedModel", "MlflowTarget", "ModelToMirror", "TrackingError", "decision_tags", "fetch_model",
            "follow_aliases", "log_training_run", "mirror_aliases", "mirror_model", "mlflow_target",
-           "sync_version", "tag_decision", "track_registration"]
+           "report_missed", "sync_version", "tag_decision", "track_registration"]
 
 DEFAULT_CONN_ID = "mlflow_default"
 #: seconds an MLflow HTTP call may take before the server counts as unreachable
@@ -100,7 +100,7 @@ def mlflow_target() -> MlflowTarget | None:
     return MlflowTarget(conn_id, uri, conn.login or None, conn.password or None)
 
 
-def _missed(target: MlflowTarget, error: BaseException, what: str, record: Callable[[str], Any] | None,
+def report_missed(target: MlflowTarget, error: BaseException, what: str, record: Callable[[str], Any] | None,
             kept: str) -> None:
     """The module's fault policy for a write MLflow did not take: ``record(reason)`` (the pending record), then
     :class:`TrackingError` in strict mode, else one warning line naming the server and the connection (never
@@ -208,7 +208,7 @@ def track_registration(model: str, version: int, meta: Mapping[str, Any],
         return log_training_run(target, model, version, meta, files, version_uri=version_uri,
                                 fitted=fitted() if fitted is not None else None, registry_uri=registry_uri)
     except Exception as e:  # noqa: BLE001 - the server, the network or the client: never the registration
-        _missed(target, e, f"log {model} v{version}",
+        report_missed(target, e, f"log {model} v{version}",
                 (lambda reason: pending(model, version, reason)) if pending is not None else None,
                 "the version is registered, the run is recorded as pending for a later catch-up")
         return None
@@ -392,7 +392,7 @@ def follow_aliases(model: str, aliases: Mapping[str, int], registry_uri: str,
     try:
         mirror_aliases(model, aliases, registry_uri, target=target)
     except Exception as e:  # noqa: BLE001 - the alias move is committed; MLflow catches up later
-        _missed(target, e, f"mirror the aliases of {model}",
+        report_missed(target, e, f"mirror the aliases of {model}",
                 (lambda reason: pending(model, reason)) if pending is not None else None,
                 "our registry has them, the mirror is recorded as pending")
 
@@ -443,7 +443,7 @@ def tag_decision(model: str, version: int, registry_uri: str, decision: Mapping[
                 client.set_tag(run.info.run_id, key, value)
         return True
     except Exception as e:  # noqa: BLE001 - the aliases are committed; MLflow catches up later
-        _missed(target, e, f"tag {model} v{version} with the gate's decision",
+        report_missed(target, e, f"tag {model} v{version} with the gate's decision",
                 (lambda reason: pending(model, reason)) if pending is not None else None, "recorded as pending")
         return False
 
